@@ -1,0 +1,267 @@
+//! Host setup: find the programs and files bootproof needs and, when allowed, install
+//! the missing ones with the host's package manager, printing exactly what it runs.
+//!
+//! Installing happens only as root, on an apt-get (Debian/Ubuntu) or dnf (Fedora) host,
+//! and only while `BOOTPROOF_AUTO_INSTALL` is not `0`. Otherwise the error carries the
+//! one command the user has to run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How to tell that a requirement is met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A program on `PATH` (or in the sbin directories, which a user's PATH may lack).
+    Command(&'static str),
+    /// A file that a package installs.
+    File(&'static str),
+}
+
+/// Something bootproof needs from the host, and which package brings it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub probe: Probe,
+    pub debian: &'static str,
+    pub fedora: &'static str,
+    /// What bootproof uses it for, shown when it is missing.
+    pub why: &'static str,
+}
+
+impl Requirement {
+    pub const fn command(
+        cmd: &'static str,
+        debian: &'static str,
+        fedora: &'static str,
+        why: &'static str,
+    ) -> Self {
+        Requirement {
+            probe: Probe::Command(cmd),
+            debian,
+            fedora,
+            why,
+        }
+    }
+
+    pub const fn file(
+        path: &'static str,
+        debian: &'static str,
+        fedora: &'static str,
+        why: &'static str,
+    ) -> Self {
+        Requirement {
+            probe: Probe::File(path),
+            debian,
+            fedora,
+            why,
+        }
+    }
+
+    /// Where the requirement was found, if it is met.
+    pub fn locate(&self) -> Option<PathBuf> {
+        match self.probe {
+            Probe::Command(cmd) => find_command(cmd),
+            Probe::File(path) => Some(PathBuf::from(path)).filter(|p| p.exists()),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.probe {
+            Probe::Command(c) | Probe::File(c) => c,
+        }
+    }
+}
+
+/// The host's package manager, as far as bootproof can drive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    Apt,
+    Dnf,
+}
+
+impl PackageManager {
+    pub fn detect() -> Option<PackageManager> {
+        if find_command("apt-get").is_some() {
+            Some(PackageManager::Apt)
+        } else if find_command("dnf").is_some() {
+            Some(PackageManager::Dnf)
+        } else {
+            None
+        }
+    }
+
+    fn package(self, req: &Requirement) -> &'static str {
+        match self {
+            PackageManager::Apt => req.debian,
+            PackageManager::Dnf => req.fedora,
+        }
+    }
+
+    /// The command line that installs `packages`, as a user would type it.
+    pub fn install_command(self, packages: &[&str]) -> Vec<String> {
+        let mut argv: Vec<String> = match self {
+            PackageManager::Apt => ["apt-get", "install", "-y", "--no-install-recommends"]
+                .map(String::from)
+                .to_vec(),
+            PackageManager::Dnf => ["dnf", "install", "-y"].map(String::from).to_vec(),
+        };
+        argv.extend(packages.iter().map(|p| p.to_string()));
+        argv
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "missing on this host: {}\n  install with: {command}{hint}",
+        describe(missing)
+    )]
+    Missing {
+        missing: Vec<Requirement>,
+        command: String,
+        hint: &'static str,
+    },
+    #[error("`{command}` failed ({status}); missing still: {}", describe(missing))]
+    InstallFailed {
+        command: String,
+        status: String,
+        missing: Vec<Requirement>,
+    },
+}
+
+fn describe(missing: &[Requirement]) -> String {
+    missing
+        .iter()
+        .map(|r| format!("{} (for {})", r.name(), r.why))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes sure every requirement is met, installing what is missing when allowed.
+pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
+    let missing = missing(reqs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let pm = PackageManager::detect();
+    let packages = |pm: PackageManager| {
+        let mut p: Vec<&str> = missing.iter().map(|r| pm.package(r)).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    let Some(pm) = pm.filter(|_| install_allowed()) else {
+        let pm = pm.unwrap_or(PackageManager::Apt);
+        let mut command = pm.install_command(&packages(pm)).join(" ");
+        if !is_root() {
+            command = format!("sudo {command}");
+        }
+        let hint = if auto_install_disabled() {
+            " (BOOTPROOF_AUTO_INSTALL=0 kept bootproof from installing it)"
+        } else {
+            ""
+        };
+        return Err(SetupError::Missing {
+            missing,
+            command,
+            hint,
+        });
+    };
+    let argv = pm.install_command(&packages(pm));
+    let mut status = run_install(&argv);
+    if pm == PackageManager::Apt && !status.as_ref().is_ok_and(|s| s.success()) {
+        // An empty or stale package list is the usual cause on a fresh machine.
+        let _ = run_install(&["apt-get".to_string(), "update".to_string()]);
+        status = run_install(&argv);
+    }
+    let still = self::missing(reqs);
+    if still.is_empty() {
+        return Ok(());
+    }
+    Err(SetupError::InstallFailed {
+        command: argv.join(" "),
+        status: match status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        },
+        missing: still,
+    })
+}
+
+/// The requirements that are not met.
+pub fn missing(reqs: &[Requirement]) -> Vec<Requirement> {
+    reqs.iter()
+        .filter(|r| r.locate().is_none())
+        .copied()
+        .collect()
+}
+
+fn run_install(argv: &[String]) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::fd::AsFd;
+    eprintln!("bootproof: installing host packages: {}", argv.join(" "));
+    // Package manager chatter goes to stderr so stdout stays the tool's own output.
+    let to_stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(to_stderr))
+        .status()
+}
+
+fn auto_install_disabled() -> bool {
+    std::env::var("BOOTPROOF_AUTO_INSTALL").is_ok_and(|v| v == "0")
+}
+
+fn install_allowed() -> bool {
+    !auto_install_disabled() && is_root()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Finds a program on PATH, then in the sbin directories.
+pub fn find_command(cmd: &str) -> Option<PathBuf> {
+    if cmd.contains('/') {
+        return Some(PathBuf::from(cmd)).filter(|p| is_executable(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(cmd))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_command_names_every_package() {
+        let argv = PackageManager::Apt.install_command(&["ovmf", "swtpm"]);
+        assert_eq!(
+            argv.join(" "),
+            "apt-get install -y --no-install-recommends ovmf swtpm"
+        );
+        let argv = PackageManager::Dnf.install_command(&["edk2-ovmf"]);
+        assert_eq!(argv.join(" "), "dnf install -y edk2-ovmf");
+    }
+
+    #[test]
+    fn missing_reports_only_absent_things() {
+        let reqs = [
+            Requirement::command("sh", "dash", "bash", "shell"),
+            Requirement::file("/nonexistent/bootproof-test", "x", "y", "test"),
+        ];
+        let m = missing(&reqs);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].name(), "/nonexistent/bootproof-test");
+    }
+}

@@ -1,0 +1,51 @@
+//! The one model of "what went wrong" shared by every parser, `inspect` and the checks.
+
+use std::path::PathBuf;
+
+/// Ordered: `Critical` is the most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// What kind of failure a finding is; names are part of `inspect --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    InstallerTraceback,
+    InstallerError,
+    PayloadError,
+    StorageError,
+    FailedUnit,
+    KernelPanic,
+    KernelOops,
+    KernelBug,
+    KernelWarning,
+    SoftLockup,
+    OomKill,
+    Segfault,
+    AvcDenial,
+    DisplayManagerFailure,
+    FirmwareRefusal,
+    BootFailure,
+    CommandFailed,
+}
+
+/// One thing that went wrong, pointing at the line that shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: FindingKind,
+    pub file: PathBuf,
+    /// 1-based line number of the first evidence line.
+    pub line: u64,
+    /// The log's own timestamp, as written, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+}
