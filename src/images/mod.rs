@@ -28,3 +28,8 @@ pub enum ImageError {
 pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
     Err(ImageError::Unknown(name.to_string()))
 }
+
+/// The reference images bootproof can build.
+pub fn known() -> &'static [&'static str] {
+    &["tiny", "tiny-iso", "tiny-sb"]
+}

@@ -1,1 +1,491 @@
-//! profile (being written).
+//! Machine profiles: `vm-profiles/*.toml` → [`Profile`].
+//!
+//! Owns: the profile format, its validation, and errors that point at the file, line,
+//! column and key. Must not: look at the host (firmware discovery, acceleration) or
+//! start anything; resolving a profile against the host happens in [`crate::vm`].
+//!
+//! Paths in a profile are relative to the profile file's directory.
+
+mod units;
+
+pub use units::{parse_duration, parse_memory_mib};
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A machine to boot an image in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The profile's name: the file stem, unless the file sets one.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub machine: Machine,
+    /// MiB, or a string with a unit (`"1G"`, `"512M"`).
+    #[serde(default = "default_memory", deserialize_with = "units::de_memory")]
+    pub memory: u64,
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    #[serde(default)]
+    pub firmware: Firmware,
+    #[serde(default)]
+    pub tpm: Tpm,
+    #[serde(default)]
+    pub display: Display,
+    /// Without it a guest reboot ends the run (QEMU `-no-reboot`), as installers and
+    /// panicking kernels would otherwise loop until the timeout.
+    #[serde(default)]
+    pub allow_reboot: bool,
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<Disk>,
+    #[serde(default)]
+    pub cdrom: Option<PathBuf>,
+    #[serde(default)]
+    pub kernel: Option<DirectKernel>,
+    #[serde(default, rename = "share")]
+    pub shares: Vec<Share>,
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+fn default_memory() -> u64 {
+    1024
+}
+
+fn default_cpus() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    #[default]
+    Q35,
+    Pc,
+}
+
+impl Machine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+}
+
+/// Which firmware boots the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Firmware {
+    /// OVMF without Secure Boot.
+    #[default]
+    Uefi,
+    /// OVMF with Secure Boot enabled and Microsoft's keys enrolled.
+    UefiSecureBoot,
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// An explicit OVMF CODE/VARS pair.
+    Files {
+        code: PathBuf,
+        vars: PathBuf,
+        secure_boot: bool,
+    },
+}
+
+impl Firmware {
+    pub fn is_uefi(&self) -> bool {
+        !matches!(self, Firmware::Bios)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Tpm {
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Display {
+    /// No graphics device: serial console only.
+    #[default]
+    None,
+    /// A standard VGA framebuffer, never shown in a window, for screenshots over QMP.
+    Std,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// Detected with `qemu-img info` when absent.
+    #[serde(default)]
+    pub format: Option<DiskFormat>,
+    #[serde(default)]
+    pub interface: DiskInterface,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskInterface {
+    #[default]
+    Virtio,
+    Nvme,
+    Ide,
+    Scsi,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub append: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// The 9p mount tag the guest mounts.
+    pub tag: String,
+    pub path: PathBuf,
+    #[serde(default = "default_true")]
+    pub readonly: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Timeouts as they hold under KVM; under TCG they are scaled (see `crate::host::accel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long a whole boot may take before the run is stopped.
+    #[serde(default = "default_boot", deserialize_with = "units::de_duration")]
+    pub boot: Duration,
+    /// How long a guest gets to power off after an ACPI power-button press.
+    #[serde(default = "default_shutdown", deserialize_with = "units::de_duration")]
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { boot: default_boot(), shutdown: default_shutdown() }
+    }
+}
+
+fn default_boot() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_shutdown() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A profile that could not be loaded, with where and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{}: cannot read profile: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        snippet: String,
+    },
+    #[error(
+        "no profile named `{name}`: looked for {}\n  shipped profiles: {}",
+        looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        shipped.join(", ")
+    )]
+    NotFound {
+        name: String,
+        looked: Vec<PathBuf>,
+        shipped: Vec<String>,
+    },
+}
+
+impl Profile {
+    /// Loads a profile file; relative paths inside it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
+        let mut profile = Profile::parse(&text, path)?;
+        if profile.name.is_empty() {
+            profile.name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        profile.make_paths_relative_to(base);
+        Ok(profile)
+    }
+
+    /// Parses profile text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Profile, ProfileError> {
+        toml::from_str(text).map_err(|e| invalid(text, path, &e))
+    }
+
+    fn make_paths_relative_to(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.disks.iter_mut().for_each(|d| join(&mut d.path));
+        self.shares.iter_mut().for_each(|s| join(&mut s.path));
+        if let Some(c) = &mut self.cdrom {
+            join(c);
+        }
+        if let Some(k) = &mut self.kernel {
+            join(&mut k.kernel);
+            if let Some(i) = &mut k.initrd {
+                join(i);
+            }
+        }
+        if let Firmware::Files { code, vars, .. } = &mut self.firmware {
+            join(code);
+            join(vars);
+        }
+    }
+}
+
+fn invalid(text: &str, path: &Path, e: &toml::de::Error) -> ProfileError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let (line, column) = line_column(text, offset);
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let snippet = format!("  {line:>4} | {line_text}\n       | {}^", " ".repeat(column - 1));
+    ProfileError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: e.message().trim().to_string(),
+        snippet,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The profiles shipped in `vm-profiles/` of this crate.
+pub fn shipped_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vm-profiles")
+}
+
+/// Names of the shipped profiles, sorted.
+pub fn shipped_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(shipped_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Finds a profile by path (anything with a `/` or ending in `.toml`) or by the name of
+/// a shipped profile.
+pub fn resolve(name_or_path: &str) -> Result<Profile, ProfileError> {
+    let as_path = Path::new(name_or_path);
+    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+        return Profile::load(as_path);
+    }
+    let shipped = shipped_dir().join(format!("{name_or_path}.toml"));
+    if shipped.exists() {
+        return Profile::load(&shipped);
+    }
+    Err(ProfileError::NotFound {
+        name: name_or_path.to_string(),
+        looked: vec![shipped],
+        shipped: shipped_names(),
+    })
+}
+
+impl<'de> Deserialize<'de> for Firmware {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FirmwareVisitor)
+    }
+}
+
+struct FirmwareVisitor;
+
+const FIRMWARE_NAMES: &[&str] = &["uefi", "uefi-secureboot", "bios"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirmwareFiles {
+    code: PathBuf,
+    vars: PathBuf,
+    #[serde(default)]
+    secure_boot: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for FirmwareVisitor {
+    type Value = Firmware;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(
+            "one of \"uefi\", \"uefi-secureboot\", \"bios\", or a table \
+             { code = \"OVMF_CODE path\", vars = \"OVMF_VARS path\", secure_boot = bool }",
+        )
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Firmware, E> {
+        match v {
+            "uefi" => Ok(Firmware::Uefi),
+            "uefi-secureboot" => Ok(Firmware::UefiSecureBoot),
+            "bios" => Ok(Firmware::Bios),
+            other => Err(E::unknown_variant(other, FIRMWARE_NAMES)),
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Firmware, A::Error> {
+        let files = FirmwareFiles::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Firmware::Files { code: files.code, vars: files.vars, secure_boot: files.secure_boot })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (usize, usize, String) {
+        match Profile::parse(text, Path::new("p.toml")) {
+            Err(ProfileError::Invalid { line, column, message, .. }) => (line, column, message),
+            other => panic!("expected an invalid-profile error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_profile_parses() {
+        let p = Profile::parse(
+            r#"
+            machine = "pc"
+            memory = "2G"
+            cpus = 2
+            firmware = { code = "c.fd", vars = "v.fd", secure_boot = true }
+            tpm = "2.0"
+            display = "std"
+            cdrom = "x.iso"
+            extra_args = ["-rtc", "base=utc"]
+            [[disk]]
+            path = "a.qcow2"
+            interface = "nvme"
+            [kernel]
+            kernel = "vmlinuz"
+            append = "console=ttyS0"
+            [[share]]
+            tag = "in"
+            path = "dir"
+            [timeouts]
+            boot = "5m"
+            "#,
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(p.machine, Machine::Pc);
+        assert_eq!(p.memory, 2048);
+        assert_eq!(p.tpm, Tpm::V2);
+        assert!(matches!(p.firmware, Firmware::Files { secure_boot: true, .. }));
+        assert_eq!(p.disks[0].interface, DiskInterface::Nvme);
+        assert!(p.shares[0].readonly);
+        assert_eq!(p.timeouts.boot, Duration::from_secs(300));
+        assert_eq!(p.timeouts.shutdown, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_allowed_keys() {
+        let (line, column, message) = err("memory = 512\nmemroy = 1\n");
+        assert_eq!((line, column), (2, 1));
+        assert!(message.contains("unknown field `memroy`"), "{message}");
+        assert!(message.contains("`memory`"), "allowed keys listed: {message}");
+    }
+
+    #[test]
+    fn wrong_type_points_at_value() {
+        let (line, column, message) = err("cpus = \"two\"\n");
+        assert_eq!((line, column), (1, 8));
+        assert!(message.contains("invalid type"), "{message}");
+    }
+
+    #[test]
+    fn unknown_firmware_lists_allowed_names() {
+        let (line, _, message) = err("\nfirmware = \"uefii\"\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("uefii") && message.contains("uefi-secureboot"), "{message}");
+    }
+
+    #[test]
+    fn bad_memory_and_duration_explain_the_format() {
+        let (_, _, message) = err("memory = \"lots\"\n");
+        assert!(message.contains("\"512M\""), "{message}");
+        let (_, _, message) = err("[timeouts]\nboot = \"soon\"\n");
+        assert!(message.contains("\"90s\""), "{message}");
+    }
+
+    #[test]
+    fn load_makes_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.toml");
+        std::fs::write(&file, "[[disk]]\npath = \"img/a.raw\"\n").unwrap();
+        let p = Profile::load(&file).unwrap();
+        assert_eq!(p.name, "mine");
+        assert_eq!(p.disks[0].path, dir.path().join("img/a.raw"));
+    }
+
+    #[test]
+    fn unknown_profile_name_lists_shipped_ones() {
+        let e = resolve("no-such-profile").unwrap_err().to_string();
+        assert!(e.contains("uefi-tpm"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_profile_loads() {
+        let names = shipped_names();
+        for required in ["uefi", "uefi-tpm", "uefi-secureboot", "uefi-secureboot-tpm", "bios"] {
+            assert!(names.iter().any(|n| n == required), "{required} missing from {names:?}");
+        }
+        for name in names {
+            resolve(&name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -1,1 +1,308 @@
-//! vm (being written).
+//! A running VM: the launcher, process supervision, and the run directory.
+//!
+//! Owns: turning a [`plan::Plan`] into QEMU (and swtpm) processes, wiring the serial
+//! console and QMP, and stopping them: gracefully, on a timeout after collecting
+//! evidence, or by killing the process group when the [`Vm`] is dropped.
+//! Must not: decide what a test expects; that is the caller's (`boot`, scenarios).
+
+pub mod argv;
+pub mod boot;
+pub mod disk;
+pub mod plan;
+pub mod process;
+pub mod rundir;
+pub mod share;
+pub mod tpm;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+
+use crate::console::{CaptureFiles, Console};
+use crate::host::setup::find_command;
+use crate::qmp::Qmp;
+use plan::{Drive, Plan};
+use process::Supervised;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    #[error("{0} not found on PATH; run `bootproof doctor`")]
+    MissingTool(&'static str),
+    #[error("QEMU exited during start-up ({status}); its messages (run dir {}):\n{log}", run_dir.display())]
+    EarlyExit { status: String, log: String, run_dir: PathBuf },
+    #[error("QEMU did not connect its {channel} within {timeout:?} (run dir {})", run_dir.display())]
+    NoConnect { channel: &'static str, timeout: Duration, run_dir: PathBuf },
+    #[error(transparent)]
+    Qmp(#[from] crate::qmp::QmpError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
+    let what = what.into();
+    move |source| VmError::Io { what, source }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmOptions {
+    /// Print console lines on stderr as they arrive.
+    pub echo_console: bool,
+}
+
+/// How a VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited by itself; `reason` is the SHUTDOWN event's (`guest-shutdown`,
+    /// `guest-reset`, `guest-panic`, ...), when it sent one.
+    Exited { status: Option<i32>, reason: Option<String> },
+    /// bootproof stopped it.
+    Stopped { how: &'static str },
+}
+
+/// What was collected before a VM was stopped on a failure.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Evidence {
+    pub screenshot: Option<PathBuf>,
+    pub status: Option<String>,
+    pub notes: Vec<String>,
+}
+
+pub struct Vm {
+    plan: Plan,
+    qemu: Supervised,
+    swtpm: Option<Supervised>,
+    console: Console,
+    qmp: Qmp,
+    started: Instant,
+}
+
+/// How long QEMU gets to connect its console and QMP after it starts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Vm {
+    /// Prepares the run directory (VARS copy, overlays, command file), starts swtpm and
+    /// QEMU, and connects the console and QMP.
+    pub async fn launch(plan: Plan, options: VmOptions) -> Result<Vm, VmError> {
+        prepare(&plan)?;
+        let layout = &plan.layout;
+        let serial = bind(&layout.serial_socket())?;
+        let qmp_listener = bind(&layout.qmp_socket())?;
+        let swtpm = if plan.tpm {
+            let bin = find_command("swtpm").ok_or(VmError::MissingTool("swtpm"))?;
+            Some(tpm::start(&bin, layout).map_err(io("starting swtpm"))?)
+        } else {
+            None
+        };
+        let argv = argv::argv(&plan);
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        let started = Instant::now();
+        let mut qemu = Supervised::spawn("qemu", cmd, &layout.qemu_log()).map_err(io(format!("starting {}", plan.qemu.display())))?;
+        let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await {
+            Ok(streams) => streams,
+            Err(e) => return Err(e.into_vm_error(layout)),
+        };
+        let files = CaptureFiles { raw: &layout.console_raw(), text: &layout.console_log(), echo: options.echo_console };
+        let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
+        let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
+        Ok(Vm { plan, qemu, swtpm, console, qmp, started })
+    }
+
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    pub fn qmp(&self) -> &Qmp {
+        &self.qmp
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.plan.layout.dir
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Process ids of QEMU and swtpm, for supervision tests and diagnostics.
+    pub fn pids(&self) -> Vec<u32> {
+        self.qemu.pid().into_iter().chain(self.swtpm.as_ref().and_then(|s| s.pid())).collect()
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<Ending> {
+        let status = tokio::time::timeout(timeout, self.qemu.child.wait()).await.ok()?.ok();
+        Some(self.exited(status).await)
+    }
+
+    async fn exited(&mut self, status: Option<ExitStatus>) -> Ending {
+        // Let the capture read QEMU's last bytes before anyone looks at the console.
+        self.console.closed(Duration::from_secs(2)).await;
+        if let Some(swtpm) = &mut self.swtpm {
+            // swtpm --terminate leaves with QEMU; give it a moment, then make sure.
+            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait()).await.is_err() {
+                swtpm.kill().await;
+            }
+        }
+        let reason = self
+            .qmp
+            .seen_events()
+            .into_iter()
+            .rev()
+            .find(|e| e.name == "SHUTDOWN")
+            .and_then(|e| e.data["reason"].as_str().map(String::from));
+        Ending::Exited { status: status.and_then(|s| s.code()), reason }
+    }
+
+    /// Presses the power button and waits `grace` for the guest to power off; then asks
+    /// QEMU to quit, and kills it if even that fails.
+    pub async fn shutdown(&mut self, grace: Duration) -> Ending {
+        if self.qmp.system_powerdown().await.is_ok()
+            && let Some(ending) = self.wait_exit(grace).await {
+                return ending;
+            }
+        self.quit().await
+    }
+
+    /// Ends QEMU now: `quit` over QMP, then a kill if it does not leave.
+    pub async fn quit(&mut self) -> Ending {
+        if self.qmp.quit().await.is_ok() && self.wait_exit(Duration::from_secs(10)).await.is_some() {
+            return Ending::Stopped { how: "quit" };
+        }
+        self.kill().await;
+        Ending::Stopped { how: "killed" }
+    }
+
+    /// Collects what can still be learnt from a VM that is about to be stopped for a
+    /// failure: a screenshot (when there is a display), its run state, flushed logs.
+    pub async fn collect_evidence(&mut self, name: &str) -> Evidence {
+        let mut ev = Evidence::default();
+        if self.plan.display != crate::profile::Display::None {
+            let path = self.plan.layout.screenshot(name);
+            match tokio::time::timeout(Duration::from_secs(10), self.qmp.screendump(&path)).await {
+                Ok(Ok(())) => ev.screenshot = Some(path),
+                Ok(Err(e)) => ev.notes.push(format!("screenshot failed: {e}")),
+                Err(_) => ev.notes.push("screenshot timed out".into()),
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.qmp.query_status()).await {
+            Ok(Ok(s)) => ev.status = Some(s),
+            Ok(Err(e)) => ev.notes.push(format!("query-status failed: {e}")),
+            Err(_) => ev.notes.push("query-status timed out".into()),
+        }
+        ev
+    }
+
+    /// Kills QEMU and swtpm (their whole process groups) and reaps them.
+    pub async fn kill(&mut self) {
+        self.qemu.kill().await;
+        if let Some(s) = &mut self.swtpm {
+            s.kill().await;
+        }
+        self.console.closed(Duration::from_secs(2)).await;
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // The processes die with their `Supervised` handles; the sockets are useless
+        // after the run, and a private socket directory must not pile up in /tmp.
+        let l = &self.plan.layout;
+        for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()] {
+            let _ = std::fs::remove_file(s);
+        }
+        if l.socket_dir != l.dir {
+            let _ = std::fs::remove_dir(&l.socket_dir);
+        }
+    }
+}
+
+fn bind(path: &Path) -> Result<UnixListener, VmError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))
+}
+
+/// Copies the VARS template, creates the disk overlays, and records the command line.
+fn prepare(plan: &Plan) -> Result<(), VmError> {
+    let layout = &plan.layout;
+    if let Some(fw) = &plan.firmware {
+        std::fs::copy(&fw.vars_template, &fw.vars)
+            .map_err(io(format!("copying {} to {}", fw.vars_template.display(), fw.vars.display())))?;
+    }
+    let disks: Vec<_> = plan.drives.iter().filter_map(|d| match d {
+        Drive::Disk { overlay, base, base_format, .. } => Some((overlay, base, base_format)),
+        Drive::Cdrom { .. } => None,
+    }).collect();
+    if !disks.is_empty() {
+        let qemu_img = find_command("qemu-img").ok_or(VmError::MissingTool("qemu-img"))?;
+        for (overlay, base, format) in disks {
+            if !base.exists() {
+                return Err(disk::DiskError::Missing { path: base.clone() }.into());
+            }
+            let format = match format {
+                Some(f) => *f,
+                None => disk::detect_format(&qemu_img, base)?,
+            };
+            disk::create_overlay(&qemu_img, base, format, overlay)?;
+        }
+    }
+    for d in &plan.drives {
+        if let Drive::Cdrom { path } = d
+            && !path.exists() {
+                return Err(disk::DiskError::Missing { path: path.clone() }.into());
+            }
+    }
+    let command = argv::shell_command(&argv::argv(plan));
+    std::fs::write(layout.command_file(), format!("#!/bin/sh\n# The QEMU command bootproof ran (sockets must be listened on to rerun it).\n{command}\n"))
+        .map_err(io("writing the command file"))?;
+    Ok(())
+}
+
+enum AcceptError {
+    Exited(String),
+    Timeout(&'static str),
+    Io(std::io::Error),
+}
+
+impl AcceptError {
+    fn into_vm_error(self, layout: &rundir::RunLayout) -> VmError {
+        match self {
+            AcceptError::Exited(status) => {
+                let log = std::fs::read_to_string(layout.qemu_log()).unwrap_or_default();
+                let log = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                VmError::EarlyExit { status, log, run_dir: layout.dir.clone() }
+            }
+            AcceptError::Timeout(channel) => VmError::NoConnect { channel, timeout: CONNECT_TIMEOUT, run_dir: layout.dir.clone() },
+            AcceptError::Io(e) => VmError::Io { what: "accepting QEMU's connections".into(), source: e },
+        }
+    }
+}
+
+/// Accepts QEMU's serial and QMP connections, noticing if QEMU dies instead.
+async fn accept_both(
+    serial: &UnixListener,
+    qmp: &UnixListener,
+    qemu: &mut Supervised,
+) -> Result<(tokio::net::UnixStream, tokio::net::UnixStream), AcceptError> {
+    let accept = async {
+        let s = serial.accept().await.map_err(AcceptError::Io)?.0;
+        let q = qmp.accept().await.map_err(AcceptError::Io)?.0;
+        Ok((s, q))
+    };
+    tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, accept) => r.unwrap_or(Err(AcceptError::Timeout("serial console and QMP"))),
+        status = qemu.child.wait() => Err(AcceptError::Exited(status.map_or_else(|e| e.to_string(), |s| s.to_string()))),
+    }
+}

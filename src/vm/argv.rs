@@ -1,0 +1,197 @@
+//! The QEMU command line, built from a [`Plan`] by a pure function: one small function
+//! per device group, each saying why its flags are what they are.
+
+use std::ffi::OsString;
+
+use crate::host::accel::Accel;
+use crate::profile::{Display, DiskInterface, Machine};
+
+use super::plan::{Drive, Plan};
+
+/// The full argv, program first.
+pub fn argv(plan: &Plan) -> Vec<OsString> {
+    let mut a = Args(vec![plan.qemu.clone().into_os_string()]);
+    base_args(&mut a, plan);
+    firmware_args(&mut a, plan);
+    channel_args(&mut a, plan);
+    display_args(&mut a, plan);
+    tpm_args(&mut a, plan);
+    drive_args(&mut a, plan);
+    kernel_args(&mut a, plan);
+    share_args(&mut a, plan);
+    a.0.extend(plan.extra_args.iter().map(OsString::from));
+    a.0
+}
+
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, flag: &str, value: impl Into<OsString>) {
+        self.0.push(flag.into());
+        self.0.push(value.into());
+    }
+    fn flag(&mut self, flag: &str) {
+        self.0.push(flag.into());
+    }
+}
+
+fn path_value(prefix: &str, path: &std::path::Path, suffix: &str) -> OsString {
+    let mut s = OsString::from(prefix);
+    s.push(escape_commas(path));
+    s.push(suffix);
+    s
+}
+
+/// QEMU option values are comma-separated; a literal comma is written twice.
+fn escape_commas(path: &std::path::Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let bytes = path.as_os_str().as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    for &b in bytes {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// `-nodefaults` so that every device is one bootproof asked for (no stray NIC, no
+/// empty DVD drive that OVMF tries first). Guests get no network at all (`-nic none`).
+/// Under TCG the CPU model is `max`: the default `qemu64` lacks x86-64-v2, which
+/// current distribution kernels require. Without `allow_reboot`, a reboot ends QEMU.
+fn base_args(a: &mut Args, plan: &Plan) {
+    a.push("-name", format!("bootproof-{},process=bootproof-{}", plan.name, plan.name));
+    a.flag("-nodefaults");
+    a.flag("-no-user-config");
+    let smm = plan.firmware.as_ref().is_some_and(|f| f.smm);
+    let machine = match (plan.machine, smm) {
+        (Machine::Q35, true) => "q35,smm=on".to_string(),
+        (Machine::Q35, false) => "q35,smm=off".to_string(),
+        (Machine::Pc, _) => "pc".to_string(),
+    };
+    a.push("-machine", machine);
+    a.push("-accel", plan.accel.as_str());
+    a.push("-cpu", if plan.accel == Accel::Kvm { "host" } else { "max" });
+    a.push("-m", plan.memory_mib.to_string());
+    a.push("-smp", plan.cpus.to_string());
+    a.push("-nic", "none");
+    if !plan.allow_reboot {
+        a.flag("-no-reboot");
+    }
+}
+
+/// OVMF as two pflash drives: CODE read-only, VARS the run's own copy. Secure Boot
+/// builds need SMM and the secure pflash property, or OVMF refuses to start.
+fn firmware_args(a: &mut Args, plan: &Plan) {
+    let Some(fw) = &plan.firmware else { return };
+    if fw.smm {
+        a.push("-global", "driver=cfi.pflash01,property=secure,value=on");
+    }
+    a.push("-drive", path_value("if=pflash,format=raw,unit=0,readonly=on,file=", &fw.code, ""));
+    a.push("-drive", path_value("if=pflash,format=raw,unit=1,file=", &fw.vars, ""));
+}
+
+/// Serial console and QMP connect to sockets bootproof already listens on (QEMU is the
+/// client), so not one byte is written before someone reads it, and no start-up race
+/// with socket files exists.
+fn channel_args(a: &mut Args, plan: &Plan) {
+    let l = &plan.layout;
+    a.push("-chardev", path_value("socket,id=serial0,path=", &l.serial_socket(), ""));
+    a.push("-serial", "chardev:serial0");
+    a.push("-chardev", path_value("socket,id=qmp,path=", &l.qmp_socket(), ""));
+    a.push("-mon", "chardev=qmp,mode=control");
+}
+
+/// Never a window: a framebuffer only when screenshots are wanted.
+fn display_args(a: &mut Args, plan: &Plan) {
+    a.push("-display", "none");
+    match plan.display {
+        Display::None => a.push("-vga", "none"),
+        Display::Std => a.push("-vga", "std"),
+    }
+}
+
+/// swtpm on a socket in the run dir; CRB on q35 (what current guests expect), TIS on pc.
+fn tpm_args(a: &mut Args, plan: &Plan) {
+    if !plan.tpm {
+        return;
+    }
+    a.push("-chardev", path_value("socket,id=chrtpm,path=", &plan.layout.tpm_socket(), ""));
+    a.push("-tpmdev", "emulator,id=tpm0,chardev=chrtpm");
+    let device = match plan.machine {
+        Machine::Q35 => "tpm-crb,tpmdev=tpm0",
+        Machine::Pc => "tpm-tis,tpmdev=tpm0",
+    };
+    a.push("-device", device);
+}
+
+/// Every disk is a per-run qcow2 overlay, so the user's image is never written; discs
+/// are read-only. Boot order follows the plan's drive order.
+fn drive_args(a: &mut Args, plan: &Plan) {
+    let mut scsi_bus = false;
+    for (i, drive) in plan.drives.iter().enumerate() {
+        let id = format!("drive{i}");
+        let boot = format!(",bootindex={i}");
+        match drive {
+            Drive::Cdrom { path } => {
+                let opts = format!(",format=raw,if=none,id={id},media=cdrom,readonly=on");
+                a.push("-drive", path_value("file=", path, &opts));
+                a.push("-device", format!("ide-cd,drive={id}{boot}"));
+            }
+            Drive::Disk { overlay, interface, .. } => {
+                a.push("-drive", path_value("file=", overlay, &format!(",format=qcow2,if=none,id={id}")));
+                let device = match interface {
+                    DiskInterface::Virtio => format!("virtio-blk-pci,drive={id}{boot}"),
+                    DiskInterface::Nvme => format!("nvme,drive={id},serial=bootproof{i}{boot}"),
+                    DiskInterface::Ide => format!("ide-hd,drive={id}{boot}"),
+                    DiskInterface::Scsi => {
+                        if !scsi_bus {
+                            a.push("-device", "virtio-scsi-pci,id=scsi0");
+                            scsi_bus = true;
+                        }
+                        format!("scsi-hd,drive={id},bus=scsi0.0{boot}")
+                    }
+                };
+                a.push("-device", device);
+            }
+        }
+    }
+}
+
+fn kernel_args(a: &mut Args, plan: &Plan) {
+    let Some(k) = &plan.kernel else { return };
+    a.push("-kernel", k.kernel.clone());
+    if let Some(initrd) = &k.initrd {
+        a.push("-initrd", initrd.clone());
+    }
+    if !k.append.is_empty() {
+        a.push("-append", k.append.clone());
+    }
+}
+
+/// virtio-9p shares with a mapped security model: guest symlinks and device nodes are
+/// stored as plain files, so nothing in a share can point the host elsewhere.
+fn share_args(a: &mut Args, plan: &Plan) {
+    for (i, s) in plan.shares.iter().enumerate() {
+        let ro = if s.readonly { ",readonly=on" } else { "" };
+        let opts = format!(",security_model={}{ro}", plan.share_security.as_str());
+        a.push("-fsdev", path_value(&format!("local,id=fsdev{i},path="), &s.path, &opts));
+        a.push("-device", format!("virtio-9p-pci,fsdev=fsdev{i},mount_tag={}", s.tag));
+    }
+}
+
+/// The argv as a shell command, quoted so it can be pasted to rerun the VM by hand.
+pub fn shell_command(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| {
+            let s = a.to_string_lossy();
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=,./:+@".contains(&b)) {
+                s.into_owned()
+            } else {
+                format!("'{}'", s.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,179 @@
+//! A [`Plan`]: everything QEMU will be told, decided from a profile, the image to boot
+//! and the host's facts, before anything runs. Building it is pure, so that the argv of
+//! every shipped profile can be golden-tested.
+
+use std::path::PathBuf;
+
+use crate::host::accel::Accel;
+use crate::host::ovmf::FirmwarePair;
+use crate::profile::{DirectKernel, Display, DiskFormat, DiskInterface, Machine, Profile, Tpm};
+
+use super::rundir::RunLayout;
+
+/// The mount tag of the per-run read-write share.
+pub const SHARE_TAG: &str = "bootproof";
+
+/// What the host contributes to a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    /// The resolved firmware; `None` boots SeaBIOS.
+    pub firmware: Option<FirmwarePair>,
+    /// How the shares store ownership, modes and special files (see `share`).
+    pub share_security: ShareSecurity,
+}
+
+/// QEMU 9p `security_model`s bootproof uses. Both store guest symlinks and device
+/// nodes as plain files on the host, so nothing a guest writes becomes a host symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareSecurity {
+    /// Metadata in `user.virtfs.*` extended attributes.
+    MappedXattr,
+    /// Metadata in `.virtfs_metadata` files, for file systems without user xattrs.
+    MappedFile,
+}
+
+impl ShareSecurity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareSecurity::MappedXattr => "mapped-xattr",
+            ShareSecurity::MappedFile => "mapped-file",
+        }
+    }
+}
+
+/// The image given to boot, already classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Image {
+    Disk { path: PathBuf, format: Option<DiskFormat> },
+    Iso { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drive {
+    /// A disk the guest writes to a per-run qcow2 overlay of; `base` is never written.
+    Disk { overlay: PathBuf, base: PathBuf, base_format: Option<DiskFormat>, interface: DiskInterface },
+    /// An optical disc, attached read-only.
+    Cdrom { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFirmware {
+    pub code: PathBuf,
+    /// The run's own copy of the VARS template.
+    pub vars: PathBuf,
+    pub vars_template: PathBuf,
+    pub smm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedShare {
+    pub tag: String,
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub machine: Machine,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub firmware: Option<PlannedFirmware>,
+    pub tpm: bool,
+    pub display: Display,
+    pub allow_reboot: bool,
+    /// In boot order: an ISO first (installers), then the image, then profile disks.
+    pub drives: Vec<Drive>,
+    pub kernel: Option<DirectKernel>,
+    pub shares: Vec<PlannedShare>,
+    pub share_security: ShareSecurity,
+    pub extra_args: Vec<String>,
+    pub layout: RunLayout,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("profile `{profile}` needs UEFI firmware, but none was resolved")]
+    NoFirmware { profile: String },
+    #[error("share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique")]
+    DuplicateShareTag { tag: String },
+}
+
+impl Plan {
+    pub fn new(
+        profile: &Profile,
+        image: Option<&Image>,
+        host: &HostFacts,
+        layout: &RunLayout,
+    ) -> Result<Plan, PlanError> {
+        let firmware = match (&host.firmware, profile.firmware.is_uefi()) {
+            (_, false) => None,
+            (Some(fw), true) => Some(PlannedFirmware {
+                code: fw.code.clone(),
+                vars: layout.vars(),
+                vars_template: fw.vars.clone(),
+                smm: fw.requires_smm,
+            }),
+            (None, true) => return Err(PlanError::NoFirmware { profile: profile.name.clone() }),
+        };
+        Ok(Plan {
+            name: profile.name.clone(),
+            qemu: host.qemu.clone(),
+            accel: host.accel,
+            machine: profile.machine,
+            memory_mib: profile.memory,
+            cpus: profile.cpus,
+            firmware,
+            tpm: profile.tpm == Tpm::V2,
+            display: profile.display,
+            allow_reboot: profile.allow_reboot,
+            drives: drives(profile, image, layout),
+            kernel: profile.kernel.clone(),
+            shares: shares(profile, layout)?,
+            share_security: host.share_security,
+            extra_args: profile.extra_args.clone(),
+            layout: layout.clone(),
+        })
+    }
+}
+
+fn drives(profile: &Profile, image: Option<&Image>, layout: &RunLayout) -> Vec<Drive> {
+    let mut drives = Vec::new();
+    let mut disk = |base: &PathBuf, base_format, interface| {
+        let overlay = layout.overlay(drives.len());
+        drives.push(Drive::Disk { overlay, base: base.clone(), base_format, interface });
+    };
+    let mut disks_first = Vec::new();
+    if let Some(Image::Disk { path, format }) = image {
+        disks_first.push((path, *format, DiskInterface::Virtio));
+    }
+    disks_first.extend(profile.disks.iter().map(|d| (&d.path, d.format, d.interface)));
+    for (path, format, interface) in disks_first {
+        disk(path, format, interface);
+    }
+    let mut cdroms: Vec<Drive> = Vec::new();
+    if let Some(Image::Iso { path }) = image {
+        cdroms.push(Drive::Cdrom { path: path.clone() });
+    }
+    if let Some(c) = &profile.cdrom {
+        cdroms.push(Drive::Cdrom { path: c.clone() });
+    }
+    cdroms.extend(drives);
+    cdroms
+}
+
+fn shares(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedShare>, PlanError> {
+    let mut shares =
+        vec![PlannedShare { tag: SHARE_TAG.to_string(), path: layout.share_dir(), readonly: false }];
+    for s in &profile.shares {
+        if shares.iter().any(|x| x.tag == s.tag) {
+            return Err(PlanError::DuplicateShareTag { tag: s.tag.clone() });
+        }
+        shares.push(PlannedShare { tag: s.tag.clone(), path: s.path.clone(), readonly: s.readonly });
+    }
+    Ok(shares)
+}

@@ -1,0 +1,143 @@
+//! The run directory: where everything one run produces lands, as it happens.
+//!
+//! Sockets live here too, unless the path is too long for a Unix socket address
+//! (108 bytes); then they go to a private directory made with `mkdtemp` (never a fixed
+//! `/tmp` name), which the run directory's `sockets` file points at.
+
+use std::path::{Path, PathBuf};
+
+/// Names of everything in a run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLayout {
+    pub dir: PathBuf,
+    pub socket_dir: PathBuf,
+}
+
+/// Longest socket path that fits `sun_path` with its terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+impl RunLayout {
+    /// A layout whose sockets are in `dir` itself (as used by golden tests).
+    pub fn at(dir: impl Into<PathBuf>) -> RunLayout {
+        let dir = dir.into();
+        RunLayout { socket_dir: dir.clone(), dir }
+    }
+
+    /// Creates `dir` (and a private socket directory if `dir` is too deep).
+    pub fn create(dir: &Path) -> std::io::Result<RunLayout> {
+        std::fs::create_dir_all(dir)?;
+        let dir = std::path::absolute(dir)?;
+        let mut layout = RunLayout::at(&dir);
+        if layout.serial_socket().as_os_str().len() > MAX_SOCKET_PATH {
+            let private = tempfile::Builder::new().prefix("bootproof-").tempdir()?.keep();
+            std::fs::write(dir.join("sockets"), format!("{}\n", private.display()))?;
+            layout.socket_dir = private;
+        }
+        std::fs::create_dir_all(layout.share_dir())?;
+        Ok(layout)
+    }
+
+    pub fn serial_socket(&self) -> PathBuf {
+        self.socket_dir.join("serial.sock")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.socket_dir.join("qmp.sock")
+    }
+    pub fn tpm_socket(&self) -> PathBuf {
+        self.socket_dir.join("swtpm.sock")
+    }
+    /// Raw bytes from the serial port, exactly as they came.
+    pub fn console_raw(&self) -> PathBuf {
+        self.dir.join("console.raw")
+    }
+    /// The serial console as text: ANSI escapes removed, each line stamped with the
+    /// host time since QEMU started.
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    /// Every QMP message in both directions, one JSON object per line.
+    pub fn qmp_log(&self) -> PathBuf {
+        self.dir.join("qmp.log")
+    }
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    pub fn swtpm_log(&self) -> PathBuf {
+        self.dir.join("swtpm.log")
+    }
+    pub fn tpm_state(&self) -> PathBuf {
+        self.dir.join("tpm")
+    }
+    pub fn vars(&self) -> PathBuf {
+        self.dir.join("OVMF_VARS.fd")
+    }
+    /// The per-run read-write share, mounted by the guest as tag `bootproof`.
+    pub fn share_dir(&self) -> PathBuf {
+        self.dir.join("share")
+    }
+    pub fn overlay(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("disk{index}.qcow2"))
+    }
+    /// The exact QEMU command line, shell-quoted, to rerun by hand.
+    pub fn command_file(&self) -> PathBuf {
+        self.dir.join("qemu-command.sh")
+    }
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.png"))
+    }
+    pub fn result_file(&self) -> PathBuf {
+        self.dir.join("result.json")
+    }
+}
+
+/// A fresh run id: UTC time plus the process id, sortable and unique per host.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{}-{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        std::process::id(),
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
+    }
+
+    #[test]
+    fn deep_directories_get_private_sockets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("x".repeat(60)).join("y".repeat(60));
+        let layout = RunLayout::create(&deep).unwrap();
+        assert!(layout.serial_socket().as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_ne!(layout.socket_dir, layout.dir);
+        let pointer = std::fs::read_to_string(deep.join("sockets")).unwrap();
+        assert_eq!(pointer.trim(), layout.socket_dir.display().to_string());
+        std::fs::remove_dir_all(&layout.socket_dir).unwrap();
+    }
+}
