@@ -9,7 +9,11 @@ use bootproof::host;
 use bootproof::vm::boot::{BootRequest, boot};
 
 #[derive(Parser)]
-#[command(name = "bootproof", version, about = "Boot OS images in QEMU and prove they work")]
+#[command(
+    name = "bootproof",
+    version,
+    about = "Boot OS images in QEMU and prove they work"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,18 +76,30 @@ enum ImagesCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("BOOTPROOF_LOG")).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BOOTPROOF_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Doctor { json } => doctor(json),
         Command::Inspect { paths, json } => bootproof::inspect::run_cli(&paths, json),
         Command::Images { command } => images(command),
-        Command::Boot { profile, image, until, timeout, artifacts, quiet } => {
+        Command::Boot {
+            profile,
+            image,
+            until,
+            timeout,
+            artifacts,
+            quiet,
+        } => {
             let until = match until.as_deref().map(regex::bytes::Regex::new).transpose() {
                 Ok(u) => u,
                 Err(e) => return fail(2, format!("--until: not a valid regex: {e}")),
             };
-            let dir = artifacts.unwrap_or_else(|| PathBuf::from("artifacts").join("boot")).join(bootproof::vm::rundir::new_run_id());
+            let dir = artifacts
+                .unwrap_or_else(|| PathBuf::from("artifacts").join("boot"))
+                .join(bootproof::vm::rundir::new_run_id());
             runtime_block_on(boot_one(profile, image, until, timeout, dir, !quiet))
         }
         Command::Run { artifacts } => runtime_block_on(run_reference(artifacts)),
@@ -98,7 +114,10 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     // One thread: children are spawned from the main thread, which lives as long as
     // the process, so PR_SET_PDEATHSIG fires exactly when bootproof dies.
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(fut),
         Err(e) => fail(2, format!("cannot start the async runtime: {e}")),
     }
@@ -107,11 +126,18 @@ fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCod
 fn doctor(json: bool) -> ExitCode {
     let report = host::doctor::examine();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
     } else {
         print!("{}", report.render());
     }
-    if report.missing_required() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if report.missing_required() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn images(command: ImagesCommand) -> ExitCode {
@@ -147,7 +173,14 @@ async fn boot_one(
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    let req = BootRequest { profile, image, until, timeout, run_dir, echo_console: echo };
+    let req = BootRequest {
+        profile,
+        image,
+        until,
+        timeout,
+        run_dir,
+        echo_console: echo,
+    };
     match boot(req).await {
         Ok(report) => {
             println!("{}", report.summary());
@@ -157,7 +190,11 @@ async fn boot_one(
                     println!("  | {l}");
                 }
             }
-            if report.success { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => fail(2, e),
     }
@@ -170,26 +207,52 @@ async fn run_reference(artifacts: PathBuf) -> ExitCode {
         return fail(2, e);
     }
     let cases = [
-        ("uefi-tpm", "reference:tiny", "efi=1 secureboot=0 tpm=2 share=ok"),
-        ("uefi-tpm", "reference:tiny-iso", "efi=1 secureboot=0 tpm=2 share=ok"),
-        ("uefi-secureboot", "reference:tiny-sb", "efi=1 secureboot=1 tpm=0 share=ok"),
+        (
+            "uefi-tpm",
+            "reference:tiny",
+            "efi=1 secureboot=0 tpm=2 share=ok",
+        ),
+        (
+            "uefi-tpm",
+            "reference:tiny-iso",
+            "efi=1 secureboot=0 tpm=2 share=ok",
+        ),
+        (
+            "uefi-secureboot",
+            "reference:tiny-sb",
+            "efi=1 secureboot=1 tpm=0 share=ok",
+        ),
     ];
     let run_id = bootproof::vm::rundir::new_run_id();
     let mut failures = 0;
-    println!("{:<18} {:<20} {:<7} {:>7}  detail", "profile", "image", "result", "time");
+    let report_line =
+        regex::bytes::Regex::new(r"bootproof-tiny: efi=\S+ secureboot=\S+ tpm=\S+ share=\S+")
+            .expect("valid");
+    println!(
+        "{:<18} {:<20} {:<7} {:>7}  detail",
+        "profile", "image", "result", "time"
+    );
     for (profile_name, image, expected) in cases {
         let profile = match bootproof::profile::resolve(profile_name) {
             Ok(p) => p,
             Err(e) => return fail(2, e),
         };
-        let until = regex::bytes::Regex::new(r"bootproof-tiny: efi=\S+ secureboot=\S+ tpm=\S+ share=\S+").expect("valid");
         let name = format!("{profile_name}-{}", image.trim_start_matches("reference:"));
         let run_dir = artifacts.join("run").join(&run_id).join(&name);
-        let req = BootRequest { profile, image: Some(image.into()), until: Some(until), timeout: None, run_dir, echo_console: false };
+        let req = BootRequest {
+            profile,
+            image: Some(image.into()),
+            until: Some(report_line.clone()),
+            timeout: None,
+            run_dir,
+            echo_console: false,
+        };
         let (ok, time, detail) = match boot(req).await {
             Ok(r) => {
                 let seen = match &r.outcome {
-                    bootproof::vm::boot::Outcome::Reached { matched } => matched.trim_start_matches("bootproof-tiny: ").to_string(),
+                    bootproof::vm::boot::Outcome::Reached { matched } => {
+                        matched.trim_start_matches("bootproof-tiny: ").to_string()
+                    }
                     _ => r.summary(),
                 };
                 (seen == expected, format!("{:.1}s", r.elapsed_secs), seen)
@@ -197,8 +260,21 @@ async fn run_reference(artifacts: PathBuf) -> ExitCode {
             Err(e) => (false, "-".into(), e.to_string()),
         };
         failures += usize::from(!ok);
-        println!("{:<18} {:<20} {:<7} {:>7}  {detail}", profile_name, image, if ok { "ok" } else { "FAILED" }, time);
+        println!(
+            "{:<18} {:<20} {:<7} {:>7}  {detail}",
+            profile_name,
+            image,
+            if ok { "ok" } else { "FAILED" },
+            time
+        );
     }
-    println!("artifacts: {}", artifacts.join("run").join(&run_id).display());
-    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    println!(
+        "artifacts: {}",
+        artifacts.join("run").join(&run_id).display()
+    );
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -17,12 +17,20 @@ pub const QEMU: Requirement = Requirement::command(
     "qemu-system-x86-core",
     "running guests",
 );
-pub const QEMU_IMG: Requirement =
-    Requirement::command("qemu-img", "qemu-utils", "qemu-img", "per-run disk overlays");
+pub const QEMU_IMG: Requirement = Requirement::command(
+    "qemu-img",
+    "qemu-utils",
+    "qemu-img",
+    "per-run disk overlays",
+);
 pub const SWTPM: Requirement =
     Requirement::command("swtpm", "swtpm", "swtpm", "the TPM 2.0 of tpm profiles");
-pub const SWTPM_TOOLS: Requirement =
-    Requirement::command("swtpm_setup", "swtpm-tools", "swtpm-tools", "TPM state set-up");
+pub const SWTPM_TOOLS: Requirement = Requirement::command(
+    "swtpm_setup",
+    "swtpm-tools",
+    "swtpm-tools",
+    "TPM state set-up",
+);
 /// Only asked for when no firmware pair is found (the path differs per distribution).
 pub const OVMF_DEBIAN: Requirement = Requirement::file(
     "/usr/share/OVMF/OVMF_CODE_4M.fd",

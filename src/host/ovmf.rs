@@ -32,7 +32,11 @@ pub enum FirmwareError {
          OVMF file, or install OVMF (apt-get install ovmf / dnf install edk2-ovmf)",
         path.display()
     )]
-    MissingFile { what: &'static str, path: PathBuf, origin: String },
+    MissingFile {
+        what: &'static str,
+        path: PathBuf,
+        origin: String,
+    },
     #[error(
         "no {wanted} firmware found (looked at BOOTPROOF_OVMF_CODE/VARS, {}, and {})\n  fix: \
          apt-get install ovmf (Debian/Ubuntu) or dnf install edk2-ovmf (Fedora), or set \
@@ -42,25 +46,60 @@ pub enum FirmwareError {
     NotFound { wanted: &'static str },
 }
 
-const DESCRIPTOR_DIRS: &[&str] =
-    &["/etc/qemu/firmware", "/usr/share/qemu/firmware", "/usr/local/share/qemu/firmware"];
+const DESCRIPTOR_DIRS: &[&str] = &[
+    "/etc/qemu/firmware",
+    "/usr/share/qemu/firmware",
+    "/usr/local/share/qemu/firmware",
+];
 
 /// Known (code, vars, secure boot) paths of Debian/Ubuntu, Fedora and Arch.
 const KNOWN_PAIRS: &[(&str, &str, bool)] = &[
-    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", false),
-    ("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd", true),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd", false),
-    ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", false),
-    ("/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd", true),
-    ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd", false),
-    ("/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd", true),
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        false,
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+        true,
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+        false,
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+        false,
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd",
+        true,
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+        false,
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+        true,
+    ),
 ];
 
 /// The firmware a profile boots with: `None` for BIOS.
 pub fn resolve(firmware: &Firmware) -> Result<Option<FirmwarePair>, FirmwareError> {
     let secure_boot = match firmware {
         Firmware::Bios => return Ok(None),
-        Firmware::Files { code, vars, secure_boot } => {
+        Firmware::Files {
+            code,
+            vars,
+            secure_boot,
+        } => {
             let origin = " (set in the profile's `firmware` table)";
             return explicit(code, vars, *secure_boot, origin).map(Some);
         }
@@ -75,15 +114,28 @@ pub fn resolve(firmware: &Firmware) -> Result<Option<FirmwarePair>, FirmwareErro
         .find(|p| p.secure_boot == secure_boot)
         .map(Some)
         .ok_or(FirmwareError::NotFound {
-            wanted: if secure_boot { "Secure Boot UEFI (keys enrolled)" } else { "UEFI" },
+            wanted: if secure_boot {
+                "Secure Boot UEFI (keys enrolled)"
+            } else {
+                "UEFI"
+            },
         })
 }
 
-fn explicit(code: &Path, vars: &Path, secure_boot: bool, origin: &str) -> Result<FirmwarePair, FirmwareError> {
+fn explicit(
+    code: &Path,
+    vars: &Path,
+    secure_boot: bool,
+    origin: &str,
+) -> Result<FirmwarePair, FirmwareError> {
     for (what, path) in [("CODE", code), ("VARS", vars)] {
         if !path.is_file() {
             let origin = origin.to_string();
-            return Err(FirmwareError::MissingFile { what, path: path.to_path_buf(), origin });
+            return Err(FirmwareError::MissingFile {
+                what,
+                path: path.to_path_buf(),
+                origin,
+            });
         }
     }
     Ok(FirmwarePair {
@@ -91,16 +143,21 @@ fn explicit(code: &Path, vars: &Path, secure_boot: bool, origin: &str) -> Result
         vars: vars.to_path_buf(),
         secure_boot,
         requires_smm: secure_boot,
-        source: origin.trim().trim_start_matches('(').trim_end_matches(')').to_string(),
+        source: origin
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string(),
     })
 }
 
 /// `BOOTPROOF_OVMF_CODE`/`VARS` apply to whichever mode they are set for: they are
 /// taken for Secure Boot only when `BOOTPROOF_OVMF_SECURE_BOOT=1`.
 fn from_env(secure_boot: bool) -> Result<Option<FirmwarePair>, FirmwareError> {
-    let (Some(code), Some(vars)) =
-        (std::env::var_os("BOOTPROOF_OVMF_CODE"), std::env::var_os("BOOTPROOF_OVMF_VARS"))
-    else {
+    let (Some(code), Some(vars)) = (
+        std::env::var_os("BOOTPROOF_OVMF_CODE"),
+        std::env::var_os("BOOTPROOF_OVMF_VARS"),
+    ) else {
         return Ok(None);
     };
     let env_sb = std::env::var("BOOTPROOF_OVMF_SECURE_BOOT").is_ok_and(|v| v == "1");
@@ -117,7 +174,10 @@ pub fn discover() -> Vec<FirmwarePair> {
     let mut pairs = from_descriptors(DESCRIPTOR_DIRS);
     for (code, vars, sb) in KNOWN_PAIRS {
         let (code, vars) = (Path::new(code), Path::new(vars));
-        if code.is_file() && vars.is_file() && !pairs.iter().any(|p| p.code == code && p.vars == vars) {
+        if code.is_file()
+            && vars.is_file()
+            && !pairs.iter().any(|p| p.code == code && p.vars == vars)
+        {
             pairs.push(FirmwarePair {
                 code: code.into(),
                 vars: vars.into(),
@@ -244,7 +304,10 @@ mod tests {
             secure_boot: false,
         };
         let e = resolve(&fw).unwrap_err().to_string();
-        assert!(e.contains("/nonexistent/CODE.fd") && e.contains("profile"), "{e}");
+        assert!(
+            e.contains("/nonexistent/CODE.fd") && e.contains("profile"),
+            "{e}"
+        );
         assert!(e.contains("apt-get install ovmf"), "{e}");
     }
 }

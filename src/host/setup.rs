@@ -166,6 +166,12 @@ pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
             hint,
         });
     };
+    // Parallel tests and builds all come here: one installs, the others wait and find.
+    let _lock = InstallLock::take();
+    let missing = self::missing(reqs);
+    if missing.is_empty() {
+        return Ok(());
+    }
     let argv = pm.install_command(&packages(pm));
     let mut status = run_install(&argv);
     if pm == PackageManager::Apt && !status.as_ref().is_ok_and(|s| s.success()) {
@@ -185,6 +191,30 @@ pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
         },
         missing: still,
     })
+}
+
+/// An exclusive `flock` on a file in the cache directory, held while installing.
+struct InstallLock {
+    _file: Option<std::fs::File>,
+}
+
+impl InstallLock {
+    fn take() -> InstallLock {
+        let dir = crate::cache::cache_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("host-setup.lock"))
+            .ok();
+        if let Some(f) = &file {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own; released when the file closes.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        }
+        InstallLock { _file: file }
+    }
 }
 
 /// The requirements that are not met.

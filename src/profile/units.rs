@@ -6,7 +6,9 @@ use std::time::Duration;
 /// `"512M"`, `"1G"`, `"1.5G"` or a plain number of MiB.
 pub fn parse_memory_mib(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let number: f64 = number
         .parse()
@@ -14,7 +16,11 @@ pub fn parse_memory_mib(s: &str) -> Result<u64, String> {
     let factor = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "M" | "MB" | "MIB" => 1.0,
         "G" | "GB" | "GIB" => 1024.0,
-        _ => return Err(format!("`{s}` has an unknown unit; write e.g. \"512M\" or \"2G\"")),
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit; write e.g. \"512M\" or \"2G\""
+            ));
+        }
     };
     let mib = (number * factor).round();
     if mib < 1.0 {

@@ -3,7 +3,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown key `{key}` in `{chord}`; use QEMU qcode names (e.g. ctrl, alt, shift, ret, esc, tab, f1, a, 1, delete)")]
+    #[error(
+        "unknown key `{key}` in `{chord}`; use QEMU qcode names (e.g. ctrl, alt, shift, ret, esc, tab, f1, a, 1, delete)"
+    )]
     UnknownKey { key: String, chord: String },
     #[error("cannot type {0:?}: no key on a US keyboard produces it")]
     Untypeable(char),
@@ -11,15 +13,116 @@ pub enum KeyError {
 
 /// Every QKeyCode QEMU 7.2 knows that a test would press.
 const QCODES: &[&str] = &[
-    "shift", "shift_r", "alt", "alt_r", "ctrl", "ctrl_r", "menu", "esc", "1", "2", "3", "4", "5", "6", "7", "8",
-    "9", "0", "minus", "equal", "backspace", "tab", "q", "w", "e", "r", "t", "y", "u", "i", "o", "p",
-    "bracket_left", "bracket_right", "ret", "a", "s", "d", "f", "g", "h", "j", "k", "l", "semicolon",
-    "apostrophe", "grave_accent", "backslash", "z", "x", "c", "v", "b", "n", "m", "comma", "dot", "slash",
-    "asterisk", "spc", "caps_lock", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f10", "num_lock",
-    "scroll_lock", "kp_divide", "kp_multiply", "kp_subtract", "kp_add", "kp_enter", "kp_decimal", "sysrq",
-    "kp_0", "kp_1", "kp_2", "kp_3", "kp_4", "kp_5", "kp_6", "kp_7", "kp_8", "kp_9", "less", "f11", "f12",
-    "print", "home", "pgup", "pgdn", "end", "left", "up", "down", "right", "insert", "delete", "meta_l",
-    "meta_r", "power", "sleep", "wake", "pause",
+    "shift",
+    "shift_r",
+    "alt",
+    "alt_r",
+    "ctrl",
+    "ctrl_r",
+    "menu",
+    "esc",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    "0",
+    "minus",
+    "equal",
+    "backspace",
+    "tab",
+    "q",
+    "w",
+    "e",
+    "r",
+    "t",
+    "y",
+    "u",
+    "i",
+    "o",
+    "p",
+    "bracket_left",
+    "bracket_right",
+    "ret",
+    "a",
+    "s",
+    "d",
+    "f",
+    "g",
+    "h",
+    "j",
+    "k",
+    "l",
+    "semicolon",
+    "apostrophe",
+    "grave_accent",
+    "backslash",
+    "z",
+    "x",
+    "c",
+    "v",
+    "b",
+    "n",
+    "m",
+    "comma",
+    "dot",
+    "slash",
+    "asterisk",
+    "spc",
+    "caps_lock",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "f6",
+    "f7",
+    "f8",
+    "f9",
+    "f10",
+    "num_lock",
+    "scroll_lock",
+    "kp_divide",
+    "kp_multiply",
+    "kp_subtract",
+    "kp_add",
+    "kp_enter",
+    "kp_decimal",
+    "sysrq",
+    "kp_0",
+    "kp_1",
+    "kp_2",
+    "kp_3",
+    "kp_4",
+    "kp_5",
+    "kp_6",
+    "kp_7",
+    "kp_8",
+    "kp_9",
+    "less",
+    "f11",
+    "f12",
+    "print",
+    "home",
+    "pgup",
+    "pgdn",
+    "end",
+    "left",
+    "up",
+    "down",
+    "right",
+    "insert",
+    "delete",
+    "meta_l",
+    "meta_r",
+    "power",
+    "sleep",
+    "wake",
+    "pause",
 ];
 
 /// Friendly names people use for keys, mapped to qcodes.
@@ -50,7 +153,10 @@ pub fn chord_qcodes(chord: &str) -> Result<Vec<String>, KeyError> {
         .into_iter()
         .map(|p| {
             let lower = p.trim().to_ascii_lowercase();
-            let name = ALIASES.iter().find(|(a, _)| *a == lower).map_or(lower.as_str(), |(_, q)| q);
+            let name = ALIASES
+                .iter()
+                .find(|(a, _)| *a == lower)
+                .map_or(lower.as_str(), |(_, q)| q);
             let name = match name {
                 "-" => "minus",
                 "+" => "kp_add",
@@ -59,7 +165,10 @@ pub fn chord_qcodes(chord: &str) -> Result<Vec<String>, KeyError> {
             if QCODES.contains(&name) {
                 Ok(name.to_string())
             } else {
-                Err(KeyError::UnknownKey { key: p.to_string(), chord: chord.to_string() })
+                Err(KeyError::UnknownKey {
+                    key: p.to_string(),
+                    chord: chord.to_string(),
+                })
             }
         })
         .collect()
@@ -72,15 +181,43 @@ pub fn text_keystrokes(text: &str) -> Result<Vec<Vec<String>>, KeyError> {
 
 fn char_chord(c: char) -> Result<Vec<String>, KeyError> {
     const UNSHIFTED: &[(char, &str)] = &[
-        (' ', "spc"), ('\n', "ret"), ('\t', "tab"), ('-', "minus"), ('=', "equal"), ('[', "bracket_left"),
-        (']', "bracket_right"), (';', "semicolon"), ('\'', "apostrophe"), ('`', "grave_accent"),
-        ('\\', "backslash"), (',', "comma"), ('.', "dot"), ('/', "slash"),
+        (' ', "spc"),
+        ('\n', "ret"),
+        ('\t', "tab"),
+        ('-', "minus"),
+        ('=', "equal"),
+        ('[', "bracket_left"),
+        (']', "bracket_right"),
+        (';', "semicolon"),
+        ('\'', "apostrophe"),
+        ('`', "grave_accent"),
+        ('\\', "backslash"),
+        (',', "comma"),
+        ('.', "dot"),
+        ('/', "slash"),
     ];
     const SHIFTED: &[(char, &str)] = &[
-        ('!', "1"), ('@', "2"), ('#', "3"), ('$', "4"), ('%', "5"), ('^', "6"), ('&', "7"), ('*', "8"),
-        ('(', "9"), (')', "0"), ('_', "minus"), ('+', "equal"), ('{', "bracket_left"), ('}', "bracket_right"),
-        (':', "semicolon"), ('"', "apostrophe"), ('~', "grave_accent"), ('|', "backslash"), ('<', "comma"),
-        ('>', "dot"), ('?', "slash"),
+        ('!', "1"),
+        ('@', "2"),
+        ('#', "3"),
+        ('$', "4"),
+        ('%', "5"),
+        ('^', "6"),
+        ('&', "7"),
+        ('*', "8"),
+        ('(', "9"),
+        (')', "0"),
+        ('_', "minus"),
+        ('+', "equal"),
+        ('{', "bracket_left"),
+        ('}', "bracket_right"),
+        (':', "semicolon"),
+        ('"', "apostrophe"),
+        ('~', "grave_accent"),
+        ('|', "backslash"),
+        ('<', "comma"),
+        ('>', "dot"),
+        ('?', "slash"),
     ];
     let one = |k: &str| vec![k.to_string()];
     let shifted = |k: &str| vec!["shift".to_string(), k.to_string()];
@@ -105,7 +242,10 @@ mod tests {
 
     #[test]
     fn chords() {
-        assert_eq!(chord_qcodes("ctrl-alt-delete").unwrap(), ["ctrl", "alt", "delete"]);
+        assert_eq!(
+            chord_qcodes("ctrl-alt-delete").unwrap(),
+            ["ctrl", "alt", "delete"]
+        );
         assert_eq!(chord_qcodes("Shift+Tab").unwrap(), ["shift", "tab"]);
         assert_eq!(chord_qcodes("Return").unwrap(), ["ret"]);
         assert_eq!(chord_qcodes("alt-f2").unwrap(), ["alt", "f2"]);
@@ -118,6 +258,9 @@ mod tests {
         let keys = text_keystrokes("aB1!\n").unwrap();
         let flat: Vec<String> = keys.iter().map(|k| k.join("+")).collect();
         assert_eq!(flat, ["a", "shift+b", "1", "shift+1", "ret"]);
-        assert!(matches!(text_keystrokes("é"), Err(KeyError::Untypeable('é'))));
+        assert!(matches!(
+            text_keystrokes("é"),
+            Err(KeyError::Untypeable('é'))
+        ));
     }
 }

@@ -39,16 +39,26 @@ pub struct BootRequest {
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum Outcome {
     /// The `until` pattern appeared.
-    Reached { matched: String },
+    Reached {
+        matched: String,
+    },
     /// The guest powered off by itself (success when no `until` was asked for).
     PoweredOff,
     /// The firmware refused every boot option.
-    FirmwareRefused { lines: Vec<String> },
+    FirmwareRefused {
+        lines: Vec<String>,
+    },
     /// The guest rebooted, which ends a run unless the profile allows reboots.
-    Rebooted { reason: String },
+    Rebooted {
+        reason: String,
+    },
     /// QEMU exited on its own with a failure, or the guest stopped before `until`.
-    Ended { detail: String },
-    TimedOut { waited_secs: f64 },
+    Ended {
+        detail: String,
+    },
+    TimedOut {
+        waited_secs: f64,
+    },
 }
 
 /// The verdict and where to look.
@@ -73,13 +83,23 @@ impl BootReport {
         let what = match &self.outcome {
             Outcome::Reached { matched } => format!("reached {matched:?}"),
             Outcome::PoweredOff => "guest powered off".to_string(),
-            Outcome::FirmwareRefused { lines } => format!("the firmware found nothing it would boot: {}", lines.join(" / ")),
-            Outcome::Rebooted { reason } => format!("the guest rebooted ({reason}); set allow_reboot = true in the profile if that is expected"),
+            Outcome::FirmwareRefused { lines } => format!(
+                "the firmware found nothing it would boot: {}",
+                lines.join(" / ")
+            ),
+            Outcome::Rebooted { reason } => format!(
+                "the guest rebooted ({reason}); set allow_reboot = true in the profile if that is expected"
+            ),
             Outcome::Ended { detail } => detail.clone(),
             Outcome::TimedOut { waited_secs } => format!("timed out (waited {waited_secs:.1}s)"),
         };
         let verdict = if self.success { "ok" } else { "FAILED" };
-        format!("{verdict}: {what} after {:.1}s under {} ({})", self.elapsed_secs, self.accel, self.run_dir.display())
+        format!(
+            "{verdict}: {what} after {:.1}s under {} ({})",
+            self.elapsed_secs,
+            self.accel,
+            self.run_dir.display()
+        )
     }
 }
 
@@ -111,7 +131,8 @@ pub enum BootError {
 /// reason at the end is part of the match), e.g. `... Access Denied` under Secure Boot.
 const BOOT_OPTION_FAILED: &str = r"BdsDxe: failed to load Boot[^\n]*\n";
 /// OVMF has nothing left to try: it says so, or falls back to its built-in shell.
-const NOTHING_BOOTABLE: &str = r#"No bootable option or device was found|BdsDxe: starting Boot\S+ "EFI Internal Shell""#;
+const NOTHING_BOOTABLE: &str =
+    r#"No bootable option or device was found|BdsDxe: starting Boot\S+ "EFI Internal Shell""#;
 
 /// The host's side of a plan: QEMU, acceleration, firmware, share security model.
 pub fn host_facts(profile: &Profile, share_dir: &Path) -> Result<HostFacts, BootError> {
@@ -131,7 +152,10 @@ pub fn resolve_image(spec: &str) -> Result<Image, BootError> {
         let built = crate::images::ensure(name)?;
         return Ok(match built.kind {
             crate::images::ImageKind::Iso => Image::Iso { path: built.path },
-            crate::images::ImageKind::Disk => Image::Disk { path: built.path, format: None },
+            crate::images::ImageKind::Disk => Image::Disk {
+                path: built.path,
+                format: None,
+            },
         });
     }
     Ok(super::disk::classify(Path::new(spec))?)
@@ -139,12 +163,23 @@ pub fn resolve_image(spec: &str) -> Result<Image, BootError> {
 
 /// Boots, waits for the verdict, stops the VM, and writes `result.json`.
 pub async fn boot(req: BootRequest) -> Result<BootReport, BootError> {
-    let layout = RunLayout::create(&req.run_dir).map_err(|source| BootError::RunDir { path: req.run_dir.clone(), source })?;
+    let layout = RunLayout::create(&req.run_dir).map_err(|source| BootError::RunDir {
+        path: req.run_dir.clone(),
+        source,
+    })?;
     let image = req.image.as_deref().map(resolve_image).transpose()?;
     let host = host_facts(&req.profile, &layout.share_dir())?;
     let plan = Plan::new(&req.profile, image.as_ref(), &host, &layout)?;
-    let timeout = host.accel.scale(req.timeout.unwrap_or(req.profile.timeouts.boot));
-    let mut vm = Vm::launch(plan, VmOptions { echo_console: req.echo_console }).await?;
+    let timeout = host
+        .accel
+        .scale(req.timeout.unwrap_or(req.profile.timeouts.boot));
+    let mut vm = Vm::launch(
+        plan,
+        VmOptions {
+            echo_console: req.echo_console,
+        },
+    )
+    .await?;
     let (outcome, evidence) = watch(&mut vm, req.until.as_ref(), timeout).await;
     let success = match &outcome {
         Outcome::Reached { .. } => true,
@@ -153,7 +188,10 @@ pub async fn boot(req: BootRequest) -> Result<BootReport, BootError> {
     };
     let outcome = match outcome {
         Outcome::PoweredOff if !success => Outcome::Ended {
-            detail: format!("the guest powered off before /{}/ appeared", req.until.as_ref().map_or("", |r| r.as_str())),
+            detail: format!(
+                "the guest powered off before /{}/ appeared",
+                req.until.as_ref().map_or("", |r| r.as_str())
+            ),
         },
         other => other,
     };
@@ -170,11 +208,18 @@ pub async fn boot(req: BootRequest) -> Result<BootReport, BootError> {
         last_console_lines: vm.console().tail(),
     };
     let json = serde_json::to_vec_pretty(&report).expect("serialisable");
-    std::fs::write(layout.result_file(), json).map_err(|source| BootError::RunDir { path: layout.result_file(), source })?;
+    std::fs::write(layout.result_file(), json).map_err(|source| BootError::RunDir {
+        path: layout.result_file(),
+        source,
+    })?;
     Ok(report)
 }
 
-async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcome, Option<Evidence>) {
+async fn watch(
+    vm: &mut Vm,
+    until: Option<&Regex>,
+    timeout: Duration,
+) -> (Outcome, Option<Evidence>) {
     let refusal = Regex::new(BOOT_OPTION_FAILED).expect("valid");
     let nothing = Regex::new(NOTHING_BOOTABLE).expect("valid");
     let mut refused: Vec<String> = Vec::new();
@@ -202,11 +247,21 @@ async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcom
             Err(ConsoleError::Timeout { waited, .. }) => {
                 let evidence = vm.collect_evidence("timeout").await;
                 vm.kill().await;
-                return (Outcome::TimedOut { waited_secs: waited.as_secs_f64() }, Some(evidence));
+                return (
+                    Outcome::TimedOut {
+                        waited_secs: waited.as_secs_f64(),
+                    },
+                    Some(evidence),
+                );
             }
             Err(ConsoleError::Write(e)) => {
                 vm.kill().await;
-                return (Outcome::Ended { detail: e.to_string() }, None);
+                return (
+                    Outcome::Ended {
+                        detail: e.to_string(),
+                    },
+                    None,
+                );
             }
         }
     }
@@ -214,11 +269,19 @@ async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcom
 
 fn ended(ending: Option<Ending>) -> Outcome {
     match ending {
-        Some(Ending::Exited { status: Some(0), reason: Some(r) }) if r.contains("reset") => Outcome::Rebooted { reason: r },
-        Some(Ending::Exited { status: Some(0), reason: Some(r) }) if r.contains("panic") => {
-            Outcome::Ended { detail: format!("the guest panicked ({r})") }
-        }
-        Some(Ending::Exited { status: Some(0), .. }) => Outcome::PoweredOff,
+        Some(Ending::Exited {
+            status: Some(0),
+            reason: Some(r),
+        }) if r.contains("reset") => Outcome::Rebooted { reason: r },
+        Some(Ending::Exited {
+            status: Some(0),
+            reason: Some(r),
+        }) if r.contains("panic") => Outcome::Ended {
+            detail: format!("the guest panicked ({r})"),
+        },
+        Some(Ending::Exited {
+            status: Some(0), ..
+        }) => Outcome::PoweredOff,
         Some(Ending::Exited { status, reason }) => Outcome::Ended {
             detail: format!(
                 "QEMU exited with status {} ({}); see qemu.log in the run dir",
@@ -226,7 +289,11 @@ fn ended(ending: Option<Ending>) -> Outcome {
                 reason.unwrap_or_else(|| "no SHUTDOWN event".into())
             ),
         },
-        Some(Ending::Stopped { how }) => Outcome::Ended { detail: format!("QEMU was {how}") },
-        None => Outcome::Ended { detail: "the console closed but QEMU did not exit within 10 s".into() },
+        Some(Ending::Stopped { how }) => Outcome::Ended {
+            detail: format!("QEMU was {how}"),
+        },
+        None => Outcome::Ended {
+            detail: "the console closed but QEMU did not exit within 10 s".into(),
+        },
     }
 }

@@ -33,14 +33,25 @@ pub enum DiskError {
 /// anything else as a disk whose format `qemu-img` detects later.
 pub fn classify(path: &Path) -> Result<Image, DiskError> {
     if !path.exists() {
-        return Err(DiskError::Missing { path: path.to_path_buf() });
+        return Err(DiskError::Missing {
+            path: path.to_path_buf(),
+        });
     }
-    let read = |source| DiskError::Read { path: path.to_path_buf(), source };
+    let read = |source| DiskError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = std::fs::File::open(path).map_err(read)?;
     let mut magic = [0u8; 5];
-    let is_iso = f.seek(SeekFrom::Start(0x8001)).is_ok() && f.read_exact(&mut magic).is_ok() && &magic == b"CD001";
+    let is_iso = f.seek(SeekFrom::Start(0x8001)).is_ok()
+        && f.read_exact(&mut magic).is_ok()
+        && &magic == b"CD001";
     let path = std::path::absolute(path).map_err(read)?;
-    Ok(if is_iso { Image::Iso { path } } else { Image::Disk { path, format: None } })
+    Ok(if is_iso {
+        Image::Iso { path }
+    } else {
+        Image::Disk { path, format: None }
+    })
 }
 
 /// The format `qemu-img info` sees.
@@ -53,14 +64,29 @@ pub fn detect_format(qemu_img: &Path, path: &Path) -> Result<DiskFormat, DiskErr
     match info["format"].as_str() {
         Some("raw") => Ok(DiskFormat::Raw),
         Some("qcow2") => Ok(DiskFormat::Qcow2),
-        other => Err(DiskError::Format { path: path.into(), format: other.unwrap_or("unknown").into() }),
+        other => Err(DiskError::Format {
+            path: path.into(),
+            format: other.unwrap_or("unknown").into(),
+        }),
     }
 }
 
 /// Creates `overlay` backed by `base` (by absolute path, as qemu-img requires).
-pub fn create_overlay(qemu_img: &Path, base: &Path, format: DiskFormat, overlay: &Path) -> Result<(), DiskError> {
-    let base = std::path::absolute(base).map_err(|source| DiskError::Read { path: base.into(), source })?;
-    qemu_img_run(qemu_img, &["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"], &[&base, overlay])?;
+pub fn create_overlay(
+    qemu_img: &Path,
+    base: &Path,
+    format: DiskFormat,
+    overlay: &Path,
+) -> Result<(), DiskError> {
+    let base = std::path::absolute(base).map_err(|source| DiskError::Read {
+        path: base.into(),
+        source,
+    })?;
+    qemu_img_run(
+        qemu_img,
+        &["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"],
+        &[&base, overlay],
+    )?;
     Ok(())
 }
 
@@ -77,10 +103,16 @@ fn qemu_img_run(qemu_img: &Path, args: &[&str], paths: &[&Path]) -> Result<Vec<u
         .args(args)
         .args(paths)
         .output()
-        .map_err(|e| DiskError::QemuImg { args: shown(), detail: e.to_string() })?;
+        .map_err(|e| DiskError::QemuImg {
+            args: shown(),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(DiskError::QemuImg { args: shown(), detail });
+        return Err(DiskError::QemuImg {
+            args: shown(),
+            detail,
+        });
     }
     Ok(out.stdout)
 }

@@ -38,9 +38,17 @@ pub enum VmError {
     #[error("{0} not found on PATH; run `bootproof doctor`")]
     MissingTool(&'static str),
     #[error("QEMU exited during start-up ({status}); its messages (run dir {}):\n{log}", run_dir.display())]
-    EarlyExit { status: String, log: String, run_dir: PathBuf },
+    EarlyExit {
+        status: String,
+        log: String,
+        run_dir: PathBuf,
+    },
     #[error("QEMU did not connect its {channel} within {timeout:?} (run dir {})", run_dir.display())]
-    NoConnect { channel: &'static str, timeout: Duration, run_dir: PathBuf },
+    NoConnect {
+        channel: &'static str,
+        timeout: Duration,
+        run_dir: PathBuf,
+    },
     #[error(transparent)]
     Qmp(#[from] crate::qmp::QmpError),
 }
@@ -61,7 +69,10 @@ pub struct VmOptions {
 pub enum Ending {
     /// QEMU exited by itself; `reason` is the SHUTDOWN event's (`guest-shutdown`,
     /// `guest-reset`, `guest-panic`, ...), when it sent one.
-    Exited { status: Option<i32>, reason: Option<String> },
+    Exited {
+        status: Option<i32>,
+        reason: Option<String>,
+    },
     /// bootproof stopped it.
     Stopped { how: &'static str },
 }
@@ -104,15 +115,29 @@ impl Vm {
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         let started = Instant::now();
-        let mut qemu = Supervised::spawn("qemu", cmd, &layout.qemu_log()).map_err(io(format!("starting {}", plan.qemu.display())))?;
-        let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await {
+        let mut qemu = Supervised::spawn("qemu", cmd, &layout.qemu_log())
+            .map_err(io(format!("starting {}", plan.qemu.display())))?;
+        let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await
+        {
             Ok(streams) => streams,
             Err(e) => return Err(e.into_vm_error(layout)),
         };
-        let files = CaptureFiles { raw: &layout.console_raw(), text: &layout.console_log(), echo: options.echo_console };
-        let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
+        let files = CaptureFiles {
+            raw: &layout.console_raw(),
+            text: &layout.console_log(),
+            echo: options.echo_console,
+        };
+        let console =
+            Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
         let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
-        Ok(Vm { plan, qemu, swtpm, console, qmp, started })
+        Ok(Vm {
+            plan,
+            qemu,
+            swtpm,
+            console,
+            qmp,
+            started,
+        })
     }
 
     pub fn console(&self) -> &Console {
@@ -138,12 +163,19 @@ impl Vm {
 
     /// Process ids of QEMU and swtpm, for supervision tests and diagnostics.
     pub fn pids(&self) -> Vec<u32> {
-        self.qemu.pid().into_iter().chain(self.swtpm.as_ref().and_then(|s| s.pid())).collect()
+        self.qemu
+            .pid()
+            .into_iter()
+            .chain(self.swtpm.as_ref().and_then(|s| s.pid()))
+            .collect()
     }
 
     /// Waits for QEMU to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<Ending> {
-        let status = tokio::time::timeout(timeout, self.qemu.child.wait()).await.ok()?.ok();
+        let status = tokio::time::timeout(timeout, self.qemu.child.wait())
+            .await
+            .ok()?
+            .ok();
         Some(self.exited(status).await)
     }
 
@@ -152,7 +184,10 @@ impl Vm {
         self.console.closed(Duration::from_secs(2)).await;
         if let Some(swtpm) = &mut self.swtpm {
             // swtpm --terminate leaves with QEMU; give it a moment, then make sure.
-            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait())
+                .await
+                .is_err()
+            {
                 swtpm.kill().await;
             }
         }
@@ -163,22 +198,27 @@ impl Vm {
             .rev()
             .find(|e| e.name == "SHUTDOWN")
             .and_then(|e| e.data["reason"].as_str().map(String::from));
-        Ending::Exited { status: status.and_then(|s| s.code()), reason }
+        Ending::Exited {
+            status: status.and_then(|s| s.code()),
+            reason,
+        }
     }
 
     /// Presses the power button and waits `grace` for the guest to power off; then asks
     /// QEMU to quit, and kills it if even that fails.
     pub async fn shutdown(&mut self, grace: Duration) -> Ending {
         if self.qmp.system_powerdown().await.is_ok()
-            && let Some(ending) = self.wait_exit(grace).await {
-                return ending;
-            }
+            && let Some(ending) = self.wait_exit(grace).await
+        {
+            return ending;
+        }
         self.quit().await
     }
 
     /// Ends QEMU now: `quit` over QMP, then a kill if it does not leave.
     pub async fn quit(&mut self) -> Ending {
-        if self.qmp.quit().await.is_ok() && self.wait_exit(Duration::from_secs(10)).await.is_some() {
+        if self.qmp.quit().await.is_ok() && self.wait_exit(Duration::from_secs(10)).await.is_some()
+        {
             return Ending::Stopped { how: "quit" };
         }
         self.kill().await;
@@ -238,13 +278,25 @@ fn bind(path: &Path) -> Result<UnixListener, VmError> {
 fn prepare(plan: &Plan) -> Result<(), VmError> {
     let layout = &plan.layout;
     if let Some(fw) = &plan.firmware {
-        std::fs::copy(&fw.vars_template, &fw.vars)
-            .map_err(io(format!("copying {} to {}", fw.vars_template.display(), fw.vars.display())))?;
+        std::fs::copy(&fw.vars_template, &fw.vars).map_err(io(format!(
+            "copying {} to {}",
+            fw.vars_template.display(),
+            fw.vars.display()
+        )))?;
     }
-    let disks: Vec<_> = plan.drives.iter().filter_map(|d| match d {
-        Drive::Disk { overlay, base, base_format, .. } => Some((overlay, base, base_format)),
-        Drive::Cdrom { .. } => None,
-    }).collect();
+    let disks: Vec<_> = plan
+        .drives
+        .iter()
+        .filter_map(|d| match d {
+            Drive::Disk {
+                overlay,
+                base,
+                base_format,
+                ..
+            } => Some((overlay, base, base_format)),
+            Drive::Cdrom { .. } => None,
+        })
+        .collect();
     if !disks.is_empty() {
         let qemu_img = find_command("qemu-img").ok_or(VmError::MissingTool("qemu-img"))?;
         for (overlay, base, format) in disks {
@@ -260,9 +312,10 @@ fn prepare(plan: &Plan) -> Result<(), VmError> {
     }
     for d in &plan.drives {
         if let Drive::Cdrom { path } = d
-            && !path.exists() {
-                return Err(disk::DiskError::Missing { path: path.clone() }.into());
-            }
+            && !path.exists()
+        {
+            return Err(disk::DiskError::Missing { path: path.clone() }.into());
+        }
     }
     let command = argv::shell_command(&argv::argv(plan));
     std::fs::write(layout.command_file(), format!("#!/bin/sh\n# The QEMU command bootproof ran (sockets must be listened on to rerun it).\n{command}\n"))
@@ -281,11 +334,30 @@ impl AcceptError {
         match self {
             AcceptError::Exited(status) => {
                 let log = std::fs::read_to_string(layout.qemu_log()).unwrap_or_default();
-                let log = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-                VmError::EarlyExit { status, log, run_dir: layout.dir.clone() }
+                let log = log
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                VmError::EarlyExit {
+                    status,
+                    log,
+                    run_dir: layout.dir.clone(),
+                }
             }
-            AcceptError::Timeout(channel) => VmError::NoConnect { channel, timeout: CONNECT_TIMEOUT, run_dir: layout.dir.clone() },
-            AcceptError::Io(e) => VmError::Io { what: "accepting QEMU's connections".into(), source: e },
+            AcceptError::Timeout(channel) => VmError::NoConnect {
+                channel,
+                timeout: CONNECT_TIMEOUT,
+                run_dir: layout.dir.clone(),
+            },
+            AcceptError::Io(e) => VmError::Io {
+                what: "accepting QEMU's connections".into(),
+                source: e,
+            },
         }
     }
 }

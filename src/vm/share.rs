@@ -20,7 +20,12 @@ pub enum ShareError {
     #[error("{}: `{name}` is a symlink or special file written by the guest; not followed", share.display())]
     NotRegular { share: PathBuf, name: String },
     #[error("{}: `{name}` is {size} bytes, over the {limit}-byte limit", share.display())]
-    TooLarge { share: PathBuf, name: String, size: u64, limit: u64 },
+    TooLarge {
+        share: PathBuf,
+        name: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("{}: `{name}`: {source}", share.display())]
     Io {
         share: PathBuf,
@@ -38,7 +43,8 @@ pub fn security_for(dir: &Path) -> ShareSecurity {
     };
     let name = c"user.bootproof.probe";
     // SAFETY: valid NUL-terminated strings and a 1-byte buffer.
-    let ok = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
+    let ok =
+        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
     if ok {
         // SAFETY: as above.
         unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) };
@@ -52,26 +58,50 @@ pub fn security_for(dir: &Path) -> ShareSecurity {
 /// and anything but a regular file, and files over `limit` bytes.
 pub fn read_file(share: &Path, name: &str, limit: u64) -> Result<Vec<u8>, ShareError> {
     let file = open_beneath(share, name)?;
-    let io = |source| ShareError::Io { share: share.into(), name: name.into(), source };
+    let io = |source| ShareError::Io {
+        share: share.into(),
+        name: name.into(),
+        source,
+    };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
-        return Err(ShareError::NotRegular { share: share.into(), name: name.into() });
+        return Err(ShareError::NotRegular {
+            share: share.into(),
+            name: name.into(),
+        });
     }
     if meta.len() > limit {
-        return Err(ShareError::TooLarge { share: share.into(), name: name.into(), size: meta.len(), limit });
+        return Err(ShareError::TooLarge {
+            share: share.into(),
+            name: name.into(),
+            size: meta.len(),
+            limit,
+        });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     use std::io::Read;
     file.take(limit + 1).read_to_end(&mut buf).map_err(io)?;
     if buf.len() as u64 > limit {
-        return Err(ShareError::TooLarge { share: share.into(), name: name.into(), size: buf.len() as u64, limit });
+        return Err(ShareError::TooLarge {
+            share: share.into(),
+            name: name.into(),
+            size: buf.len() as u64,
+            limit,
+        });
     }
     Ok(buf)
 }
 
 fn open_beneath(share: &Path, name: &str) -> Result<std::fs::File, ShareError> {
-    let outside = || ShareError::OutsideShare { share: share.into(), name: name.into() };
-    let io = |source| ShareError::Io { share: share.into(), name: name.into(), source };
+    let outside = || ShareError::OutsideShare {
+        share: share.into(),
+        name: name.into(),
+    };
+    let io = |source| ShareError::Io {
+        share: share.into(),
+        name: name.into(),
+        source,
+    };
     let components: Vec<&std::ffi::OsStr> = Path::new(name)
         .components()
         .map(|c| match c {
@@ -87,18 +117,27 @@ fn open_beneath(share: &Path, name: &str) -> Result<std::fs::File, ShareError> {
     let (last, parents) = components.split_last().expect("non-empty");
     for part in parents {
         let c = CString::new(part.as_bytes()).map_err(|_| outside())?;
-        dir = openat(dir.as_raw_fd(), &c, libc::O_DIRECTORY | libc::O_NOFOLLOW).map_err(|e| not_followed(e, share, name))?;
+        dir = openat(dir.as_raw_fd(), &c, libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .map_err(|e| not_followed(e, share, name))?;
     }
     let c = CString::new(last.as_bytes()).map_err(|_| outside())?;
-    let fd = openat(dir.as_raw_fd(), &c, libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| not_followed(e, share, name))?;
+    let fd = openat(dir.as_raw_fd(), &c, libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .map_err(|e| not_followed(e, share, name))?;
     Ok(std::fs::File::from(fd))
 }
 
 /// `O_NOFOLLOW` on a symlink fails with ELOOP (ENOTDIR with `O_DIRECTORY`).
 fn not_followed(e: std::io::Error, share: &Path, name: &str) -> ShareError {
     match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => ShareError::NotRegular { share: share.into(), name: name.into() },
-        _ => ShareError::Io { share: share.into(), name: name.into(), source: e },
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => ShareError::NotRegular {
+            share: share.into(),
+            name: name.into(),
+        },
+        _ => ShareError::Io {
+            share: share.into(),
+            name: name.into(),
+            source: e,
+        },
     }
 }
 
@@ -149,7 +188,11 @@ pub fn list(share: &Path, max_entries: usize) -> std::io::Result<Vec<Entry>> {
             } else {
                 EntryKind::Special
             };
-            out.push(Entry { path, kind, size: meta.len() });
+            out.push(Entry {
+                path,
+                kind,
+                size: meta.len(),
+            });
             if out.len() >= max_entries {
                 return Ok(out);
             }
@@ -168,20 +211,43 @@ mod tests {
         let share = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "host secret").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link"))
+            .unwrap();
         std::os::unix::fs::symlink(outside.path(), share.path().join("dirlink")).unwrap();
         std::fs::write(share.path().join("ok.txt"), "fine").unwrap();
         assert_eq!(read_file(share.path(), "ok.txt", 100).unwrap(), b"fine");
-        assert!(matches!(read_file(share.path(), "link", 100), Err(ShareError::NotRegular { .. })));
-        assert!(matches!(read_file(share.path(), "dirlink/secret", 100), Err(ShareError::NotRegular { .. })));
-        assert!(matches!(read_file(share.path(), "../x", 100), Err(ShareError::OutsideShare { .. })));
-        assert!(matches!(read_file(share.path(), "/etc/passwd", 100), Err(ShareError::OutsideShare { .. })));
-        assert!(matches!(read_file(share.path(), "ok.txt", 2), Err(ShareError::TooLarge { .. })));
+        assert!(matches!(
+            read_file(share.path(), "link", 100),
+            Err(ShareError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            read_file(share.path(), "dirlink/secret", 100),
+            Err(ShareError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            read_file(share.path(), "../x", 100),
+            Err(ShareError::OutsideShare { .. })
+        ));
+        assert!(matches!(
+            read_file(share.path(), "/etc/passwd", 100),
+            Err(ShareError::OutsideShare { .. })
+        ));
+        assert!(matches!(
+            read_file(share.path(), "ok.txt", 2),
+            Err(ShareError::TooLarge { .. })
+        ));
         let listed = list(share.path(), 100).unwrap();
-        let kinds: Vec<_> = listed.iter().map(|e| (e.path.to_str().unwrap(), e.kind)).collect();
+        let kinds: Vec<_> = listed
+            .iter()
+            .map(|e| (e.path.to_str().unwrap(), e.kind))
+            .collect();
         assert_eq!(
             kinds,
-            [("dirlink", EntryKind::Special), ("link", EntryKind::Special), ("ok.txt", EntryKind::File)]
+            [
+                ("dirlink", EntryKind::Special),
+                ("link", EntryKind::Special),
+                ("ok.txt", EntryKind::File)
+            ]
         );
     }
 }
