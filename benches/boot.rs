@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use bootproof::profile;
 use bootproof::vm::argv::argv;
 use bootproof::vm::boot::{host_facts, resolve_image};
-use bootproof::vm::{Vm, VmOptions};
 use bootproof::vm::plan::Plan;
 use bootproof::vm::rundir::RunLayout;
+use bootproof::vm::{Vm, VmOptions};
 
 const MARKER: &str = "bootproof-tiny: efi=";
 
@@ -95,7 +95,8 @@ fn by_hand(profile: &profile::Profile, dir: &std::path::Path) -> Duration {
         i += 2;
     }
     let start = Instant::now();
-    let mut child = Command::new(&args[0]).args(&by_hand).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        Command::new(&args[0]).args(&by_hand).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let reader = BufReader::new(child.stdout.take().unwrap());
     let mut elapsed = None;
     for line in reader.split(b'\n') {

@@ -9,11 +9,7 @@ use bootproof::host;
 use bootproof::vm::boot::{BootRequest, boot};
 
 #[derive(Parser)]
-#[command(
-    name = "bootproof",
-    version,
-    about = "Boot OS images in QEMU and prove they work"
-)]
+#[command(name = "bootproof", version, about = "Boot OS images in QEMU and prove they work")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,14 +81,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor(json),
         Command::Inspect { paths, json } => bootproof::inspect::run_cli(&paths, json),
         Command::Images { command } => images(command),
-        Command::Boot {
-            profile,
-            image,
-            until,
-            timeout,
-            artifacts,
-            quiet,
-        } => {
+        Command::Boot { profile, image, until, timeout, artifacts, quiet } => {
             let until = match until.as_deref().map(regex::bytes::Regex::new).transpose() {
                 Ok(u) => u,
                 Err(e) => return fail(2, format!("--until: not a valid regex: {e}")),
@@ -114,10 +103,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     // One thread: children are spawned from the main thread, which lives as long as
     // the process, so PR_SET_PDEATHSIG fires exactly when bootproof dies.
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(fut),
         Err(e) => fail(2, format!("cannot start the async runtime: {e}")),
     }
@@ -126,18 +112,11 @@ fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCod
 fn doctor(json: bool) -> ExitCode {
     let report = host::doctor::examine();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
+        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
     } else {
         print!("{}", report.render());
     }
-    if report.missing_required() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    if report.missing_required() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn images(command: ImagesCommand) -> ExitCode {
@@ -173,14 +152,7 @@ async fn boot_one(
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    let req = BootRequest {
-        profile,
-        image,
-        until,
-        timeout,
-        run_dir,
-        echo_console: echo,
-    };
+    let req = BootRequest { profile, image, until, timeout, run_dir, echo_console: echo };
     match boot(req).await {
         Ok(report) => {
             println!("{}", report.summary());
@@ -190,11 +162,7 @@ async fn boot_one(
                     println!("  | {l}");
                 }
             }
-            if report.success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            if report.success { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => fail(2, e),
     }
@@ -207,31 +175,15 @@ async fn run_reference(artifacts: PathBuf) -> ExitCode {
         return fail(2, e);
     }
     let cases = [
-        (
-            "uefi-tpm",
-            "reference:tiny",
-            "efi=1 secureboot=0 tpm=2 share=ok",
-        ),
-        (
-            "uefi-tpm",
-            "reference:tiny-iso",
-            "efi=1 secureboot=0 tpm=2 share=ok",
-        ),
-        (
-            "uefi-secureboot",
-            "reference:tiny-sb",
-            "efi=1 secureboot=1 tpm=0 share=ok",
-        ),
+        ("uefi-tpm", "reference:tiny", "efi=1 secureboot=0 tpm=2 share=ok"),
+        ("uefi-tpm", "reference:tiny-iso", "efi=1 secureboot=0 tpm=2 share=ok"),
+        ("uefi-secureboot", "reference:tiny-sb", "efi=1 secureboot=1 tpm=0 share=ok"),
     ];
     let run_id = bootproof::vm::rundir::new_run_id();
     let mut failures = 0;
     let report_line =
-        regex::bytes::Regex::new(r"bootproof-tiny: efi=\S+ secureboot=\S+ tpm=\S+ share=\S+")
-            .expect("valid");
-    println!(
-        "{:<18} {:<20} {:<7} {:>7}  detail",
-        "profile", "image", "result", "time"
-    );
+        regex::bytes::Regex::new(r"bootproof-tiny: efi=\S+ secureboot=\S+ tpm=\S+ share=\S+").expect("valid");
+    println!("{:<18} {:<20} {:<7} {:>7}  detail", "profile", "image", "result", "time");
     for (profile_name, image, expected) in cases {
         let profile = match bootproof::profile::resolve(profile_name) {
             Ok(p) => p,
@@ -268,13 +220,6 @@ async fn run_reference(artifacts: PathBuf) -> ExitCode {
             time
         );
     }
-    println!(
-        "artifacts: {}",
-        artifacts.join("run").join(&run_id).display()
-    );
-    if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    println!("artifacts: {}", artifacts.join("run").join(&run_id).display());
+    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -16,18 +16,8 @@ use bootproof::vm::rundir::RunLayout;
 fn host(profile: &Profile) -> HostFacts {
     let sb = matches!(profile.firmware, profile::Firmware::UefiSecureBoot);
     let firmware = profile.firmware.is_uefi().then(|| FirmwarePair {
-        code: if sb {
-            "/fw/OVMF_CODE_4M.ms.fd"
-        } else {
-            "/fw/OVMF_CODE_4M.fd"
-        }
-        .into(),
-        vars: if sb {
-            "/fw/OVMF_VARS_4M.ms.fd"
-        } else {
-            "/fw/OVMF_VARS_4M.fd"
-        }
-        .into(),
+        code: if sb { "/fw/OVMF_CODE_4M.ms.fd" } else { "/fw/OVMF_CODE_4M.fd" }.into(),
+        vars: if sb { "/fw/OVMF_VARS_4M.ms.fd" } else { "/fw/OVMF_VARS_4M.fd" }.into(),
         secure_boot: sb,
         requires_smm: sb,
         source: "golden".into(),
@@ -43,10 +33,7 @@ fn host(profile: &Profile) -> HostFacts {
 fn golden(name: &str, profile: &Profile, image: &Image) {
     let layout = RunLayout::at("/run/bootproof/r1");
     let plan = Plan::new(profile, Some(image), &host(profile), &layout).unwrap();
-    let args: Vec<String> = argv(&plan)
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = argv(&plan).iter().map(|a| a.to_string_lossy().into_owned()).collect();
     // One option per line, so a diff shows exactly which device group changed.
     let mut text = String::new();
     for a in &args {
@@ -58,22 +45,13 @@ fn golden(name: &str, profile: &Profile, image: &Image) {
         text.push_str(a);
     }
     text.push('\n');
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.argv"));
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.argv"));
     if std::env::var("BOOTPROOF_BLESS").is_ok_and(|v| v == "1") {
         std::fs::write(&file, &text).unwrap();
     }
-    let expected = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with BOOTPROOF_BLESS=1 to create it",
-            file.display()
-        )
-    });
-    assert_eq!(
-        text, expected,
-        "argv of {name} changed; if that is intended, rerun with BOOTPROOF_BLESS=1"
-    );
+    let expected = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with BOOTPROOF_BLESS=1 to create it", file.display()));
+    assert_eq!(text, expected, "argv of {name} changed; if that is intended, rerun with BOOTPROOF_BLESS=1");
 }
 
 #[test]
@@ -82,10 +60,7 @@ fn every_shipped_profile_has_a_golden_argv() {
     assert!(names.len() >= 5, "{names:?}");
     for name in names {
         let p = profile::resolve(&name).unwrap();
-        let image = Image::Disk {
-            path: "/images/guest.qcow2".into(),
-            format: None,
-        };
+        let image = Image::Disk { path: "/images/guest.qcow2".into(), format: None };
         golden(&name, &p, &image);
     }
 }
@@ -128,24 +103,12 @@ fn every_device_group_has_a_golden_argv() {
         Path::new("everything.toml"),
     )
     .unwrap();
-    golden(
-        "everything-installer-iso",
-        &p,
-        &Image::Iso {
-            path: "/isos/installer.iso".into(),
-        },
-    );
+    golden("everything-installer-iso", &p, &Image::Iso { path: "/isos/installer.iso".into() });
 }
 
 #[test]
 fn a_share_tag_clash_with_the_run_share_is_refused() {
-    let p = Profile::parse(
-        "[[share]]\ntag = \"bootproof\"\npath = \"/x\"\n",
-        Path::new("p.toml"),
-    )
-    .unwrap();
-    let e = Plan::new(&p, None, &host(&p), &RunLayout::at("/r"))
-        .unwrap_err()
-        .to_string();
+    let p = Profile::parse("[[share]]\ntag = \"bootproof\"\npath = \"/x\"\n", Path::new("p.toml")).unwrap();
+    let e = Plan::new(&p, None, &host(&p), &RunLayout::at("/r")).unwrap_err().to_string();
     assert!(e.contains("`bootproof` is used twice"), "{e}");
 }

@@ -43,9 +43,7 @@ async fn run(
         run_dir: dir.join("run"),
         echo_console: false,
     };
-    boot(req)
-        .await
-        .unwrap_or_else(|e| panic!("boot failed to start: {e}"))
+    boot(req).await.unwrap_or_else(|e| panic!("boot failed to start: {e}"))
 }
 
 fn report_line(r: &BootReport) -> String {
@@ -56,13 +54,7 @@ fn report_line(r: &BootReport) -> String {
 }
 
 fn assert_powered_off(r: &BootReport) {
-    assert_eq!(
-        r.outcome,
-        Outcome::PoweredOff,
-        "{}\n{:#?}",
-        r.summary(),
-        r.last_console_lines
-    );
+    assert_eq!(r.outcome, Outcome::PoweredOff, "{}\n{:#?}", r.summary(), r.last_console_lines);
     assert!(r.success);
 }
 
@@ -88,24 +80,11 @@ async fn tiny_disk_with_tpm_reports_efi_tpm_share_and_never_writes_the_base_imag
     let base = bootproof::images::ensure("tiny").unwrap().path;
     let before = sha256(&base);
     let dir = tempfile::tempdir().unwrap();
-    let r = run(
-        profile::resolve("uefi-tpm").unwrap(),
-        "reference:tiny",
-        None,
-        None,
-        dir.path(),
-    )
-    .await;
+    let r = run(profile::resolve("uefi-tpm").unwrap(), "reference:tiny", None, None, dir.path()).await;
     assert_powered_off(&r);
-    assert_eq!(
-        report_line(&r),
-        "bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok"
-    );
+    assert_eq!(report_line(&r), "bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok");
     let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
-    assert!(
-        console.contains("bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok"),
-        "{console}"
-    );
+    assert!(console.contains("bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok"), "{console}");
     // The guest wrote its report into the disk's scratch partition: it is in the
     // overlay, and the base image is bit for bit what it was.
     let raw = dir.path().join("overlay.raw");
@@ -124,8 +103,7 @@ async fn tiny_disk_with_tpm_reports_efi_tpm_share_and_never_writes_the_base_imag
     assert_eq!(sha256(&base), before, "the base image changed");
     // Swtpm kept its state and log in the run directory.
     assert!(
-        r.run_dir.join("swtpm.log").exists()
-            && r.run_dir.join("tpm").read_dir().unwrap().next().is_some()
+        r.run_dir.join("swtpm.log").exists() && r.run_dir.join("tpm").read_dir().unwrap().next().is_some()
     );
 }
 
@@ -133,72 +111,34 @@ async fn tiny_disk_with_tpm_reports_efi_tpm_share_and_never_writes_the_base_imag
 async fn tiny_iso_with_tpm_reports_efi_tpm_share() {
     ready();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(
-        profile::resolve("uefi-tpm").unwrap(),
-        "reference:tiny-iso",
-        None,
-        None,
-        dir.path(),
-    )
-    .await;
+    let r = run(profile::resolve("uefi-tpm").unwrap(), "reference:tiny-iso", None, None, dir.path()).await;
     assert_powered_off(&r);
-    assert_eq!(
-        report_line(&r),
-        "bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok"
-    );
+    assert_eq!(report_line(&r), "bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok");
 }
 
 #[tokio::test]
 async fn tiny_sb_boots_with_secure_boot_enabled() {
     ready();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(
-        profile::resolve("uefi-secureboot").unwrap(),
-        "reference:tiny-sb",
-        None,
-        None,
-        dir.path(),
-    )
-    .await;
+    let r =
+        run(profile::resolve("uefi-secureboot").unwrap(), "reference:tiny-sb", None, None, dir.path()).await;
     assert_powered_off(&r);
-    assert_eq!(
-        report_line(&r),
-        "bootproof-tiny: efi=1 secureboot=1 tpm=0 share=ok"
-    );
+    assert_eq!(report_line(&r), "bootproof-tiny: efi=1 secureboot=1 tpm=0 share=ok");
 }
 
 #[tokio::test]
 async fn unsigned_image_under_secure_boot_fails_fast_with_the_firmware_reason() {
     ready();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(
-        profile::resolve("uefi-secureboot").unwrap(),
-        "reference:tiny",
-        None,
-        None,
-        dir.path(),
-    )
-    .await;
+    let r = run(profile::resolve("uefi-secureboot").unwrap(), "reference:tiny", None, None, dir.path()).await;
     let Outcome::FirmwareRefused { lines } = &r.outcome else {
-        panic!(
-            "expected a firmware refusal, got {}\n{:#?}",
-            r.summary(),
-            r.last_console_lines
-        );
+        panic!("expected a firmware refusal, got {}\n{:#?}", r.summary(), r.last_console_lines);
     };
-    assert!(
-        lines.iter().any(|l| l.contains("Access Denied")),
-        "{lines:#?}"
-    );
+    assert!(lines.iter().any(|l| l.contains("Access Denied")), "{lines:#?}");
     assert!(!r.success);
     assert!(r.summary().contains("Access Denied"), "{}", r.summary());
     // Seconds after the refusal, far from the (scaled) global timeout.
-    assert!(
-        r.elapsed_secs < r.timeout_secs / 4.0,
-        "{} of {}",
-        r.elapsed_secs,
-        r.timeout_secs
-    );
+    assert!(r.elapsed_secs < r.timeout_secs / 4.0, "{} of {}", r.elapsed_secs, r.timeout_secs);
     let result: serde_json::Value =
         serde_json::from_slice(&std::fs::read(r.run_dir.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["outcome"], "firmware-refused");
@@ -227,15 +167,9 @@ async fn guest_symlinks_in_the_share_never_reach_host_files() {
     let share_dir = r.run_dir.join("share");
     for name in ["evil", "rootlink", "d/evil2"] {
         let meta = std::fs::symlink_metadata(share_dir.join(name)).unwrap();
-        assert!(
-            !meta.file_type().is_symlink(),
-            "{name} became a host symlink"
-        );
+        assert!(!meta.file_type().is_symlink(), "{name} became a host symlink");
         let content = share::read_file(&share_dir, name, 1 << 20).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&content).contains("HOST-SECRET"),
-            "{name} leaked the host file"
-        );
+        assert!(!String::from_utf8_lossy(&content).contains("HOST-SECRET"), "{name} leaked the host file");
     }
     let listed = share::list(&share_dir, 100).unwrap();
     assert!(listed.iter().any(|e| e.path == Path::new("report.txt")));
@@ -249,22 +183,10 @@ async fn a_timeout_collects_a_screenshot_and_keeps_the_logs() {
     std::fs::create_dir(&input).unwrap();
     let p = profile_with_hook("uefi", "echo about to hang\nsleep 100000\n", &input);
     let started = Instant::now();
-    let r = run(
-        p,
-        "reference:tiny",
-        Some("this never appears"),
-        Some(Duration::from_secs(8)),
-        dir.path(),
-    )
-    .await;
-    let Outcome::TimedOut { .. } = r.outcome else {
-        panic!("expected a timeout: {}", r.summary())
-    };
-    assert!(
-        started.elapsed().as_secs_f64() < r.timeout_secs + 20.0,
-        "took {:?}",
-        started.elapsed()
-    );
+    let r =
+        run(p, "reference:tiny", Some("this never appears"), Some(Duration::from_secs(8)), dir.path()).await;
+    let Outcome::TimedOut { .. } = r.outcome else { panic!("expected a timeout: {}", r.summary()) };
+    assert!(started.elapsed().as_secs_f64() < r.timeout_secs + 20.0, "took {:?}", started.elapsed());
     let ev = r.evidence.as_ref().unwrap();
     let shot = ev.screenshot.as_ref().expect("a screenshot");
     let png = std::fs::read(shot).unwrap();
@@ -272,11 +194,7 @@ async fn a_timeout_collects_a_screenshot_and_keeps_the_logs() {
     assert_eq!(ev.status.as_deref(), Some("running"));
     let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
     assert!(console.contains("about to hang"), "{console}");
-    assert!(
-        r.last_console_lines
-            .iter()
-            .any(|l| l.contains("about to hang"))
-    );
+    assert!(r.last_console_lines.iter().any(|l| l.contains("about to hang")));
 }
 
 #[tokio::test]
@@ -286,21 +204,14 @@ async fn qmp_keys_screendump_and_power_button_on_a_running_guest() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
     std::fs::create_dir(&input).unwrap();
-    let p = profile_with_hook(
-        "uefi",
-        "echo waiting for the power button\nsleep 100000\n",
-        &input,
-    );
+    let p = profile_with_hook("uefi", "echo waiting for the power button\nsleep 100000\n", &input);
     let layout = RunLayout::create(&dir.path().join("run")).unwrap();
     let image = bootproof::vm::boot::resolve_image("reference:tiny").unwrap();
     let host = bootproof::vm::boot::host_facts(&p, &layout.share_dir()).unwrap();
     let plan = Plan::new(&p, Some(&image), &host, &layout).unwrap();
     let mut vm = Vm::launch(plan, VmOptions::default()).await.unwrap();
     let re = regex::bytes::Regex::new("waiting for the power button").unwrap();
-    vm.console()
-        .wait_for(&re, host.accel.scale(Duration::from_secs(60)))
-        .await
-        .unwrap();
+    vm.console().wait_for(&re, host.accel.scale(Duration::from_secs(60))).await.unwrap();
     assert_eq!(vm.qmp().query_status().await.unwrap(), "running");
     vm.qmp().send_keys("shift-a").await.unwrap();
     vm.qmp().type_text("typed via qmp\n").await.unwrap();
@@ -308,19 +219,9 @@ async fn qmp_keys_screendump_and_power_button_on_a_running_guest() {
     vm.qmp().screendump(&shot).await.unwrap();
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let info = decoder.read_info().unwrap();
-    assert!(
-        info.info().width >= 640 && info.info().height >= 400,
-        "{:?}",
-        info.info()
-    );
+    assert!(info.info().width >= 640 && info.info().height >= 400, "{:?}", info.info());
     let ending = vm.shutdown(host.accel.scale(Duration::from_secs(20))).await;
-    assert_eq!(
-        ending,
-        Ending::Exited {
-            status: Some(0),
-            reason: Some("guest-shutdown".into())
-        }
-    );
+    assert_eq!(ending, Ending::Exited { status: Some(0), reason: Some("guest-shutdown".into()) });
     let events: Vec<String> = vm.qmp().seen_events().into_iter().map(|e| e.name).collect();
     assert!(
         events.contains(&"POWERDOWN".to_string()) && events.contains(&"SHUTDOWN".to_string()),
@@ -334,15 +235,7 @@ fn kill_9_of_bootproof_boot_leaves_no_qemu_or_swtpm() {
     bootproof::images::ensure("tiny").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bootproof"))
-        .args([
-            "boot",
-            "--profile",
-            "uefi-tpm",
-            "--image",
-            "reference:tiny",
-            "--quiet",
-            "--artifacts",
-        ])
+        .args(["boot", "--profile", "uefi-tpm", "--image", "reference:tiny", "--quiet", "--artifacts"])
         .arg(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -354,19 +247,14 @@ fn kill_9_of_bootproof_boot_leaves_no_qemu_or_swtpm() {
     while Instant::now() < deadline {
         kids = children_of(pid);
         let names: Vec<String> = kids.iter().map(|k| comm(*k)).collect();
-        if names
-            .iter()
-            .any(|n| n.starts_with("qemu") || n.starts_with("bootproof-"))
+        if names.iter().any(|n| n.starts_with("qemu") || n.starts_with("bootproof-"))
             && names.iter().any(|n| n == "swtpm")
         {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        kids.len() >= 2,
-        "bootproof never started QEMU and swtpm: {kids:?}"
-    );
+    assert!(kids.len() >= 2, "bootproof never started QEMU and swtpm: {kids:?}");
     // SAFETY: killing our own child.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     child.wait().unwrap();
@@ -374,11 +262,7 @@ fn kill_9_of_bootproof_boot_leaves_no_qemu_or_swtpm() {
     while Instant::now() < deadline && kids.iter().any(|k| alive(*k)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left: Vec<(u32, String)> = kids
-        .iter()
-        .filter(|k| alive(**k))
-        .map(|k| (*k, comm(*k)))
-        .collect();
+    let left: Vec<(u32, String)> = kids.iter().filter(|k| alive(**k)).map(|k| (*k, comm(*k))).collect();
     assert!(left.is_empty(), "left behind after kill -9: {left:?}");
 }
 
@@ -396,19 +280,14 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
 }
 
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // A zombie has been killed; only its parent's reaping is left.
     !stat.is_empty()
-        && stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
+        && stat.rsplit_once(')').is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
 }
 
 #[tokio::test]
@@ -423,21 +302,14 @@ async fn a_missing_image_names_the_path_and_the_fix() {
         echo_console: false,
     };
     let e = boot(req).await.unwrap_err().to_string();
-    assert!(
-        e.contains("/nonexistent/disk.qcow2") && e.contains("reference:tiny"),
-        "{e}"
-    );
+    assert!(e.contains("/nonexistent/disk.qcow2") && e.contains("reference:tiny"), "{e}");
 }
 
 #[tokio::test]
 async fn missing_firmware_names_the_file_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fw.toml");
-    std::fs::write(
-        &file,
-        "firmware = { code = \"nope/CODE.fd\", vars = \"nope/VARS.fd\" }\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "firmware = { code = \"nope/CODE.fd\", vars = \"nope/VARS.fd\" }\n").unwrap();
     let req = BootRequest {
         profile: Profile::load(&file).unwrap(),
         image: None,
@@ -448,10 +320,7 @@ async fn missing_firmware_names_the_file_and_the_fix() {
     };
     let e = boot(req).await.unwrap_err().to_string();
     let code = dir.path().join("nope/CODE.fd");
-    assert!(
-        e.contains(&code.display().to_string()) && e.contains("apt-get install ovmf"),
-        "{e}"
-    );
+    assert!(e.contains(&code.display().to_string()) && e.contains("apt-get install ovmf"), "{e}");
 }
 
 #[test]
@@ -461,12 +330,7 @@ fn doctor_explains_the_acceleration_verdict() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let accel = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["item"] == "acceleration")
-        .unwrap();
+    let accel = report["checks"].as_array().unwrap().iter().find(|c| c["item"] == "acceleration").unwrap();
     match accel["status"].as_str().unwrap() {
         "tcg" => {
             let detail = accel["detail"].as_str().unwrap();
@@ -474,21 +338,15 @@ fn doctor_explains_the_acceleration_verdict() {
             // On a host with /dev/kvm the reason is QEMU's own words from the probe.
             if Path::new("/dev/kvm").exists() && std::env::var("BOOTPROOF_ACCEL").is_err() {
                 assert!(
-                    detail.contains("could not run guest code")
-                        || detail.contains("did not finish"),
+                    detail.contains("could not run guest code") || detail.contains("did not finish"),
                     "{detail}"
                 );
             }
         }
         "kvm" => {
             let qemu = bootproof::host::qemu::find().unwrap();
-            let probe =
-                bootproof::host::accel::run_probe(&qemu, bootproof::host::accel::Accel::Kvm)
-                    .unwrap();
-            assert!(
-                matches!(probe, bootproof::host::accel::ProbeOutcome::Ran(_)),
-                "{probe:?}"
-            );
+            let probe = bootproof::host::accel::run_probe(&qemu, bootproof::host::accel::Accel::Kvm).unwrap();
+            assert!(matches!(probe, bootproof::host::accel::ProbeOutcome::Ran(_)), "{probe:?}");
         }
         other => panic!("unexpected acceleration status {other}: {accel}"),
     }
@@ -499,10 +357,6 @@ fn doctor_explains_the_acceleration_verdict() {
 fn the_tcg_probe_runs_guest_code() {
     ready();
     let qemu = bootproof::host::qemu::find().unwrap();
-    let probe =
-        bootproof::host::accel::run_probe(&qemu, bootproof::host::accel::Accel::Tcg).unwrap();
-    assert!(
-        matches!(probe, bootproof::host::accel::ProbeOutcome::Ran(_)),
-        "{probe:?}"
-    );
+    let probe = bootproof::host::accel::run_probe(&qemu, bootproof::host::accel::Accel::Tcg).unwrap();
+    assert!(matches!(probe, bootproof::host::accel::ProbeOutcome::Ran(_)), "{probe:?}");
 }

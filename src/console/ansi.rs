@@ -75,10 +75,7 @@ mod tests {
     fn ovmf_and_colour_sequences_vanish_whatever_the_chunking() {
         let raw = b"\x1b[2J\x1b[01;01H\x1b[=3h\x1b[2J\x1b[01;01HBdsDxe: loading\r\n\x1b[1;32mOK\x1b[0m caf\xc3\xa9\r\n\x1b]0;title\x07done\x1b(B!";
         for piece in [1, 2, 3, 7, raw.len()] {
-            assert_eq!(
-                strip_in_pieces(raw, piece),
-                "BdsDxe: loading\nOK caf\u{e9}\ndone!"
-            );
+            assert_eq!(strip_in_pieces(raw, piece), "BdsDxe: loading\nOK caf\u{e9}\ndone!");
         }
     }
 }

@@ -33,24 +33,13 @@ const MAX_LINE: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
-    #[error(
-        "timed out after {waited:.1?} waiting for {patterns} on the serial console\n{}",
-        tail_text(tail)
-    )]
-    Timeout {
-        patterns: String,
-        waited: Duration,
-        tail: Vec<String>,
-    },
+    #[error("timed out after {waited:.1?} waiting for {patterns} on the serial console\n{}", tail_text(tail))]
+    Timeout { patterns: String, waited: Duration, tail: Vec<String> },
     #[error(
         "the serial console closed (QEMU exited) after {waited:.1?}, before {patterns} appeared\n{}",
         tail_text(tail)
     )]
-    Closed {
-        patterns: String,
-        waited: Duration,
-        tail: Vec<String>,
-    },
+    Closed { patterns: String, waited: Duration, tail: Vec<String> },
     #[error("cannot write to the serial console: {0}")]
     Write(#[source] std::io::Error),
 }
@@ -77,11 +66,7 @@ fn tail_text(tail: &[String]) -> String {
 }
 
 fn describe(patterns: &[&Regex]) -> String {
-    patterns
-        .iter()
-        .map(|r| format!("/{}/", r.as_str()))
-        .collect::<Vec<_>>()
-        .join(" or ")
+    patterns.iter().map(|r| format!("/{}/", r.as_str())).collect::<Vec<_>>().join(" or ")
 }
 
 #[derive(Default)]
@@ -159,11 +144,7 @@ pub struct CaptureFiles<'a> {
 impl Console {
     /// Starts capturing `stream` (the serial socket) on a background task. `started`
     /// is the instant QEMU started, which text lines are stamped against.
-    pub fn capture<S>(
-        stream: S,
-        files: CaptureFiles<'_>,
-        started: Instant,
-    ) -> std::io::Result<Console>
+    pub fn capture<S>(stream: S, files: CaptureFiles<'_>, started: Instant) -> std::io::Result<Console>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -171,11 +152,7 @@ impl Console {
         let text = std::fs::File::create(files.text)?;
         let (reader, writer) = tokio::io::split(stream);
         let (progress, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            progress,
-            started,
-        });
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), progress, started });
         let task = Capture {
             shared: shared.clone(),
             raw,
@@ -184,22 +161,13 @@ impl Console {
             stripper: AnsiStripper::default(),
         };
         tokio::spawn(task.run(reader));
-        Ok(Console {
-            shared,
-            writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))),
-        })
+        Ok(Console { shared, writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))) })
     }
 
     /// Waits until `pattern` matches the console text after the cursor, and moves the
     /// cursor past the match. Returns the matched text.
-    pub async fn wait_for(
-        &self,
-        pattern: &Regex,
-        timeout: Duration,
-    ) -> Result<String, ConsoleError> {
-        self.wait_for_any(&[pattern], timeout)
-            .await
-            .map(|(_, text)| text)
+    pub async fn wait_for(&self, pattern: &Regex, timeout: Duration) -> Result<String, ConsoleError> {
+        self.wait_for_any(&[pattern], timeout).await.map(|(_, text)| text)
     }
 
     /// Waits for the first of `patterns` to match; returns its index and the match.
@@ -276,9 +244,7 @@ impl Console {
     /// Bytes of console text held in memory (bounded whatever the guest prints).
     pub fn memory_bytes(&self) -> usize {
         let st = self.lock();
-        st.window.capacity()
-            + st.line.capacity()
-            + st.tail.iter().map(|l| l.capacity()).sum::<usize>()
+        st.window.capacity() + st.line.capacity() + st.tail.iter().map(|l| l.capacity()).sum::<usize>()
     }
 
     /// Waits until the capture has read everything QEMU wrote (the socket closed).
@@ -306,10 +272,7 @@ fn search(st: &mut State, patterns: &[&Regex]) -> Option<(usize, String)> {
     let best = patterns
         .iter()
         .enumerate()
-        .filter_map(|(i, re)| {
-            re.find(hay)
-                .map(|m| (m.start(), i, m.end(), m.as_bytes().to_vec()))
-        })
+        .filter_map(|(i, re)| re.find(hay).map(|m| (m.start(), i, m.end(), m.as_bytes().to_vec())))
         .min_by_key(|(start, i, ..)| (*start, *i));
     if let Some((_, i, end, bytes)) = best {
         st.cursor = from + end as u64;
@@ -369,8 +332,7 @@ impl Capture {
                 st.line.extend_from_slice(body);
                 if complete || st.line.len() >= MAX_LINE {
                     let line = std::mem::take(&mut st.line);
-                    st.tail
-                        .push_back(String::from_utf8_lossy(&line).into_owned());
+                    st.tail.push_back(String::from_utf8_lossy(&line).into_owned());
                     if st.tail.len() > TAIL_LINES {
                         st.tail.pop_front();
                     }
@@ -389,9 +351,7 @@ impl Capture {
         out.push(b'\n');
         let _ = self.text.write_all(&out);
         if self.echo {
-            let shown = self
-                .lock()
-                .redact(String::from_utf8_lossy(line).into_owned());
+            let shown = self.lock().redact(String::from_utf8_lossy(line).into_owned());
             eprintln!("  console | {shown}");
         }
     }
@@ -400,9 +360,7 @@ impl Capture {
         let rest = std::mem::take(&mut self.lock().line);
         if !rest.is_empty() {
             self.write_line(self.shared.started.elapsed(), &rest);
-            self.lock()
-                .tail
-                .push_back(String::from_utf8_lossy(&rest).into_owned());
+            self.lock().tail.push_back(String::from_utf8_lossy(&rest).into_owned());
         }
         let _ = self.raw.sync_data();
         let _ = self.text.sync_data();
@@ -418,11 +376,7 @@ mod tests {
 
     async fn console_pair(dir: &Path) -> (Console, tokio::net::UnixStream) {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
-        let files = CaptureFiles {
-            raw: &dir.join("raw"),
-            text: &dir.join("text"),
-            echo: false,
-        };
+        let files = CaptureFiles { raw: &dir.join("raw"), text: &dir.join("text"), echo: false };
         (Console::capture(a, files, Instant::now()).unwrap(), b)
     }
 
@@ -430,23 +384,14 @@ mod tests {
     async fn prompt_without_newline_matches_and_cursor_moves_on() {
         let dir = tempfile::tempdir().unwrap();
         let (console, mut guest) = console_pair(dir.path()).await;
-        guest
-            .write_all(b"\x1b[1mboot\x1b[0m ok\r\nPlease enter passphrase: ")
-            .await
-            .unwrap();
+        guest.write_all(b"\x1b[1mboot\x1b[0m ok\r\nPlease enter passphrase: ").await.unwrap();
         let re = Regex::new("passphrase: $").unwrap();
         console.wait_for(&re, Duration::from_secs(5)).await.unwrap();
         // The same prompt is consumed: a second wait needs a second prompt.
-        let err = console
-            .wait_for(&re, Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let err = console.wait_for(&re, Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(err, ConsoleError::Timeout { .. }));
         let shown = err.to_string();
-        assert!(
-            shown.contains("/passphrase: $/") && shown.contains("| boot ok"),
-            "{shown}"
-        );
+        assert!(shown.contains("/passphrase: $/") && shown.contains("| boot ok"), "{shown}");
         console.send_line("hunter2").await.unwrap();
         let mut got = [0u8; 8];
         guest.read_exact(&mut got).await.unwrap();
@@ -460,20 +405,11 @@ mod tests {
         guest.write_all(b"line one\r\npartial").await.unwrap();
         drop(guest);
         let re = Regex::new("never").unwrap();
-        let err = console
-            .wait_for(&re, Duration::from_secs(30))
-            .await
-            .unwrap_err();
+        let err = console.wait_for(&re, Duration::from_secs(30)).await.unwrap_err();
         assert!(matches!(err, ConsoleError::Closed { .. }), "{err}");
-        assert_eq!(
-            std::fs::read(dir.path().join("raw")).unwrap(),
-            b"line one\r\npartial"
-        );
+        assert_eq!(std::fs::read(dir.path().join("raw")).unwrap(), b"line one\r\npartial");
         let text = std::fs::read_to_string(dir.path().join("text")).unwrap();
-        let lines: Vec<&str> = text
-            .lines()
-            .map(|l| l.split_once("] ").unwrap().1)
-            .collect();
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once("] ").unwrap().1).collect();
         assert_eq!(lines, ["line one", "partial"]);
     }
 
@@ -491,15 +427,8 @@ mod tests {
             guest
         });
         let re = Regex::new("the end").unwrap();
-        console
-            .wait_for(&re, Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert!(
-            console.memory_bytes() < 4 * WINDOW_BYTES,
-            "{}",
-            console.memory_bytes()
-        );
+        console.wait_for(&re, Duration::from_secs(60)).await.unwrap();
+        assert!(console.memory_bytes() < 4 * WINDOW_BYTES, "{}", console.memory_bytes());
         drop(writer.await.unwrap());
         assert!(console.closed(Duration::from_secs(10)).await);
         let raw = std::fs::metadata(dir.path().join("raw")).unwrap().len();
@@ -513,18 +442,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (console, mut guest) = console_pair(dir.path()).await;
         console.redact("s3cret");
-        guest
-            .write_all(b"Enter passphrase: s3cret\r\n")
-            .await
-            .unwrap();
-        console
-            .wait_for(&Regex::new("passphrase").unwrap(), Duration::from_secs(5))
-            .await
-            .unwrap();
+        guest.write_all(b"Enter passphrase: s3cret\r\n").await.unwrap();
+        console.wait_for(&Regex::new("passphrase").unwrap(), Duration::from_secs(5)).await.unwrap();
         let tail = console.tail();
-        assert!(
-            tail.iter().all(|l| !l.contains("s3cret")) && tail[0].contains("[REDACTED]"),
-            "{tail:?}"
-        );
+        assert!(tail.iter().all(|l| !l.contains("s3cret")) && tail[0].contains("[REDACTED]"), "{tail:?}");
     }
 }

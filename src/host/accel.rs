@@ -73,9 +73,7 @@ pub enum AccelError {
 /// The acceleration to use, probing (or reading the cached verdict) once per host, and
 /// warning once per process when it falls back to TCG.
 pub fn choose(qemu: &Path, qemu_version: &str) -> Result<Verdict, AccelError> {
-    let forced = std::env::var("BOOTPROOF_ACCEL")
-        .ok()
-        .filter(|v| !v.is_empty());
+    let forced = std::env::var("BOOTPROOF_ACCEL").ok().filter(|v| !v.is_empty());
     if forced.as_deref() == Some("tcg") {
         return Ok(Verdict {
             accel: Accel::Tcg,
@@ -117,18 +115,12 @@ fn cache_file(qemu: &Path, qemu_version: &str) -> PathBuf {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
 
 fn cached_or_probe(qemu: &Path, qemu_version: &str) -> Result<Verdict, AccelError> {
     let file = cache_file(qemu, qemu_version);
-    if let Some(mut v) = std::fs::read(&file)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Verdict>(&b).ok())
-    {
+    if let Some(mut v) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Verdict>(&b).ok()) {
         v.cached = true;
         return Ok(v);
     }
@@ -136,12 +128,7 @@ fn cached_or_probe(qemu: &Path, qemu_version: &str) -> Result<Verdict, AccelErro
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&verdict).unwrap_or_default(),
-        )
-        .is_ok()
-        {
+        if std::fs::write(&tmp, serde_json::to_vec_pretty(&verdict).unwrap_or_default()).is_ok() {
             let _ = std::fs::rename(&tmp, &file);
         }
     }
@@ -150,18 +137,8 @@ fn cached_or_probe(qemu: &Path, qemu_version: &str) -> Result<Verdict, AccelErro
 
 /// Runs the probe under KVM and explains a failure.
 pub fn probe_kvm(qemu: &Path) -> Result<Verdict, AccelError> {
-    let tcg = |reason: String| {
-        Ok(Verdict {
-            accel: Accel::Tcg,
-            reason,
-            cached: false,
-        })
-    };
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
+    let tcg = |reason: String| Ok(Verdict { accel: Accel::Tcg, reason, cached: false });
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return tcg("/dev/kvm does not exist".into());
         }
@@ -169,11 +146,7 @@ pub fn probe_kvm(qemu: &Path) -> Result<Verdict, AccelError> {
         Ok(_) => {}
     }
     match run_probe(qemu, Accel::Kvm)? {
-        ProbeOutcome::Ran(_) => Ok(Verdict {
-            accel: Accel::Kvm,
-            reason: String::new(),
-            cached: false,
-        }),
+        ProbeOutcome::Ran(_) => Ok(Verdict { accel: Accel::Kvm, reason: String::new(), cached: false }),
         ProbeOutcome::Failed(why) => tcg(format!("/dev/kvm exists, but {why}")),
     }
 }
@@ -196,27 +169,10 @@ pub fn run_probe(qemu: &Path, accel: Accel) -> Result<ProbeOutcome, AccelError> 
     std::fs::write(&image, boot_sector()).map_err(|e| AccelError::Probe(e.to_string()))?;
     let start = Instant::now();
     let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            accel.as_str(),
-            "-machine",
-            "pc",
-            "-m",
-            "16",
-            "-nodefaults",
-            "-no-user-config",
-        ])
+        .args(["-accel", accel.as_str(), "-machine", "pc", "-m", "16", "-nodefaults", "-no-user-config"])
         // The CPU model real runs use under this accelerator.
         .args(["-cpu", if accel == Accel::Kvm { "host" } else { "max" }])
-        .args([
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-nic",
-            "none",
-            "-no-reboot",
-        ])
+        .args(["-display", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-drive")
         .arg(format!("file={},format=raw,if=ide", image.display()))
@@ -228,21 +184,14 @@ pub fn run_probe(qemu: &Path, accel: Accel) -> Result<ProbeOutcome, AccelError> 
     let stderr_text = drain_in_background(child.stderr.take());
     let status = wait_probe(&mut child, &stderr_text);
     let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
+    child.stdout.take().map(|mut s| s.read_to_string(&mut stdout));
     let stderr = stderr_text.lock().map(|s| s.clone()).unwrap_or_default();
     let Some(status) = status else {
         let said = first_lines(&stderr);
         return Ok(ProbeOutcome::Failed(format!(
             "the probe guest did not finish under {} ({})",
             accel.as_str(),
-            if said.is_empty() {
-                format!("no output within {}s", PROBE_TIMEOUT.as_secs())
-            } else {
-                said
-            }
+            if said.is_empty() { format!("no output within {}s", PROBE_TIMEOUT.as_secs()) } else { said }
         )));
     };
     // isa-debug-exit turns the guest's value 0x10 into exit status (0x10 << 1) | 1.
@@ -253,11 +202,7 @@ pub fn run_probe(qemu: &Path, accel: Accel) -> Result<ProbeOutcome, AccelError> 
     Ok(ProbeOutcome::Failed(format!(
         "QEMU -accel {} could not run guest code ({status}): {}",
         accel.as_str(),
-        if said.is_empty() {
-            "no message".to_string()
-        } else {
-            said
-        }
+        if said.is_empty() { "no message".to_string() } else { said }
     )))
 }
 
@@ -295,18 +240,14 @@ fn drain_in_background(stderr: Option<std::process::ChildStderr>) -> SharedText 
 
 /// Waits for the probe to exit. A KVM internal error does not make QEMU exit (it
 /// pauses the guest), so its message on stderr ends the wait too.
-fn wait_probe(
-    child: &mut std::process::Child,
-    stderr: &SharedText,
-) -> Option<std::process::ExitStatus> {
+fn wait_probe(child: &mut std::process::Child, stderr: &SharedText) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + PROBE_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
-        let fatal = stderr
-            .lock()
-            .is_ok_and(|t| t.contains("KVM internal error") || t.contains("failed to set MSR"));
+        let fatal =
+            stderr.lock().is_ok_and(|t| t.contains("KVM internal error") || t.contains("failed to set MSR"));
         if fatal || Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();

@@ -23,36 +23,22 @@ pub struct Report {
 
 impl Report {
     pub fn missing_required(&self) -> bool {
-        self.checks
-            .iter()
-            .any(|c| c.required && c.status == "missing")
+        self.checks.iter().any(|c| c.required && c.status == "missing")
     }
 
     pub fn render(&self) -> String {
         let width = self.checks.iter().map(|c| c.item.len()).max().unwrap_or(0);
         let mut out = String::new();
         for c in &self.checks {
-            let flag = if c.required || c.status != "missing" {
-                ""
-            } else {
-                " (optional)"
-            };
-            out.push_str(&format!(
-                "{:width$}  {:8} {}{flag}\n",
-                c.item, c.status, c.detail
-            ));
+            let flag = if c.required || c.status != "missing" { "" } else { " (optional)" };
+            out.push_str(&format!("{:width$}  {:8} {}{flag}\n", c.item, c.status, c.detail));
         }
         out
     }
 }
 
 fn row(item: &str, status: &str, detail: String, required: bool) -> Check {
-    Check {
-        item: item.to_string(),
-        status: status.to_string(),
-        detail,
-        required,
-    }
+    Check { item: item.to_string(), status: status.to_string(), detail, required }
 }
 
 fn tool_row(req: &setup::Requirement, required: bool) -> Check {
@@ -60,18 +46,9 @@ fn tool_row(req: &setup::Requirement, required: bool) -> Check {
         Some(p) => row(req.name(), "ok", p.display().to_string(), required),
         None => {
             let pm = setup::PackageManager::detect().unwrap_or(setup::PackageManager::Apt);
-            let pkg = if pm == setup::PackageManager::Apt {
-                req.debian
-            } else {
-                req.fedora
-            };
+            let pkg = if pm == setup::PackageManager::Apt { req.debian } else { req.fedora };
             let cmd = pm.install_command(&[pkg]).join(" ");
-            row(
-                req.name(),
-                "missing",
-                format!("for {}; install: {cmd}", req.why),
-                required,
-            )
+            row(req.name(), "missing", format!("for {}; install: {cmd}", req.why), required)
         }
     }
 }
@@ -84,12 +61,7 @@ pub const IMAGE_TOOLS: &[setup::Requirement] = &[
     setup::Requirement::command("sfdisk", "fdisk", "util-linux", "GPT partition tables"),
     setup::Requirement::command("objcopy", "binutils", "binutils", "unified kernel images"),
     setup::Requirement::command("cpio", "cpio", "cpio", "initramfs archives"),
-    setup::Requirement::command(
-        "mmdebstrap",
-        "mmdebstrap",
-        "mmdebstrap",
-        "the installed reference system",
-    ),
+    setup::Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "the installed reference system"),
 ];
 
 /// Looks at the host; runs the acceleration probe when no verdict is cached.
@@ -98,11 +70,7 @@ pub fn examine() -> Report {
     let mut accel_name = "unknown".to_string();
     match qemu::info() {
         Ok(info) => {
-            let virtfs = if info.virtfs {
-                "virtfs: yes"
-            } else {
-                "virtfs: NO (shares will not work)"
-            };
+            let virtfs = if info.virtfs { "virtfs: yes" } else { "virtfs: NO (shares will not work)" };
             let status = if info.virtfs { "ok" } else { "missing" };
             checks.push(row(
                 "qemu-system-x86_64",
@@ -134,10 +102,7 @@ pub fn examine() -> Report {
     checks.push(tool_row(&super::SWTPM_TOOLS, false));
     for (item, fw) in [
         ("firmware uefi", crate::profile::Firmware::Uefi),
-        (
-            "firmware uefi-secureboot",
-            crate::profile::Firmware::UefiSecureBoot,
-        ),
+        ("firmware uefi-secureboot", crate::profile::Firmware::UefiSecureBoot),
     ] {
         checks.push(match ovmf::resolve(&fw) {
             Ok(Some(p)) => row(
@@ -153,17 +118,9 @@ pub fn examine() -> Report {
                 true,
             ),
             Ok(None) => unreachable!("UEFI firmware modes never resolve to BIOS"),
-            Err(e) => row(
-                item,
-                "missing",
-                e.to_string().lines().next().unwrap_or("").to_string(),
-                true,
-            ),
+            Err(e) => row(item, "missing", e.to_string().lines().next().unwrap_or("").to_string(), true),
         });
     }
     checks.extend(IMAGE_TOOLS.iter().map(|r| tool_row(r, false)));
-    Report {
-        checks,
-        accel: accel_name,
-    }
+    Report { checks, accel: accel_name }
 }

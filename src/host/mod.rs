@@ -11,33 +11,16 @@ pub mod setup;
 
 use setup::Requirement;
 
-pub const QEMU: Requirement = Requirement::command(
-    "qemu-system-x86_64",
-    "qemu-system-x86",
-    "qemu-system-x86-core",
-    "running guests",
-);
-pub const QEMU_IMG: Requirement = Requirement::command(
-    "qemu-img",
-    "qemu-utils",
-    "qemu-img",
-    "per-run disk overlays",
-);
-pub const SWTPM: Requirement =
-    Requirement::command("swtpm", "swtpm", "swtpm", "the TPM 2.0 of tpm profiles");
-pub const SWTPM_TOOLS: Requirement = Requirement::command(
-    "swtpm_setup",
-    "swtpm-tools",
-    "swtpm-tools",
-    "TPM state set-up",
-);
+pub const QEMU: Requirement =
+    Requirement::command("qemu-system-x86_64", "qemu-system-x86", "qemu-system-x86-core", "running guests");
+pub const QEMU_IMG: Requirement =
+    Requirement::command("qemu-img", "qemu-utils", "qemu-img", "per-run disk overlays");
+pub const SWTPM: Requirement = Requirement::command("swtpm", "swtpm", "swtpm", "the TPM 2.0 of tpm profiles");
+pub const SWTPM_TOOLS: Requirement =
+    Requirement::command("swtpm_setup", "swtpm-tools", "swtpm-tools", "TPM state set-up");
 /// Only asked for when no firmware pair is found (the path differs per distribution).
-pub const OVMF_DEBIAN: Requirement = Requirement::file(
-    "/usr/share/OVMF/OVMF_CODE_4M.fd",
-    "ovmf",
-    "edk2-ovmf",
-    "UEFI firmware",
-);
+pub const OVMF_DEBIAN: Requirement =
+    Requirement::file("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf", "edk2-ovmf", "UEFI firmware");
 
 /// Everything a run needs; installs what is missing when allowed (see [`setup`]).
 pub fn ensure_runtime() -> Result<(), setup::SetupError> {

@@ -32,11 +32,13 @@ pub enum FirmwareError {
          OVMF file, or install OVMF (apt-get install ovmf / dnf install edk2-ovmf)",
         path.display()
     )]
-    MissingFile {
-        what: &'static str,
-        path: PathBuf,
-        origin: String,
-    },
+    MissingFile { what: &'static str, path: PathBuf, origin: String },
+    #[error(
+        "no local UEFI firmware, and the ovmf-prebuilt download into {} failed: {detail}\n  fix: \
+         install OVMF (apt-get install ovmf / dnf install edk2-ovmf); the download needs network",
+        dir.display()
+    )]
+    Prebuilt { dir: PathBuf, detail: String },
     #[error(
         "no {wanted} firmware found (looked at BOOTPROOF_OVMF_CODE/VARS, {}, and {})\n  fix: \
          apt-get install ovmf (Debian/Ubuntu) or dnf install edk2-ovmf (Fedora), or set \
@@ -46,60 +48,25 @@ pub enum FirmwareError {
     NotFound { wanted: &'static str },
 }
 
-const DESCRIPTOR_DIRS: &[&str] = &[
-    "/etc/qemu/firmware",
-    "/usr/share/qemu/firmware",
-    "/usr/local/share/qemu/firmware",
-];
+const DESCRIPTOR_DIRS: &[&str] =
+    &["/etc/qemu/firmware", "/usr/share/qemu/firmware", "/usr/local/share/qemu/firmware"];
 
 /// Known (code, vars, secure boot) paths of Debian/Ubuntu, Fedora and Arch.
 const KNOWN_PAIRS: &[(&str, &str, bool)] = &[
-    (
-        "/usr/share/OVMF/OVMF_CODE_4M.fd",
-        "/usr/share/OVMF/OVMF_VARS_4M.fd",
-        false,
-    ),
-    (
-        "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
-        "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
-        true,
-    ),
-    (
-        "/usr/share/OVMF/OVMF_CODE.fd",
-        "/usr/share/OVMF/OVMF_VARS.fd",
-        false,
-    ),
-    (
-        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
-        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
-        false,
-    ),
-    (
-        "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd",
-        "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd",
-        true,
-    ),
-    (
-        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
-        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
-        false,
-    ),
-    (
-        "/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd",
-        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
-        true,
-    ),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", false),
+    ("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd", true),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd", false),
+    ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", false),
+    ("/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd", true),
+    ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd", false),
+    ("/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd", true),
 ];
 
 /// The firmware a profile boots with: `None` for BIOS.
 pub fn resolve(firmware: &Firmware) -> Result<Option<FirmwarePair>, FirmwareError> {
     let secure_boot = match firmware {
         Firmware::Bios => return Ok(None),
-        Firmware::Files {
-            code,
-            vars,
-            secure_boot,
-        } => {
+        Firmware::Files { code, vars, secure_boot } => {
             let origin = " (set in the profile's `firmware` table)";
             return explicit(code, vars, *secure_boot, origin).map(Some);
         }
@@ -109,17 +76,32 @@ pub fn resolve(firmware: &Firmware) -> Result<Option<FirmwarePair>, FirmwareErro
     if let Some(pair) = from_env(secure_boot)? {
         return Ok(Some(pair));
     }
-    discover()
-        .into_iter()
-        .find(|p| p.secure_boot == secure_boot)
-        .map(Some)
-        .ok_or(FirmwareError::NotFound {
-            wanted: if secure_boot {
-                "Secure Boot UEFI (keys enrolled)"
-            } else {
-                "UEFI"
-            },
-        })
+    if let Some(pair) = discover().into_iter().find(|p| p.secure_boot == secure_boot) {
+        return Ok(Some(pair));
+    }
+    #[cfg(feature = "ovmf-prebuilt")]
+    if !secure_boot {
+        return prebuilt().map(Some);
+    }
+    Err(FirmwareError::NotFound {
+        wanted: if secure_boot { "Secure Boot UEFI (keys enrolled)" } else { "UEFI" },
+    })
+}
+
+/// The `ovmf-prebuilt` crate's firmware, fetched once into the cache.
+#[cfg(feature = "ovmf-prebuilt")]
+fn prebuilt() -> Result<FirmwarePair, FirmwareError> {
+    use ovmf_prebuilt::{Arch, FileType, Prebuilt, Source};
+    let dir = crate::cache::cache_dir().join("ovmf-prebuilt");
+    let p = Prebuilt::fetch(Source::LATEST, &dir)
+        .map_err(|e| FirmwareError::Prebuilt { dir: dir.clone(), detail: e.to_string() })?;
+    Ok(FirmwarePair {
+        code: p.get_file(Arch::X64, FileType::Code),
+        vars: p.get_file(Arch::X64, FileType::Vars),
+        secure_boot: false,
+        requires_smm: false,
+        source: format!("ovmf-prebuilt, cached in {}", dir.display()),
+    })
 }
 
 fn explicit(
@@ -131,11 +113,7 @@ fn explicit(
     for (what, path) in [("CODE", code), ("VARS", vars)] {
         if !path.is_file() {
             let origin = origin.to_string();
-            return Err(FirmwareError::MissingFile {
-                what,
-                path: path.to_path_buf(),
-                origin,
-            });
+            return Err(FirmwareError::MissingFile { what, path: path.to_path_buf(), origin });
         }
     }
     Ok(FirmwarePair {
@@ -143,21 +121,16 @@ fn explicit(
         vars: vars.to_path_buf(),
         secure_boot,
         requires_smm: secure_boot,
-        source: origin
-            .trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .to_string(),
+        source: origin.trim().trim_start_matches('(').trim_end_matches(')').to_string(),
     })
 }
 
 /// `BOOTPROOF_OVMF_CODE`/`VARS` apply to whichever mode they are set for: they are
 /// taken for Secure Boot only when `BOOTPROOF_OVMF_SECURE_BOOT=1`.
 fn from_env(secure_boot: bool) -> Result<Option<FirmwarePair>, FirmwareError> {
-    let (Some(code), Some(vars)) = (
-        std::env::var_os("BOOTPROOF_OVMF_CODE"),
-        std::env::var_os("BOOTPROOF_OVMF_VARS"),
-    ) else {
+    let (Some(code), Some(vars)) =
+        (std::env::var_os("BOOTPROOF_OVMF_CODE"), std::env::var_os("BOOTPROOF_OVMF_VARS"))
+    else {
         return Ok(None);
     };
     let env_sb = std::env::var("BOOTPROOF_OVMF_SECURE_BOOT").is_ok_and(|v| v == "1");
@@ -174,10 +147,7 @@ pub fn discover() -> Vec<FirmwarePair> {
     let mut pairs = from_descriptors(DESCRIPTOR_DIRS);
     for (code, vars, sb) in KNOWN_PAIRS {
         let (code, vars) = (Path::new(code), Path::new(vars));
-        if code.is_file()
-            && vars.is_file()
-            && !pairs.iter().any(|p| p.code == code && p.vars == vars)
-        {
+        if code.is_file() && vars.is_file() && !pairs.iter().any(|p| p.code == code && p.vars == vars) {
             pairs.push(FirmwarePair {
                 code: code.into(),
                 vars: vars.into(),
@@ -266,6 +236,22 @@ fn pair_from_descriptor(text: &str, name: &str) -> Option<FirmwarePair> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "ovmf-prebuilt")]
+    #[test]
+    fn prebuilt_fetch_gives_files_or_says_how_to_install() {
+        let tmp = tempfile::tempdir().unwrap();
+        // SAFETY: this test binary sets the variable before any other thread reads it only
+        // under the feature, which no other test touches.
+        unsafe { std::env::set_var("BOOTPROOF_CACHE", tmp.path()) };
+        match super::prebuilt() {
+            Ok(p) => assert!(p.code.is_file() && p.vars.is_file(), "{p:?}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("ovmf-prebuilt download") && e.contains("apt-get install ovmf"), "{e}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -284,11 +270,9 @@ mod tests {
                 "features":[{features}]}}"#
             )
         };
-        let sb = pair_from_descriptor(
-            &descriptor(r#""enrolled-keys","requires-smm","secure-boot""#),
-            "40.json",
-        )
-        .unwrap();
+        let sb =
+            pair_from_descriptor(&descriptor(r#""enrolled-keys","requires-smm","secure-boot""#), "40.json")
+                .unwrap();
         assert!(sb.secure_boot && sb.requires_smm);
         let plain = pair_from_descriptor(&descriptor(r#""acpi-s3""#), "60.json").unwrap();
         assert!(!plain.secure_boot && !plain.requires_smm);
@@ -304,10 +288,7 @@ mod tests {
             secure_boot: false,
         };
         let e = resolve(&fw).unwrap_err().to_string();
-        assert!(
-            e.contains("/nonexistent/CODE.fd") && e.contains("profile"),
-            "{e}"
-        );
+        assert!(e.contains("/nonexistent/CODE.fd") && e.contains("profile"), "{e}");
         assert!(e.contains("apt-get install ovmf"), "{e}");
     }
 }

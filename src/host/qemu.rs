@@ -33,27 +33,14 @@ pub fn find() -> Result<PathBuf, QemuError> {
 
 pub fn info() -> Result<QemuInfo, QemuError> {
     let path = find()?;
-    let broken = |detail: String| QemuError::Broken {
-        path: path.clone(),
-        detail,
-    };
-    let out = Command::new(&path)
-        .arg("--version")
-        .output()
-        .map_err(|e| broken(e.to_string()))?;
+    let broken = |detail: String| QemuError::Broken { path: path.clone(), detail };
+    let out = Command::new(&path).arg("--version").output().map_err(|e| broken(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let version =
-        parse_version(&text).ok_or_else(|| broken(format!("unexpected output {text:?}")))?;
-    let devices = Command::new(&path)
-        .args(["-device", "help"])
-        .output()
-        .map_err(|e| broken(e.to_string()))?;
+    let version = parse_version(&text).ok_or_else(|| broken(format!("unexpected output {text:?}")))?;
+    let devices =
+        Command::new(&path).args(["-device", "help"]).output().map_err(|e| broken(e.to_string()))?;
     let virtfs = String::from_utf8_lossy(&devices.stdout).contains("\"virtio-9p-pci\"");
-    Ok(QemuInfo {
-        path,
-        version,
-        virtfs,
-    })
+    Ok(QemuInfo { path, version, virtfs })
 }
 
 /// `QEMU emulator version 7.2.22 (Debian ...)` → `7.2.22`.

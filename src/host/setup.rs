@@ -34,12 +34,7 @@ impl Requirement {
         fedora: &'static str,
         why: &'static str,
     ) -> Self {
-        Requirement {
-            probe: Probe::Command(cmd),
-            debian,
-            fedora,
-            why,
-        }
+        Requirement { probe: Probe::Command(cmd), debian, fedora, why }
     }
 
     pub const fn file(
@@ -48,12 +43,7 @@ impl Requirement {
         fedora: &'static str,
         why: &'static str,
     ) -> Self {
-        Requirement {
-            probe: Probe::File(path),
-            debian,
-            fedora,
-            why,
-        }
+        Requirement { probe: Probe::File(path), debian, fedora, why }
     }
 
     /// Where the requirement was found, if it is met.
@@ -99,9 +89,9 @@ impl PackageManager {
     /// The command line that installs `packages`, as a user would type it.
     pub fn install_command(self, packages: &[&str]) -> Vec<String> {
         let mut argv: Vec<String> = match self {
-            PackageManager::Apt => ["apt-get", "install", "-y", "--no-install-recommends"]
-                .map(String::from)
-                .to_vec(),
+            PackageManager::Apt => {
+                ["apt-get", "install", "-y", "--no-install-recommends"].map(String::from).to_vec()
+            }
             PackageManager::Dnf => ["dnf", "install", "-y"].map(String::from).to_vec(),
         };
         argv.extend(packages.iter().map(|p| p.to_string()));
@@ -111,29 +101,14 @@ impl PackageManager {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error(
-        "missing on this host: {}\n  install with: {command}{hint}",
-        describe(missing)
-    )]
-    Missing {
-        missing: Vec<Requirement>,
-        command: String,
-        hint: &'static str,
-    },
+    #[error("missing on this host: {}\n  install with: {command}{hint}", describe(missing))]
+    Missing { missing: Vec<Requirement>, command: String, hint: &'static str },
     #[error("`{command}` failed ({status}); missing still: {}", describe(missing))]
-    InstallFailed {
-        command: String,
-        status: String,
-        missing: Vec<Requirement>,
-    },
+    InstallFailed { command: String, status: String, missing: Vec<Requirement> },
 }
 
 fn describe(missing: &[Requirement]) -> String {
-    missing
-        .iter()
-        .map(|r| format!("{} (for {})", r.name(), r.why))
-        .collect::<Vec<_>>()
-        .join(", ")
+    missing.iter().map(|r| format!("{} (for {})", r.name(), r.why)).collect::<Vec<_>>().join(", ")
 }
 
 /// Makes sure every requirement is met, installing what is missing when allowed.
@@ -160,11 +135,7 @@ pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
         } else {
             ""
         };
-        return Err(SetupError::Missing {
-            missing,
-            command,
-            hint,
-        });
+        return Err(SetupError::Missing { missing, command, hint });
     };
     // Parallel tests and builds all come here: one installs, the others wait and find.
     let _lock = InstallLock::take();
@@ -219,10 +190,7 @@ impl InstallLock {
 
 /// The requirements that are not met.
 pub fn missing(reqs: &[Requirement]) -> Vec<Requirement> {
-    reqs.iter()
-        .filter(|r| r.locate().is_none())
-        .copied()
-        .collect()
+    reqs.iter().filter(|r| r.locate().is_none()).copied().collect()
 }
 
 fn run_install(argv: &[String]) -> std::io::Result<std::process::ExitStatus> {
@@ -265,8 +233,7 @@ pub fn find_command(cmd: &str) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -276,10 +243,7 @@ mod tests {
     #[test]
     fn install_command_names_every_package() {
         let argv = PackageManager::Apt.install_command(&["ovmf", "swtpm"]);
-        assert_eq!(
-            argv.join(" "),
-            "apt-get install -y --no-install-recommends ovmf swtpm"
-        );
+        assert_eq!(argv.join(" "), "apt-get install -y --no-install-recommends ovmf swtpm");
         let argv = PackageManager::Dnf.install_command(&["edk2-ovmf"]);
         assert_eq!(argv.join(" "), "dnf install -y edk2-ovmf");
     }

@@ -111,11 +111,7 @@ pub enum LogError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
-    Malformed {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    Malformed { path: PathBuf, line: u64, message: String },
 }
 
 /// One family of logs: recognises its files and turns them into records and findings.

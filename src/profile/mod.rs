@@ -90,11 +90,7 @@ pub enum Firmware {
     /// SeaBIOS, QEMU's default.
     Bios,
     /// An explicit OVMF CODE/VARS pair.
-    Files {
-        code: PathBuf,
-        vars: PathBuf,
-        secure_boot: bool,
-    },
+    Files { code: PathBuf, vars: PathBuf, secure_boot: bool },
 }
 
 impl Firmware {
@@ -197,10 +193,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            boot: default_boot(),
-            shutdown: default_shutdown(),
-        }
+        Timeouts { boot: default_boot(), shutdown: default_shutdown() }
     }
 }
 
@@ -222,39 +215,23 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-        snippet: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, message: String, snippet: String },
     #[error(
         "no profile named `{name}`: looked for {}\n  shipped profiles: {}",
         looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         shipped.join(", ")
     )]
-    NotFound {
-        name: String,
-        looked: Vec<PathBuf>,
-        shipped: Vec<String>,
-    },
+    NotFound { name: String, looked: Vec<PathBuf>, shipped: Vec<String> },
 }
 
 impl Profile {
     /// Loads a profile file; relative paths inside it become relative to its directory.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
         let mut profile = Profile::parse(&text, path)?;
         if profile.name.is_empty() {
-            profile.name = path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            profile.name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         }
         let base = path.parent().unwrap_or(Path::new("."));
         profile.make_paths_relative_to(base);
@@ -294,10 +271,7 @@ fn invalid(text: &str, path: &Path, e: &toml::de::Error) -> ProfileError {
     let offset = e.span().map_or(0, |s| s.start);
     let (line, column) = line_column(text, offset);
     let line_text = text.lines().nth(line - 1).unwrap_or("");
-    let snippet = format!(
-        "  {line:>4} | {line_text}\n       | {}^",
-        " ".repeat(column - 1)
-    );
+    let snippet = format!("  {line:>4} | {line_text}\n       | {}^", " ".repeat(column - 1));
     ProfileError::Invalid {
         path: path.to_path_buf(),
         line,
@@ -392,11 +366,7 @@ impl<'de> serde::de::Visitor<'de> for FirmwareVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Firmware, A::Error> {
         let files = FirmwareFiles::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Firmware::Files {
-            code: files.code,
-            vars: files.vars,
-            secure_boot: files.secure_boot,
-        })
+        Ok(Firmware::Files { code: files.code, vars: files.vars, secure_boot: files.secure_boot })
     }
 }
 
@@ -406,12 +376,7 @@ mod tests {
 
     fn err(text: &str) -> (usize, usize, String) {
         match Profile::parse(text, Path::new("p.toml")) {
-            Err(ProfileError::Invalid {
-                line,
-                column,
-                message,
-                ..
-            }) => (line, column, message),
+            Err(ProfileError::Invalid { line, column, message, .. }) => (line, column, message),
             other => panic!("expected an invalid-profile error, got {other:?}"),
         }
     }
@@ -446,13 +411,7 @@ mod tests {
         assert_eq!(p.machine, Machine::Pc);
         assert_eq!(p.memory, 2048);
         assert_eq!(p.tpm, Tpm::V2);
-        assert!(matches!(
-            p.firmware,
-            Firmware::Files {
-                secure_boot: true,
-                ..
-            }
-        ));
+        assert!(matches!(p.firmware, Firmware::Files { secure_boot: true, .. }));
         assert_eq!(p.disks[0].interface, DiskInterface::Nvme);
         assert!(p.shares[0].readonly);
         assert_eq!(p.timeouts.boot, Duration::from_secs(300));
@@ -464,10 +423,7 @@ mod tests {
         let (line, column, message) = err("memory = 512\nmemroy = 1\n");
         assert_eq!((line, column), (2, 1));
         assert!(message.contains("unknown field `memroy`"), "{message}");
-        assert!(
-            message.contains("`memory`"),
-            "allowed keys listed: {message}"
-        );
+        assert!(message.contains("`memory`"), "allowed keys listed: {message}");
     }
 
     #[test]
@@ -481,10 +437,7 @@ mod tests {
     fn unknown_firmware_lists_allowed_names() {
         let (line, _, message) = err("\nfirmware = \"uefii\"\n");
         assert_eq!(line, 2);
-        assert!(
-            message.contains("uefii") && message.contains("uefi-secureboot"),
-            "{message}"
-        );
+        assert!(message.contains("uefii") && message.contains("uefi-secureboot"), "{message}");
     }
 
     #[test]
@@ -514,17 +467,8 @@ mod tests {
     #[test]
     fn every_shipped_profile_loads() {
         let names = shipped_names();
-        for required in [
-            "uefi",
-            "uefi-tpm",
-            "uefi-secureboot",
-            "uefi-secureboot-tpm",
-            "bios",
-        ] {
-            assert!(
-                names.iter().any(|n| n == required),
-                "{required} missing from {names:?}"
-            );
+        for required in ["uefi", "uefi-tpm", "uefi-secureboot", "uefi-secureboot-tpm", "bios"] {
+            assert!(names.iter().any(|n| n == required), "{required} missing from {names:?}");
         }
         for name in names {
             resolve(&name).unwrap_or_else(|e| panic!("{e}"));

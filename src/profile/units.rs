@@ -6,20 +6,15 @@ use std::time::Duration;
 /// `"512M"`, `"1G"`, `"1.5G"` or a plain number of MiB.
 pub fn parse_memory_mib(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a memory size; write e.g. \"512M\" or \"2G\""))?;
+    let number: f64 =
+        number.parse().map_err(|_| format!("`{s}` is not a memory size; write e.g. \"512M\" or \"2G\""))?;
     let factor = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "M" | "MB" | "MIB" => 1.0,
         "G" | "GB" | "GIB" => 1024.0,
         _ => {
-            return Err(format!(
-                "`{s}` has an unknown unit; write e.g. \"512M\" or \"2G\""
-            ));
+            return Err(format!("`{s}` has an unknown unit; write e.g. \"512M\" or \"2G\""));
         }
     };
     let mib = (number * factor).round();

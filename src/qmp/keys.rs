@@ -144,19 +144,13 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// A chord such as `ctrl-alt-delete` or `shift+tab` → qcodes, pressed together.
 pub fn chord_qcodes(chord: &str) -> Result<Vec<String>, KeyError> {
-    let parts: Vec<&str> = if chord == "-" || chord == "+" {
-        vec![chord]
-    } else {
-        chord.split(['-', '+']).collect()
-    };
+    let parts: Vec<&str> =
+        if chord == "-" || chord == "+" { vec![chord] } else { chord.split(['-', '+']).collect() };
     parts
         .into_iter()
         .map(|p| {
             let lower = p.trim().to_ascii_lowercase();
-            let name = ALIASES
-                .iter()
-                .find(|(a, _)| *a == lower)
-                .map_or(lower.as_str(), |(_, q)| q);
+            let name = ALIASES.iter().find(|(a, _)| *a == lower).map_or(lower.as_str(), |(_, q)| q);
             let name = match name {
                 "-" => "minus",
                 "+" => "kp_add",
@@ -165,10 +159,7 @@ pub fn chord_qcodes(chord: &str) -> Result<Vec<String>, KeyError> {
             if QCODES.contains(&name) {
                 Ok(name.to_string())
             } else {
-                Err(KeyError::UnknownKey {
-                    key: p.to_string(),
-                    chord: chord.to_string(),
-                })
+                Err(KeyError::UnknownKey { key: p.to_string(), chord: chord.to_string() })
             }
         })
         .collect()
@@ -242,10 +233,7 @@ mod tests {
 
     #[test]
     fn chords() {
-        assert_eq!(
-            chord_qcodes("ctrl-alt-delete").unwrap(),
-            ["ctrl", "alt", "delete"]
-        );
+        assert_eq!(chord_qcodes("ctrl-alt-delete").unwrap(), ["ctrl", "alt", "delete"]);
         assert_eq!(chord_qcodes("Shift+Tab").unwrap(), ["shift", "tab"]);
         assert_eq!(chord_qcodes("Return").unwrap(), ["ret"]);
         assert_eq!(chord_qcodes("alt-f2").unwrap(), ["alt", "f2"]);
@@ -258,9 +246,6 @@ mod tests {
         let keys = text_keystrokes("aB1!\n").unwrap();
         let flat: Vec<String> = keys.iter().map(|k| k.join("+")).collect();
         assert_eq!(flat, ["a", "shift+b", "1", "shift+1", "ret"]);
-        assert!(matches!(
-            text_keystrokes("é"),
-            Err(KeyError::Untypeable('é'))
-        ));
+        assert!(matches!(text_keystrokes("é"), Err(KeyError::Untypeable('é'))));
     }
 }

@@ -31,11 +31,7 @@ pub enum QmpError {
     #[error("QMP greeting was not understood: {0}")]
     Greeting(String),
     #[error("QMP command `{command}` failed: {class}: {desc}")]
-    Command {
-        command: String,
-        class: String,
-        desc: String,
-    },
+    Command { command: String, class: String, desc: String },
     #[error("QMP command `{command}` got no reply within {timeout:?}")]
     NoReply { command: String, timeout: Duration },
     #[error("no QMP event {name} within {timeout:?}")]
@@ -91,10 +87,7 @@ impl Qmp {
     {
         let (reader, writer) = tokio::io::split(stream);
         let mut lines = BufReader::new(reader).lines();
-        let mut log = Log {
-            file: std::fs::File::create(log_path)?,
-            started,
-        };
+        let mut log = Log { file: std::fs::File::create(log_path)?, started };
         let greeting = lines.next_line().await?.ok_or(QmpError::Closed)?;
         let greeting: Value =
             serde_json::from_str(&greeting).map_err(|e| QmpError::Greeting(e.to_string()))?;
@@ -124,13 +117,8 @@ impl Qmp {
     }
 
     /// Runs a command and returns its `return` value.
-    pub async fn execute(
-        &self,
-        command: &str,
-        arguments: Option<Value>,
-    ) -> Result<Value, QmpError> {
-        self.execute_timeout(command, arguments, REPLY_TIMEOUT)
-            .await
+    pub async fn execute(&self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        self.execute_timeout(command, arguments, REPLY_TIMEOUT).await
     }
 
     pub async fn execute_timeout(
@@ -139,22 +127,14 @@ impl Qmp {
         arguments: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, QmpError> {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut msg = json!({"execute": command, "id": id});
         if let Some(args) = arguments {
             msg["arguments"] = args;
         }
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write("out", &msg);
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).write("out", &msg);
         {
             let mut w = self.writer.lock().await;
             let mut bytes = serde_json::to_vec(&msg).expect("serialisable");
@@ -165,10 +145,7 @@ impl Qmp {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => return Err(QmpError::Closed),
             Err(_) => {
-                return Err(QmpError::NoReply {
-                    command: command.into(),
-                    timeout,
-                });
+                return Err(QmpError::NoReply { command: command.into(), timeout });
             }
         };
         if let Some(err) = reply.get("error") {
@@ -208,10 +185,7 @@ impl Qmp {
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| QmpError::NoEvent {
-                name: name.into(),
-                timeout,
-            })?
+            .map_err(|_| QmpError::NoEvent { name: name.into(), timeout })?
     }
 
     /// `query-status`: e.g. `running`, `paused`, `shutdown`, `internal-error`.
@@ -228,14 +202,10 @@ impl Qmp {
             Ok(_) => Ok(()),
             Err(QmpError::Command { desc, .. }) if desc.contains("format") => {
                 let ppm = path.with_extension("ppm");
-                self.execute("screendump", Some(json!({"filename": ppm})))
-                    .await?;
+                self.execute("screendump", Some(json!({"filename": ppm}))).await?;
                 let converted = ppm_to_png(&ppm, path);
                 let _ = std::fs::remove_file(&ppm);
-                converted.map_err(|detail| QmpError::Screenshot {
-                    path: path.into(),
-                    detail,
-                })
+                converted.map_err(|detail| QmpError::Screenshot { path: path.into(), detail })
             }
             Err(e) => Err(e),
         }
@@ -243,25 +213,17 @@ impl Qmp {
 
     /// Presses a chord such as `ctrl-alt-delete` or `ret`.
     pub async fn send_keys(&self, chord: &str) -> Result<(), QmpError> {
-        let keys: Vec<Value> = chord_qcodes(chord)?
-            .iter()
-            .map(|q| json!({"type": "qcode", "data": q}))
-            .collect();
-        self.execute("send-key", Some(json!({"keys": keys})))
-            .await
-            .map(drop)
+        let keys: Vec<Value> =
+            chord_qcodes(chord)?.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
+        self.execute("send-key", Some(json!({"keys": keys}))).await.map(drop)
     }
 
     /// Types text through the emulated keyboard, one `send-key` per character: QEMU
     /// paces those itself, while one batch of input events loses keys.
     pub async fn type_text(&self, text: &str) -> Result<(), QmpError> {
         for chord in text_keystrokes(text)? {
-            let keys: Vec<Value> = chord
-                .iter()
-                .map(|q| json!({"type": "qcode", "data": q}))
-                .collect();
-            self.execute("send-key", Some(json!({"keys": keys})))
-                .await?;
+            let keys: Vec<Value> = chord.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
+            self.execute("send-key", Some(json!({"keys": keys}))).await?;
         }
         Ok(())
     }
@@ -273,10 +235,7 @@ impl Qmp {
 
     /// Asks QEMU to exit now.
     pub async fn quit(&self) -> Result<(), QmpError> {
-        match self
-            .execute_timeout("quit", None, Duration::from_secs(5))
-            .await
-        {
+        match self.execute_timeout("quit", None, Duration::from_secs(5)).await {
             Ok(_) | Err(QmpError::Closed) => Ok(()),
             Err(e) => Err(e),
         }
@@ -293,30 +252,19 @@ async fn route<R: AsyncRead + Unpin>(
 ) {
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-            log.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write("in-unparsed", &Value::String(line));
+            log.lock().unwrap_or_else(|p| p.into_inner()).write("in-unparsed", &Value::String(line));
             continue;
         };
-        log.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write("in", &msg);
+        log.lock().unwrap_or_else(|p| p.into_inner()).write("in", &msg);
         if let Some(name) = msg.get("event").and_then(Value::as_str) {
-            let event = Event {
-                name: name.to_string(),
-                data: msg["data"].clone(),
-                at: started.elapsed(),
-            };
+            let event = Event { name: name.to_string(), data: msg["data"].clone(), at: started.elapsed() };
             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
             if seen.len() < 1024 {
                 seen.push(event.clone());
             }
             let _ = events.send(event);
         } else if let Some(id) = msg.get("id").and_then(Value::as_u64)
-            && let Some(tx) = pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id)
+            && let Some(tx) = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
         {
             let _ = tx.send(msg);
         }
@@ -347,9 +295,7 @@ fn ppm_to_png(ppm: &Path, png_path: &Path) -> Result<(), String> {
         (Ok(w), Ok(h)) if fields[0] == "P6" && fields[3] == "255" => (w, h),
         _ => return Err(format!("unsupported PPM header {fields:?}")),
     };
-    let pixels = data
-        .get(pos + 1..pos + 1 + (w * h * 3) as usize)
-        .ok_or("truncated PPM pixels")?;
+    let pixels = data.get(pos + 1..pos + 1 + (w * h * 3) as usize).ok_or("truncated PPM pixels")?;
     let file = std::fs::File::create(png_path).map_err(|e| e.to_string())?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
     enc.set_color(png::ColorType::Rgb);
@@ -369,9 +315,7 @@ mod tests {
         std::fs::write(&ppm, data).unwrap();
         let png_path = dir.path().join("s.png");
         super::ppm_to_png(&ppm, &png_path).unwrap();
-        let decoder = png::Decoder::new(std::io::BufReader::new(
-            std::fs::File::open(&png_path).unwrap(),
-        ));
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();

@@ -61,10 +61,7 @@ fn escape_commas(path: &std::path::Path) -> OsString {
 /// Under TCG the CPU model is `max`: the default `qemu64` lacks x86-64-v2, which
 /// current distribution kernels require. Without `allow_reboot`, a reboot ends QEMU.
 fn base_args(a: &mut Args, plan: &Plan) {
-    a.push(
-        "-name",
-        format!("bootproof-{},process=bootproof-{}", plan.name, plan.name),
-    );
+    a.push("-name", format!("bootproof-{},process=bootproof-{}", plan.name, plan.name));
     a.flag("-nodefaults");
     a.flag("-no-user-config");
     let smm = plan.firmware.as_ref().is_some_and(|f| f.smm);
@@ -75,14 +72,7 @@ fn base_args(a: &mut Args, plan: &Plan) {
     };
     a.push("-machine", machine);
     a.push("-accel", plan.accel.as_str());
-    a.push(
-        "-cpu",
-        if plan.accel == Accel::Kvm {
-            "host"
-        } else {
-            "max"
-        },
-    );
+    a.push("-cpu", if plan.accel == Accel::Kvm { "host" } else { "max" });
     a.push("-m", plan.memory_mib.to_string());
     a.push("-smp", plan.cpus.to_string());
     a.push("-nic", "none");
@@ -98,18 +88,8 @@ fn firmware_args(a: &mut Args, plan: &Plan) {
     if fw.smm {
         a.push("-global", "driver=cfi.pflash01,property=secure,value=on");
     }
-    a.push(
-        "-drive",
-        path_value(
-            "if=pflash,format=raw,unit=0,readonly=on,file=",
-            &fw.code,
-            "",
-        ),
-    );
-    a.push(
-        "-drive",
-        path_value("if=pflash,format=raw,unit=1,file=", &fw.vars, ""),
-    );
+    a.push("-drive", path_value("if=pflash,format=raw,unit=0,readonly=on,file=", &fw.code, ""));
+    a.push("-drive", path_value("if=pflash,format=raw,unit=1,file=", &fw.vars, ""));
 }
 
 /// Serial console and QMP connect to sockets bootproof already listens on (QEMU is the
@@ -117,15 +97,9 @@ fn firmware_args(a: &mut Args, plan: &Plan) {
 /// with socket files exists.
 fn channel_args(a: &mut Args, plan: &Plan) {
     let l = &plan.layout;
-    a.push(
-        "-chardev",
-        path_value("socket,id=serial0,path=", &l.serial_socket(), ""),
-    );
+    a.push("-chardev", path_value("socket,id=serial0,path=", &l.serial_socket(), ""));
     a.push("-serial", "chardev:serial0");
-    a.push(
-        "-chardev",
-        path_value("socket,id=qmp,path=", &l.qmp_socket(), ""),
-    );
+    a.push("-chardev", path_value("socket,id=qmp,path=", &l.qmp_socket(), ""));
     a.push("-mon", "chardev=qmp,mode=control");
 }
 
@@ -143,10 +117,7 @@ fn tpm_args(a: &mut Args, plan: &Plan) {
     if !plan.tpm {
         return;
     }
-    a.push(
-        "-chardev",
-        path_value("socket,id=chrtpm,path=", &plan.layout.tpm_socket(), ""),
-    );
+    a.push("-chardev", path_value("socket,id=chrtpm,path=", &plan.layout.tpm_socket(), ""));
     a.push("-tpmdev", "emulator,id=tpm0,chardev=chrtpm");
     let device = match plan.machine {
         Machine::Q35 => "tpm-crb,tpmdev=tpm0",
@@ -168,13 +139,8 @@ fn drive_args(a: &mut Args, plan: &Plan) {
                 a.push("-drive", path_value("file=", path, &opts));
                 a.push("-device", format!("ide-cd,drive={id}{boot}"));
             }
-            Drive::Disk {
-                overlay, interface, ..
-            } => {
-                a.push(
-                    "-drive",
-                    path_value("file=", overlay, &format!(",format=qcow2,if=none,id={id}")),
-                );
+            Drive::Disk { overlay, interface, .. } => {
+                a.push("-drive", path_value("file=", overlay, &format!(",format=qcow2,if=none,id={id}")));
                 let device = match interface {
                     DiskInterface::Virtio => format!("virtio-blk-pci,drive={id}{boot}"),
                     DiskInterface::Nvme => format!("nvme,drive={id},serial=bootproof{i}{boot}"),
@@ -210,14 +176,8 @@ fn share_args(a: &mut Args, plan: &Plan) {
     for (i, s) in plan.shares.iter().enumerate() {
         let ro = if s.readonly { ",readonly=on" } else { "" };
         let opts = format!(",security_model={}{ro}", plan.share_security.as_str());
-        a.push(
-            "-fsdev",
-            path_value(&format!("local,id=fsdev{i},path="), &s.path, &opts),
-        );
-        a.push(
-            "-device",
-            format!("virtio-9p-pci,fsdev=fsdev{i},mount_tag={}", s.tag),
-        );
+        a.push("-fsdev", path_value(&format!("local,id=fsdev{i},path="), &s.path, &opts));
+        a.push("-device", format!("virtio-9p-pci,fsdev=fsdev{i},mount_tag={}", s.tag));
     }
 }
 
@@ -226,10 +186,7 @@ pub fn shell_command(argv: &[OsString]) -> String {
     argv.iter()
         .map(|a| {
             let s = a.to_string_lossy();
-            if !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_=,./:+@".contains(&b))
-            {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=,./:+@".contains(&b)) {
                 s.into_owned()
             } else {
                 format!("'{}'", s.replace('\'', r"'\''"))

@@ -83,10 +83,9 @@ impl BootReport {
         let what = match &self.outcome {
             Outcome::Reached { matched } => format!("reached {matched:?}"),
             Outcome::PoweredOff => "guest powered off".to_string(),
-            Outcome::FirmwareRefused { lines } => format!(
-                "the firmware found nothing it would boot: {}",
-                lines.join(" / ")
-            ),
+            Outcome::FirmwareRefused { lines } => {
+                format!("the firmware found nothing it would boot: {}", lines.join(" / "))
+            }
             Outcome::Rebooted { reason } => format!(
                 "the guest rebooted ({reason}); set allow_reboot = true in the profile if that is expected"
             ),
@@ -152,10 +151,7 @@ pub fn resolve_image(spec: &str) -> Result<Image, BootError> {
         let built = crate::images::ensure(name)?;
         return Ok(match built.kind {
             crate::images::ImageKind::Iso => Image::Iso { path: built.path },
-            crate::images::ImageKind::Disk => Image::Disk {
-                path: built.path,
-                format: None,
-            },
+            crate::images::ImageKind::Disk => Image::Disk { path: built.path, format: None },
         });
     }
     Ok(super::disk::classify(Path::new(spec))?)
@@ -163,23 +159,13 @@ pub fn resolve_image(spec: &str) -> Result<Image, BootError> {
 
 /// Boots, waits for the verdict, stops the VM, and writes `result.json`.
 pub async fn boot(req: BootRequest) -> Result<BootReport, BootError> {
-    let layout = RunLayout::create(&req.run_dir).map_err(|source| BootError::RunDir {
-        path: req.run_dir.clone(),
-        source,
-    })?;
+    let layout = RunLayout::create(&req.run_dir)
+        .map_err(|source| BootError::RunDir { path: req.run_dir.clone(), source })?;
     let image = req.image.as_deref().map(resolve_image).transpose()?;
     let host = host_facts(&req.profile, &layout.share_dir())?;
     let plan = Plan::new(&req.profile, image.as_ref(), &host, &layout)?;
-    let timeout = host
-        .accel
-        .scale(req.timeout.unwrap_or(req.profile.timeouts.boot));
-    let mut vm = Vm::launch(
-        plan,
-        VmOptions {
-            echo_console: req.echo_console,
-        },
-    )
-    .await?;
+    let timeout = host.accel.scale(req.timeout.unwrap_or(req.profile.timeouts.boot));
+    let mut vm = Vm::launch(plan, VmOptions { echo_console: req.echo_console }).await?;
     let (outcome, evidence) = watch(&mut vm, req.until.as_ref(), timeout).await;
     let success = match &outcome {
         Outcome::Reached { .. } => true,
@@ -208,18 +194,12 @@ pub async fn boot(req: BootRequest) -> Result<BootReport, BootError> {
         last_console_lines: vm.console().tail(),
     };
     let json = serde_json::to_vec_pretty(&report).expect("serialisable");
-    std::fs::write(layout.result_file(), json).map_err(|source| BootError::RunDir {
-        path: layout.result_file(),
-        source,
-    })?;
+    std::fs::write(layout.result_file(), json)
+        .map_err(|source| BootError::RunDir { path: layout.result_file(), source })?;
     Ok(report)
 }
 
-async fn watch(
-    vm: &mut Vm,
-    until: Option<&Regex>,
-    timeout: Duration,
-) -> (Outcome, Option<Evidence>) {
+async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcome, Option<Evidence>) {
     let refusal = Regex::new(BOOT_OPTION_FAILED).expect("valid");
     let nothing = Regex::new(NOTHING_BOOTABLE).expect("valid");
     let mut refused: Vec<String> = Vec::new();
@@ -247,21 +227,11 @@ async fn watch(
             Err(ConsoleError::Timeout { waited, .. }) => {
                 let evidence = vm.collect_evidence("timeout").await;
                 vm.kill().await;
-                return (
-                    Outcome::TimedOut {
-                        waited_secs: waited.as_secs_f64(),
-                    },
-                    Some(evidence),
-                );
+                return (Outcome::TimedOut { waited_secs: waited.as_secs_f64() }, Some(evidence));
             }
             Err(ConsoleError::Write(e)) => {
                 vm.kill().await;
-                return (
-                    Outcome::Ended {
-                        detail: e.to_string(),
-                    },
-                    None,
-                );
+                return (Outcome::Ended { detail: e.to_string() }, None);
             }
         }
     }
@@ -269,19 +239,13 @@ async fn watch(
 
 fn ended(ending: Option<Ending>) -> Outcome {
     match ending {
-        Some(Ending::Exited {
-            status: Some(0),
-            reason: Some(r),
-        }) if r.contains("reset") => Outcome::Rebooted { reason: r },
-        Some(Ending::Exited {
-            status: Some(0),
-            reason: Some(r),
-        }) if r.contains("panic") => Outcome::Ended {
-            detail: format!("the guest panicked ({r})"),
-        },
-        Some(Ending::Exited {
-            status: Some(0), ..
-        }) => Outcome::PoweredOff,
+        Some(Ending::Exited { status: Some(0), reason: Some(r) }) if r.contains("reset") => {
+            Outcome::Rebooted { reason: r }
+        }
+        Some(Ending::Exited { status: Some(0), reason: Some(r) }) if r.contains("panic") => {
+            Outcome::Ended { detail: format!("the guest panicked ({r})") }
+        }
+        Some(Ending::Exited { status: Some(0), .. }) => Outcome::PoweredOff,
         Some(Ending::Exited { status, reason }) => Outcome::Ended {
             detail: format!(
                 "QEMU exited with status {} ({}); see qemu.log in the run dir",
@@ -289,11 +253,7 @@ fn ended(ending: Option<Ending>) -> Outcome {
                 reason.unwrap_or_else(|| "no SHUTDOWN event".into())
             ),
         },
-        Some(Ending::Stopped { how }) => Outcome::Ended {
-            detail: format!("QEMU was {how}"),
-        },
-        None => Outcome::Ended {
-            detail: "the console closed but QEMU did not exit within 10 s".into(),
-        },
+        Some(Ending::Stopped { how }) => Outcome::Ended { detail: format!("QEMU was {how}") },
+        None => Outcome::Ended { detail: "the console closed but QEMU did not exit within 10 s".into() },
     }
 }

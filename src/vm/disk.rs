@@ -33,25 +33,15 @@ pub enum DiskError {
 /// anything else as a disk whose format `qemu-img` detects later.
 pub fn classify(path: &Path) -> Result<Image, DiskError> {
     if !path.exists() {
-        return Err(DiskError::Missing {
-            path: path.to_path_buf(),
-        });
+        return Err(DiskError::Missing { path: path.to_path_buf() });
     }
-    let read = |source| DiskError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read = |source| DiskError::Read { path: path.to_path_buf(), source };
     let mut f = std::fs::File::open(path).map_err(read)?;
     let mut magic = [0u8; 5];
-    let is_iso = f.seek(SeekFrom::Start(0x8001)).is_ok()
-        && f.read_exact(&mut magic).is_ok()
-        && &magic == b"CD001";
+    let is_iso =
+        f.seek(SeekFrom::Start(0x8001)).is_ok() && f.read_exact(&mut magic).is_ok() && &magic == b"CD001";
     let path = std::path::absolute(path).map_err(read)?;
-    Ok(if is_iso {
-        Image::Iso { path }
-    } else {
-        Image::Disk { path, format: None }
-    })
+    Ok(if is_iso { Image::Iso { path } } else { Image::Disk { path, format: None } })
 }
 
 /// The format `qemu-img info` sees.
@@ -64,10 +54,7 @@ pub fn detect_format(qemu_img: &Path, path: &Path) -> Result<DiskFormat, DiskErr
     match info["format"].as_str() {
         Some("raw") => Ok(DiskFormat::Raw),
         Some("qcow2") => Ok(DiskFormat::Qcow2),
-        other => Err(DiskError::Format {
-            path: path.into(),
-            format: other.unwrap_or("unknown").into(),
-        }),
+        other => Err(DiskError::Format { path: path.into(), format: other.unwrap_or("unknown").into() }),
     }
 }
 
@@ -78,15 +65,8 @@ pub fn create_overlay(
     format: DiskFormat,
     overlay: &Path,
 ) -> Result<(), DiskError> {
-    let base = std::path::absolute(base).map_err(|source| DiskError::Read {
-        path: base.into(),
-        source,
-    })?;
-    qemu_img_run(
-        qemu_img,
-        &["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"],
-        &[&base, overlay],
-    )?;
+    let base = std::path::absolute(base).map_err(|source| DiskError::Read { path: base.into(), source })?;
+    qemu_img_run(qemu_img, &["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"], &[&base, overlay])?;
     Ok(())
 }
 
@@ -103,16 +83,10 @@ fn qemu_img_run(qemu_img: &Path, args: &[&str], paths: &[&Path]) -> Result<Vec<u
         .args(args)
         .args(paths)
         .output()
-        .map_err(|e| DiskError::QemuImg {
-            args: shown(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| DiskError::QemuImg { args: shown(), detail: e.to_string() })?;
     if !out.status.success() {
         let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(DiskError::QemuImg {
-            args: shown(),
-            detail,
-        });
+        return Err(DiskError::QemuImg { args: shown(), detail });
     }
     Ok(out.stdout)
 }

@@ -38,17 +38,9 @@ pub enum VmError {
     #[error("{0} not found on PATH; run `bootproof doctor`")]
     MissingTool(&'static str),
     #[error("QEMU exited during start-up ({status}); its messages (run dir {}):\n{log}", run_dir.display())]
-    EarlyExit {
-        status: String,
-        log: String,
-        run_dir: PathBuf,
-    },
+    EarlyExit { status: String, log: String, run_dir: PathBuf },
     #[error("QEMU did not connect its {channel} within {timeout:?} (run dir {})", run_dir.display())]
-    NoConnect {
-        channel: &'static str,
-        timeout: Duration,
-        run_dir: PathBuf,
-    },
+    NoConnect { channel: &'static str, timeout: Duration, run_dir: PathBuf },
     #[error(transparent)]
     Qmp(#[from] crate::qmp::QmpError),
 }
@@ -69,10 +61,7 @@ pub struct VmOptions {
 pub enum Ending {
     /// QEMU exited by itself; `reason` is the SHUTDOWN event's (`guest-shutdown`,
     /// `guest-reset`, `guest-panic`, ...), when it sent one.
-    Exited {
-        status: Option<i32>,
-        reason: Option<String>,
-    },
+    Exited { status: Option<i32>, reason: Option<String> },
     /// bootproof stopped it.
     Stopped { how: &'static str },
 }
@@ -117,8 +106,7 @@ impl Vm {
         let started = Instant::now();
         let mut qemu = Supervised::spawn("qemu", cmd, &layout.qemu_log())
             .map_err(io(format!("starting {}", plan.qemu.display())))?;
-        let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await
-        {
+        let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await {
             Ok(streams) => streams,
             Err(e) => return Err(e.into_vm_error(layout)),
         };
@@ -127,17 +115,9 @@ impl Vm {
             text: &layout.console_log(),
             echo: options.echo_console,
         };
-        let console =
-            Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
+        let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
         let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
-        Ok(Vm {
-            plan,
-            qemu,
-            swtpm,
-            console,
-            qmp,
-            started,
-        })
+        Ok(Vm { plan, qemu, swtpm, console, qmp, started })
     }
 
     pub fn console(&self) -> &Console {
@@ -163,19 +143,12 @@ impl Vm {
 
     /// Process ids of QEMU and swtpm, for supervision tests and diagnostics.
     pub fn pids(&self) -> Vec<u32> {
-        self.qemu
-            .pid()
-            .into_iter()
-            .chain(self.swtpm.as_ref().and_then(|s| s.pid()))
-            .collect()
+        self.qemu.pid().into_iter().chain(self.swtpm.as_ref().and_then(|s| s.pid())).collect()
     }
 
     /// Waits for QEMU to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<Ending> {
-        let status = tokio::time::timeout(timeout, self.qemu.child.wait())
-            .await
-            .ok()?
-            .ok();
+        let status = tokio::time::timeout(timeout, self.qemu.child.wait()).await.ok()?.ok();
         Some(self.exited(status).await)
     }
 
@@ -184,10 +157,7 @@ impl Vm {
         self.console.closed(Duration::from_secs(2)).await;
         if let Some(swtpm) = &mut self.swtpm {
             // swtpm --terminate leaves with QEMU; give it a moment, then make sure.
-            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait()).await.is_err() {
                 swtpm.kill().await;
             }
         }
@@ -198,10 +168,7 @@ impl Vm {
             .rev()
             .find(|e| e.name == "SHUTDOWN")
             .and_then(|e| e.data["reason"].as_str().map(String::from));
-        Ending::Exited {
-            status: status.and_then(|s| s.code()),
-            reason,
-        }
+        Ending::Exited { status: status.and_then(|s| s.code()), reason }
     }
 
     /// Presses the power button and waits `grace` for the guest to power off; then asks
@@ -217,8 +184,7 @@ impl Vm {
 
     /// Ends QEMU now: `quit` over QMP, then a kill if it does not leave.
     pub async fn quit(&mut self) -> Ending {
-        if self.qmp.quit().await.is_ok() && self.wait_exit(Duration::from_secs(10)).await.is_some()
-        {
+        if self.qmp.quit().await.is_ok() && self.wait_exit(Duration::from_secs(10)).await.is_some() {
             return Ending::Stopped { how: "quit" };
         }
         self.kill().await;
@@ -288,12 +254,7 @@ fn prepare(plan: &Plan) -> Result<(), VmError> {
         .drives
         .iter()
         .filter_map(|d| match d {
-            Drive::Disk {
-                overlay,
-                base,
-                base_format,
-                ..
-            } => Some((overlay, base, base_format)),
+            Drive::Disk { overlay, base, base_format, .. } => Some((overlay, base, base_format)),
             Drive::Cdrom { .. } => None,
         })
         .collect();
@@ -343,21 +304,12 @@ impl AcceptError {
                     .rev()
                     .collect::<Vec<_>>()
                     .join("\n");
-                VmError::EarlyExit {
-                    status,
-                    log,
-                    run_dir: layout.dir.clone(),
-                }
+                VmError::EarlyExit { status, log, run_dir: layout.dir.clone() }
             }
-            AcceptError::Timeout(channel) => VmError::NoConnect {
-                channel,
-                timeout: CONNECT_TIMEOUT,
-                run_dir: layout.dir.clone(),
-            },
-            AcceptError::Io(e) => VmError::Io {
-                what: "accepting QEMU's connections".into(),
-                source: e,
-            },
+            AcceptError::Timeout(channel) => {
+                VmError::NoConnect { channel, timeout: CONNECT_TIMEOUT, run_dir: layout.dir.clone() }
+            }
+            AcceptError::Io(e) => VmError::Io { what: "accepting QEMU's connections".into(), source: e },
         }
     }
 }

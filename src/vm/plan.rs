@@ -46,24 +46,14 @@ impl ShareSecurity {
 /// The image given to boot, already classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Image {
-    Disk {
-        path: PathBuf,
-        format: Option<DiskFormat>,
-    },
-    Iso {
-        path: PathBuf,
-    },
+    Disk { path: PathBuf, format: Option<DiskFormat> },
+    Iso { path: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drive {
     /// A disk the guest writes to a per-run qcow2 overlay of; `base` is never written.
-    Disk {
-        overlay: PathBuf,
-        base: PathBuf,
-        base_format: Option<DiskFormat>,
-        interface: DiskInterface,
-    },
+    Disk { overlay: PathBuf, base: PathBuf, base_format: Option<DiskFormat>, interface: DiskInterface },
     /// An optical disc, attached read-only.
     Cdrom { path: PathBuf },
 }
@@ -109,9 +99,7 @@ pub struct Plan {
 pub enum PlanError {
     #[error("profile `{profile}` needs UEFI firmware, but none was resolved")]
     NoFirmware { profile: String },
-    #[error(
-        "share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique"
-    )]
+    #[error("share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique")]
     DuplicateShareTag { tag: String },
 }
 
@@ -131,9 +119,7 @@ impl Plan {
                 smm: fw.requires_smm,
             }),
             (None, true) => {
-                return Err(PlanError::NoFirmware {
-                    profile: profile.name.clone(),
-                });
+                return Err(PlanError::NoFirmware { profile: profile.name.clone() });
             }
         };
         Ok(Plan {
@@ -161,23 +147,13 @@ fn drives(profile: &Profile, image: Option<&Image>, layout: &RunLayout) -> Vec<D
     let mut drives = Vec::new();
     let mut disk = |base: &PathBuf, base_format, interface| {
         let overlay = layout.overlay(drives.len());
-        drives.push(Drive::Disk {
-            overlay,
-            base: base.clone(),
-            base_format,
-            interface,
-        });
+        drives.push(Drive::Disk { overlay, base: base.clone(), base_format, interface });
     };
     let mut disks_first = Vec::new();
     if let Some(Image::Disk { path, format }) = image {
         disks_first.push((path, *format, DiskInterface::Virtio));
     }
-    disks_first.extend(
-        profile
-            .disks
-            .iter()
-            .map(|d| (&d.path, d.format, d.interface)),
-    );
+    disks_first.extend(profile.disks.iter().map(|d| (&d.path, d.format, d.interface)));
     for (path, format, interface) in disks_first {
         disk(path, format, interface);
     }
@@ -193,20 +169,13 @@ fn drives(profile: &Profile, image: Option<&Image>, layout: &RunLayout) -> Vec<D
 }
 
 fn shares(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedShare>, PlanError> {
-    let mut shares = vec![PlannedShare {
-        tag: SHARE_TAG.to_string(),
-        path: layout.share_dir(),
-        readonly: false,
-    }];
+    let mut shares =
+        vec![PlannedShare { tag: SHARE_TAG.to_string(), path: layout.share_dir(), readonly: false }];
     for s in &profile.shares {
         if shares.iter().any(|x| x.tag == s.tag) {
             return Err(PlanError::DuplicateShareTag { tag: s.tag.clone() });
         }
-        shares.push(PlannedShare {
-            tag: s.tag.clone(),
-            path: s.path.clone(),
-            readonly: s.readonly,
-        });
+        shares.push(PlannedShare { tag: s.tag.clone(), path: s.path.clone(), readonly: s.readonly });
     }
     Ok(shares)
 }

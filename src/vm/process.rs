@@ -21,10 +21,7 @@ pub struct Supervised {
 impl Supervised {
     /// Spawns `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> std::io::Result<Supervised> {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         cmd.stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -20,10 +20,7 @@ impl RunLayout {
     /// A layout whose sockets are in `dir` itself (as used by golden tests).
     pub fn at(dir: impl Into<PathBuf>) -> RunLayout {
         let dir = dir.into();
-        RunLayout {
-            socket_dir: dir.clone(),
-            dir,
-        }
+        RunLayout { socket_dir: dir.clone(), dir }
     }
 
     /// Creates `dir` (and a private socket directory if `dir` is too deep).
@@ -32,10 +29,7 @@ impl RunLayout {
         let dir = std::path::absolute(dir)?;
         let mut layout = RunLayout::at(&dir);
         if layout.serial_socket().as_os_str().len() > MAX_SOCKET_PATH {
-            let private = tempfile::Builder::new()
-                .prefix("bootproof-")
-                .tempdir()?
-                .keep();
+            let private = tempfile::Builder::new().prefix("bootproof-").tempdir()?.keep();
             std::fs::write(dir.join("sockets"), format!("{}\n", private.display()))?;
             layout.socket_dir = private;
         }
@@ -98,9 +92,7 @@ impl RunLayout {
 
 /// A fresh run id: UTC time plus the process id, sortable and unique per host.
 pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);

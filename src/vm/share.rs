@@ -20,12 +20,7 @@ pub enum ShareError {
     #[error("{}: `{name}` is a symlink or special file written by the guest; not followed", share.display())]
     NotRegular { share: PathBuf, name: String },
     #[error("{}: `{name}` is {size} bytes, over the {limit}-byte limit", share.display())]
-    TooLarge {
-        share: PathBuf,
-        name: String,
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { share: PathBuf, name: String, size: u64, limit: u64 },
     #[error("{}: `{name}`: {source}", share.display())]
     Io {
         share: PathBuf,
@@ -43,8 +38,7 @@ pub fn security_for(dir: &Path) -> ShareSecurity {
     };
     let name = c"user.bootproof.probe";
     // SAFETY: valid NUL-terminated strings and a 1-byte buffer.
-    let ok =
-        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
+    let ok = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
     if ok {
         // SAFETY: as above.
         unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) };
@@ -58,25 +52,13 @@ pub fn security_for(dir: &Path) -> ShareSecurity {
 /// and anything but a regular file, and files over `limit` bytes.
 pub fn read_file(share: &Path, name: &str, limit: u64) -> Result<Vec<u8>, ShareError> {
     let file = open_beneath(share, name)?;
-    let io = |source| ShareError::Io {
-        share: share.into(),
-        name: name.into(),
-        source,
-    };
+    let io = |source| ShareError::Io { share: share.into(), name: name.into(), source };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
-        return Err(ShareError::NotRegular {
-            share: share.into(),
-            name: name.into(),
-        });
+        return Err(ShareError::NotRegular { share: share.into(), name: name.into() });
     }
     if meta.len() > limit {
-        return Err(ShareError::TooLarge {
-            share: share.into(),
-            name: name.into(),
-            size: meta.len(),
-            limit,
-        });
+        return Err(ShareError::TooLarge { share: share.into(), name: name.into(), size: meta.len(), limit });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     use std::io::Read;
@@ -93,15 +75,8 @@ pub fn read_file(share: &Path, name: &str, limit: u64) -> Result<Vec<u8>, ShareE
 }
 
 fn open_beneath(share: &Path, name: &str) -> Result<std::fs::File, ShareError> {
-    let outside = || ShareError::OutsideShare {
-        share: share.into(),
-        name: name.into(),
-    };
-    let io = |source| ShareError::Io {
-        share: share.into(),
-        name: name.into(),
-        source,
-    };
+    let outside = || ShareError::OutsideShare { share: share.into(), name: name.into() };
+    let io = |source| ShareError::Io { share: share.into(), name: name.into(), source };
     let components: Vec<&std::ffi::OsStr> = Path::new(name)
         .components()
         .map(|c| match c {
@@ -129,15 +104,10 @@ fn open_beneath(share: &Path, name: &str) -> Result<std::fs::File, ShareError> {
 /// `O_NOFOLLOW` on a symlink fails with ELOOP (ENOTDIR with `O_DIRECTORY`).
 fn not_followed(e: std::io::Error, share: &Path, name: &str) -> ShareError {
     match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => ShareError::NotRegular {
-            share: share.into(),
-            name: name.into(),
-        },
-        _ => ShareError::Io {
-            share: share.into(),
-            name: name.into(),
-            source: e,
-        },
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            ShareError::NotRegular { share: share.into(), name: name.into() }
+        }
+        _ => ShareError::Io { share: share.into(), name: name.into(), source: e },
     }
 }
 
@@ -188,11 +158,7 @@ pub fn list(share: &Path, max_entries: usize) -> std::io::Result<Vec<Entry>> {
             } else {
                 EntryKind::Special
             };
-            out.push(Entry {
-                path,
-                kind,
-                size: meta.len(),
-            });
+            out.push(Entry { path, kind, size: meta.len() });
             if out.len() >= max_entries {
                 return Ok(out);
             }
@@ -211,43 +177,20 @@ mod tests {
         let share = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "host secret").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), share.path().join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path(), share.path().join("dirlink")).unwrap();
         std::fs::write(share.path().join("ok.txt"), "fine").unwrap();
         assert_eq!(read_file(share.path(), "ok.txt", 100).unwrap(), b"fine");
-        assert!(matches!(
-            read_file(share.path(), "link", 100),
-            Err(ShareError::NotRegular { .. })
-        ));
-        assert!(matches!(
-            read_file(share.path(), "dirlink/secret", 100),
-            Err(ShareError::NotRegular { .. })
-        ));
-        assert!(matches!(
-            read_file(share.path(), "../x", 100),
-            Err(ShareError::OutsideShare { .. })
-        ));
-        assert!(matches!(
-            read_file(share.path(), "/etc/passwd", 100),
-            Err(ShareError::OutsideShare { .. })
-        ));
-        assert!(matches!(
-            read_file(share.path(), "ok.txt", 2),
-            Err(ShareError::TooLarge { .. })
-        ));
+        assert!(matches!(read_file(share.path(), "link", 100), Err(ShareError::NotRegular { .. })));
+        assert!(matches!(read_file(share.path(), "dirlink/secret", 100), Err(ShareError::NotRegular { .. })));
+        assert!(matches!(read_file(share.path(), "../x", 100), Err(ShareError::OutsideShare { .. })));
+        assert!(matches!(read_file(share.path(), "/etc/passwd", 100), Err(ShareError::OutsideShare { .. })));
+        assert!(matches!(read_file(share.path(), "ok.txt", 2), Err(ShareError::TooLarge { .. })));
         let listed = list(share.path(), 100).unwrap();
-        let kinds: Vec<_> = listed
-            .iter()
-            .map(|e| (e.path.to_str().unwrap(), e.kind))
-            .collect();
+        let kinds: Vec<_> = listed.iter().map(|e| (e.path.to_str().unwrap(), e.kind)).collect();
         assert_eq!(
             kinds,
-            [
-                ("dirlink", EntryKind::Special),
-                ("link", EntryKind::Special),
-                ("ok.txt", EntryKind::File)
-            ]
+            [("dirlink", EntryKind::Special), ("link", EntryKind::Special), ("ok.txt", EntryKind::File)]
         );
     }
 }
