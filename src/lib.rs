@@ -15,4 +15,5 @@ pub mod inspect;
 pub mod logs;
 pub mod profile;
 pub mod qmp;
+pub mod scenario;
 pub mod vm;

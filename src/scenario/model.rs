@@ -1,0 +1,617 @@
+//! The scenario file: `tests/scenarios/*.toml` → [`Scenario`].
+//!
+//! Owns: the format, its validation and errors pointing at file, line and column.
+//! Must not: run anything (see `runner`).
+//!
+//! A step or check is a table with exactly one action key (`wait_console`, `run`,
+//! `sysctl`, ...) plus the modifiers that action takes (`timeout`, `exit`, ...).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::profile::parse_duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    /// A shipped profile name or a profile path (relative to the scenario file).
+    pub profile: String,
+    /// `reference:<name>` or a path (relative to the scenario file).
+    pub image: String,
+    /// The whole scenario's budget, as under KVM.
+    pub timeout: Duration,
+    pub tags: Vec<String>,
+    pub ignore: Option<String>,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+    /// The file it came from, when it came from one.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Read from this environment variable.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Read from this file (relative to the scenario file); a trailing newline is dropped.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub action: Action,
+    /// This step's own limit, as under KVM; the default depends on the action.
+    pub timeout: Option<Duration>,
+    /// 1-based line of the step in its file, for messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    WaitConsole { pattern: String },
+    TypeConsole { text: String },
+    SendKeys { chord: String },
+    TypeKeys { text: String },
+    Screenshot { name: String },
+    WaitJournal(JournalWait),
+    Run { command: String, exit: i32, stdout: Option<String>, stderr: Option<String> },
+    WaitFile { path: String },
+    PowerOff,
+    Reboot,
+    Sleep { duration: Duration, reason: String },
+}
+
+impl Action {
+    /// The action's key in the file, used in names and messages.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Action::WaitConsole { .. } => "wait_console",
+            Action::TypeConsole { .. } => "type_console",
+            Action::SendKeys { .. } => "send_keys",
+            Action::TypeKeys { .. } => "type_keys",
+            Action::Screenshot { .. } => "screenshot",
+            Action::WaitJournal(_) => "wait_journal",
+            Action::Run { .. } => "run",
+            Action::WaitFile { .. } => "wait_file",
+            Action::PowerOff => "power_off",
+            Action::Reboot => "reboot",
+            Action::Sleep { .. } => "sleep",
+        }
+    }
+
+    /// A short description with the action's argument (secrets stay as `${secret:..}`).
+    pub fn describe(&self) -> String {
+        match self {
+            Action::WaitConsole { pattern } => format!("wait_console /{pattern}/"),
+            Action::TypeConsole { text } => format!("type_console {text:?}"),
+            Action::SendKeys { chord } => format!("send_keys {chord}"),
+            Action::TypeKeys { text } => format!("type_keys {text:?}"),
+            Action::Screenshot { name } => format!("screenshot {name}"),
+            Action::WaitJournal(w) => format!("wait_journal {}", w.describe()),
+            Action::Run { command, .. } => format!("run {command:?}"),
+            Action::WaitFile { path } => format!("wait_file {path}"),
+            Action::PowerOff => "power_off".into(),
+            Action::Reboot => "reboot".into(),
+            Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalWait {
+    /// A unit that must reach `state`.
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub state: Option<UnitState>,
+    /// A message regex, optionally only from this SYSLOG_IDENTIFIER.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub identifier: Option<String>,
+}
+
+impl JournalWait {
+    pub fn describe(&self) -> String {
+        match (&self.unit, &self.message) {
+            (Some(u), _) => format!("{u} {}", self.state.unwrap_or(UnitState::Active).as_str()),
+            (None, Some(m)) => match &self.identifier {
+                Some(id) => format!("{id}: /{m}/"),
+                None => format!("/{m}/"),
+            },
+            (None, None) => "(nothing)".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    Active,
+    Failed,
+}
+
+impl UnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Active => "active",
+            UnitState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    NoFailedUnits,
+    NoKernelOops,
+    NoSelinuxDenials { allow: Vec<String> },
+    Sysctl(BTreeMap<String, String>),
+    BtrfsSubvolumes(Vec<String>),
+    Luks(LuksExpect),
+    Mounts(BTreeMap<String, String>),
+    JournalContains(String),
+    JournalLacks(String),
+    FileContains { path: String, pattern: String },
+}
+
+impl CheckKind {
+    pub fn key(&self) -> &'static str {
+        match self {
+            CheckKind::NoFailedUnits => "no_failed_units",
+            CheckKind::NoKernelOops => "no_kernel_oops",
+            CheckKind::NoSelinuxDenials { .. } => "no_selinux_denials",
+            CheckKind::Sysctl(_) => "sysctl",
+            CheckKind::BtrfsSubvolumes(_) => "btrfs_subvolumes",
+            CheckKind::Luks(_) => "luks",
+            CheckKind::Mounts(_) => "mounts",
+            CheckKind::JournalContains(_) => "journal_contains",
+            CheckKind::JournalLacks(_) => "journal_lacks",
+            CheckKind::FileContains { .. } => "file_contains",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuksExpect {
+    /// The LUKS device backing `/` unless set.
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub cipher: Option<String>,
+    #[serde(default)]
+    pub pbkdf: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{}: cannot read scenario: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    profile: String,
+    image: String,
+    #[serde(default = "default_timeout")]
+    timeout: toml::Spanned<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    ignore: Option<String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    step: Vec<toml::Spanned<RawStep>>,
+    #[serde(default)]
+    check: Vec<toml::Spanned<RawCheck>>,
+}
+
+fn default_timeout() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "10m".to_string())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    wait_console: Option<String>,
+    type_console: Option<String>,
+    send_keys: Option<String>,
+    type_keys: Option<String>,
+    screenshot: Option<String>,
+    wait_journal: Option<JournalWait>,
+    run: Option<String>,
+    wait_file: Option<String>,
+    power_off: Option<bool>,
+    reboot: Option<bool>,
+    sleep: Option<String>,
+    // Modifiers.
+    timeout: Option<String>,
+    exit: Option<i32>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    no_failed_units: Option<bool>,
+    no_kernel_oops: Option<bool>,
+    no_selinux_denials: Option<bool>,
+    sysctl: Option<BTreeMap<String, toml::Value>>,
+    btrfs_subvolumes: Option<Vec<String>>,
+    luks: Option<LuksExpect>,
+    mounts: Option<BTreeMap<String, String>>,
+    journal_contains: Option<String>,
+    journal_lacks: Option<String>,
+    file_contains: Option<FileContains>,
+    // Modifiers.
+    allow: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileContains {
+    path: String,
+    pattern: String,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: std::ops::Range<usize>, message: String) -> ScenarioError {
+        let (line, column) = line_column(self.text, span.start);
+        ScenarioError::Invalid { path: self.path.to_path_buf(), line, column, message }
+    }
+
+    fn line(&self, span: &std::ops::Range<usize>) -> usize {
+        line_column(self.text, span.start).0
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+impl Scenario {
+    /// Loads a scenario file; relative profile and image paths become relative to it.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
+        let mut s = Scenario::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &str| -> String {
+            let is_path = p.contains('/') || p.ends_with(".toml");
+            if is_path && Path::new(p).is_relative() {
+                base.join(p).display().to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        s.profile = rel(&s.profile);
+        if !s.image.starts_with("reference:") {
+            s.image = if Path::new(&s.image).is_relative() {
+                base.join(&s.image).display().to_string()
+            } else {
+                s.image.clone()
+            };
+        }
+        for src in s.secrets.values_mut() {
+            if let Some(f) = &mut src.file {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
+        s.file = Some(path.to_path_buf());
+        Ok(s)
+    }
+
+    /// Parses scenario text; `path` labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let ctx = Ctx { text, path };
+        let raw: RawScenario = toml::from_str(text)
+            .map_err(|e| ctx.error(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
+        let timeout = parse_duration(raw.timeout.get_ref()).map_err(|m| ctx.error(raw.timeout.span(), m))?;
+        for (name, src) in &raw.secrets {
+            if src.env.is_none() && src.file.is_none() {
+                return Err(
+                    ctx.error(0..0, format!("secret `{name}` needs `env = \"VAR\"` or `file = \"path\"`"))
+                );
+            }
+        }
+        let steps = raw.step.into_iter().map(|s| step(&ctx, s)).collect::<Result<Vec<_>, _>>()?;
+        let checks = raw.check.into_iter().map(|c| check(&ctx, c)).collect::<Result<Vec<_>, _>>()?;
+        for st in &steps {
+            for secret in secret_refs(st) {
+                if !raw.secrets.contains_key(&secret) {
+                    return Err(ScenarioError::Invalid {
+                        path: path.into(),
+                        line: st.line,
+                        column: 1,
+                        message: format!("`${{secret:{secret}}}` names no secret in [secrets]"),
+                    });
+                }
+            }
+        }
+        Ok(Scenario {
+            name: raw.name,
+            profile: raw.profile,
+            image: raw.image,
+            timeout,
+            tags: raw.tags,
+            ignore: raw.ignore,
+            secrets: raw.secrets,
+            steps,
+            checks,
+            file: None,
+        })
+    }
+}
+
+/// Names in `${secret:NAME}` references of a step's text.
+pub fn secret_refs(step: &Step) -> Vec<String> {
+    let text = match &step.action {
+        Action::TypeConsole { text } | Action::TypeKeys { text } => text,
+        Action::Run { command, .. } => command,
+        _ => return Vec::new(),
+    };
+    let mut names = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("${secret:") {
+        let after = &rest[i + 9..];
+        let Some(end) = after.find('}') else { break };
+        names.push(after[..end].to_string());
+        rest = &after[end..];
+    }
+    names
+}
+
+fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioError> {
+    let span = spanned.span();
+    let r = spanned.into_inner();
+    let err = |m: String| ctx.error(span.clone(), m);
+    let mut actions: Vec<(&str, Action)> = Vec::new();
+    let mut push = |k, a| actions.push((k, a));
+    if let Some(p) = &r.wait_console {
+        regex::bytes::Regex::new(p).map_err(|e| err(format!("wait_console: not a valid regex: {e}")))?;
+        push("wait_console", Action::WaitConsole { pattern: p.clone() });
+    }
+    if let Some(t) = r.type_console.clone() {
+        push("type_console", Action::TypeConsole { text: t });
+    }
+    if let Some(c) = r.send_keys.clone() {
+        crate::qmp::chord_qcodes(&c).map_err(|e| err(format!("send_keys: {e}")))?;
+        push("send_keys", Action::SendKeys { chord: c });
+    }
+    if let Some(t) = r.type_keys.clone() {
+        push("type_keys", Action::TypeKeys { text: t });
+    }
+    if let Some(n) = r.screenshot.clone() {
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(err(format!("screenshot: `{n}` is not a plain file name (letters, digits, - _ .)")));
+        }
+        push("screenshot", Action::Screenshot { name: n });
+    }
+    if let Some(w) = r.wait_journal.clone() {
+        if w.unit.is_none() == w.message.is_none() {
+            return Err(err("wait_journal needs exactly one of `unit` or `message`".into()));
+        }
+        if let Some(m) = &w.message {
+            regex::Regex::new(m).map_err(|e| err(format!("wait_journal.message: not a valid regex: {e}")))?;
+        }
+        push("wait_journal", Action::WaitJournal(w));
+    }
+    if let Some(c) = r.run.clone() {
+        for (key, re) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            if let Some(re) = re {
+                regex::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
+            }
+        }
+        push(
+            "run",
+            Action::Run {
+                command: c,
+                exit: r.exit.unwrap_or(0),
+                stdout: r.stdout.clone(),
+                stderr: r.stderr.clone(),
+            },
+        );
+    }
+    if let Some(p) = r.wait_file.clone() {
+        push("wait_file", Action::WaitFile { path: p });
+    }
+    if r.power_off == Some(true) {
+        push("power_off", Action::PowerOff);
+    }
+    if r.reboot == Some(true) {
+        push("reboot", Action::Reboot);
+    }
+    if let Some(d) = &r.sleep {
+        let duration = parse_duration(d).map_err(|m| err(format!("sleep: {m}")))?;
+        let reason = r.reason.clone().filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+            err("sleep needs a `reason`: waiting for something observable is almost always better".into())
+        })?;
+        push("sleep", Action::Sleep { duration, reason });
+    }
+    let keys: Vec<&str> = actions.iter().map(|(k, _)| *k).collect();
+    if actions.len() != 1 {
+        return Err(err(format!(
+            "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, screenshot, \
+             wait_journal, run, wait_file, power_off, reboot, sleep); found {}",
+            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+        )));
+    }
+    let (key, action) = actions.pop().expect("one");
+    let run_only =
+        [("exit", r.exit.is_some()), ("stdout", r.stdout.is_some()), ("stderr", r.stderr.is_some())];
+    if let Some((m, _)) = run_only.iter().find(|(_, set)| *set).filter(|_| key != "run") {
+        return Err(err(format!("`{m}` belongs to `run` steps, not to `{key}`")));
+    }
+    if r.reason.is_some() && key != "sleep" {
+        return Err(err(format!("`reason` belongs to `sleep` steps, not to `{key}`")));
+    }
+    let timeout =
+        r.timeout.as_deref().map(parse_duration).transpose().map_err(|m| err(format!("timeout: {m}")))?;
+    Ok(Step { action, timeout, line: ctx.line(&span) })
+}
+
+fn check(ctx: &Ctx, spanned: toml::Spanned<RawCheck>) -> Result<Check, ScenarioError> {
+    let span = spanned.span();
+    let r = spanned.into_inner();
+    let err = |m: String| ctx.error(span.clone(), m);
+    let mut kinds: Vec<CheckKind> = Vec::new();
+    if r.no_failed_units == Some(true) {
+        kinds.push(CheckKind::NoFailedUnits);
+    }
+    if r.no_kernel_oops == Some(true) {
+        kinds.push(CheckKind::NoKernelOops);
+    }
+    if r.no_selinux_denials == Some(true) {
+        kinds.push(CheckKind::NoSelinuxDenials { allow: r.allow.clone().unwrap_or_default() });
+    }
+    if let Some(map) = &r.sysctl {
+        let mut expected = BTreeMap::new();
+        for (k, v) in map {
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => {
+                    return Err(err(format!("sysctl `{k}`: expected a string or integer, found {other}")));
+                }
+            };
+            expected.insert(k.clone(), v);
+        }
+        kinds.push(CheckKind::Sysctl(expected));
+    }
+    if let Some(s) = &r.btrfs_subvolumes {
+        kinds.push(CheckKind::BtrfsSubvolumes(s.clone()));
+    }
+    if let Some(l) = &r.luks {
+        kinds.push(CheckKind::Luks(l.clone()));
+    }
+    if let Some(m) = &r.mounts {
+        kinds.push(CheckKind::Mounts(m.clone()));
+    }
+    for (key, re, make) in [
+        ("journal_contains", &r.journal_contains, CheckKind::JournalContains as fn(String) -> CheckKind),
+        ("journal_lacks", &r.journal_lacks, CheckKind::JournalLacks as fn(String) -> CheckKind),
+    ] {
+        if let Some(re) = re {
+            regex::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
+            kinds.push(make(re.clone()));
+        }
+    }
+    if let Some(f) = &r.file_contains {
+        regex::Regex::new(&f.pattern)
+            .map_err(|e| err(format!("file_contains.pattern: not a valid regex: {e}")))?;
+        kinds.push(CheckKind::FileContains { path: f.path.clone(), pattern: f.pattern.clone() });
+    }
+    if kinds.len() != 1 {
+        let found: Vec<&str> = kinds.iter().map(CheckKind::key).collect();
+        return Err(err(format!(
+            "a check needs exactly one kind (no_failed_units, no_kernel_oops, no_selinux_denials, sysctl, \
+             btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains); found {}",
+            if found.is_empty() { "none".to_string() } else { found.join(", ") }
+        )));
+    }
+    let kind = kinds.pop().expect("one");
+    if r.allow.is_some() && kind.key() != "no_selinux_denials" {
+        return Err(err("`allow` belongs to `no_selinux_denials`".into()));
+    }
+    Ok(Check { kind, line: ctx.line(&span) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("s.toml"))
+    }
+
+    fn error_at(text: &str) -> (usize, String) {
+        match parse(text) {
+            Err(ScenarioError::Invalid { line, message, .. }) => (line, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const HEAD: &str = "name = \"n\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\n";
+
+    #[test]
+    fn the_design_sketch_parses() {
+        let s = parse(&format!(
+            "{HEAD}timeout = \"10m\"\n[secrets]\nluks = {{ env = \"LUKS\" }}\n\
+             [[step]]\nwait_console = \"Please enter passphrase\"\n\
+             [[step]]\ntype_console = \"${{secret:luks}}\\n\"\n\
+             [[step]]\nwait_journal = {{ unit = \"multi-user.target\", state = \"active\" }}\n\
+             [[step]]\nrun = \"uname -r\"\nstdout = \"amd64\"\ntimeout = \"30s\"\n\
+             [[check]]\nbtrfs_subvolumes = [\"root\", \"home\"]\n\
+             [[check]]\nsysctl = {{ \"kernel.kptr_restrict\" = \"2\", \"kernel.dmesg_restrict\" = 1 }}\n\
+             [[check]]\nno_failed_units = true\n"
+        ))
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(600));
+        assert_eq!(s.steps.len(), 4);
+        assert_eq!(s.steps[0].line, 7);
+        assert!(matches!(&s.steps[3].action, Action::Run { exit: 0, stdout: Some(o), .. } if o == "amd64"));
+        assert_eq!(s.steps[3].timeout, Some(Duration::from_secs(30)));
+        let CheckKind::Sysctl(m) = &s.checks[1].kind else { panic!() };
+        assert_eq!(m["kernel.dmesg_restrict"], "1");
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_step() {
+        let (line, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"x\"\nrun = \"y\"\n"));
+        assert_eq!(line, 4);
+        assert!(m.contains("exactly one action") && m.contains("wait_console, run"), "{m}");
+        let (line, m) = error_at(&format!("{HEAD}[[step]]\nwait_consol = \"x\"\n"));
+        assert_eq!(line, 5);
+        assert!(m.contains("unknown field `wait_consol`") && m.contains("`wait_console`"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nsleep = \"5s\"\n"));
+        assert!(m.contains("reason"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"x\"\nexit = 1\n"));
+        assert!(m.contains("`exit` belongs to `run`"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"(unclosed\"\n"));
+        assert!(m.contains("not a valid regex"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\ntype_console = \"${{secret:nope}}\"\n"));
+        assert!(m.contains("names no secret"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nsend_keys = \"ctrl-banana\"\n"));
+        assert!(m.contains("banana"), "{m}");
+        let (line, m) = error_at(&format!("{HEAD}[[check]]\nsysctl = {{ a = 1 }}\nno_failed_units = true\n"));
+        assert_eq!(line, 4);
+        assert!(m.contains("exactly one kind"), "{m}");
+        let (line, _) = error_at("name = \"n\"\nprofile = \"uefi\"\n");
+        assert_eq!(line, 1);
+    }
+}
