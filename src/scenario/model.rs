@@ -309,27 +309,16 @@ impl Scenario {
             .map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
         let mut s = Scenario::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let rel = |p: &str| -> String {
-            let is_path = p.contains('/') || p.ends_with(".toml");
-            if is_path && Path::new(p).is_relative() {
-                base.join(p).display().to_string()
-            } else {
-                p.to_string()
-            }
-        };
-        s.profile = rel(&s.profile);
-        if !s.image.starts_with("reference:") {
-            s.image = if Path::new(&s.image).is_relative() {
-                base.join(&s.image).display().to_string()
-            } else {
-                s.image.clone()
-            };
+        let is_path = s.profile.contains('/') || s.profile.ends_with(".toml");
+        if is_path && Path::new(&s.profile).is_relative() {
+            s.profile = base.join(&s.profile).display().to_string();
         }
-        for src in s.secrets.values_mut() {
-            if let Some(f) = &mut src.file {
-                if f.is_relative() {
-                    *f = base.join(&*f);
-                }
+        if !s.image.starts_with("reference:") && Path::new(&s.image).is_relative() {
+            s.image = base.join(&s.image).display().to_string();
+        }
+        for f in s.secrets.values_mut().filter_map(|src| src.file.as_mut()) {
+            if f.is_relative() {
+                *f = base.join(&*f);
             }
         }
         s.file = Some(path.to_path_buf());
