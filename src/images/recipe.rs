@@ -152,8 +152,8 @@ impl Recipe {
         format!(
             "set timeout=0\n\
              serial --unit=0 --speed=115200\n\
-             terminal_input serial console\n\
-             terminal_output serial console\n\
+             terminal_input serial\n\
+             terminal_output serial\n\
              search --no-floppy --file --set=root /vmlinuz\n\
              linux /vmlinuz {}\n\
              initrd /initrd.img\n\

@@ -4,6 +4,9 @@
 # `bootproof` share and the `scratch` partition, runs the test's hook, and powers off.
 # The runtime's tests match these lines exactly; change them only with those tests.
 
+# The firmware's last screen clear (escape codes, no newline) may still be on the
+# line; end it so the marker has a line of its own.
+echo
 echo "bootproof-tiny: init started"
 
 /bin/busybox mount -t proc proc /proc
@@ -47,9 +50,10 @@ share=none
 if [ -d /sys/firmware/efi ]; then
     efi=1
     mount -t efivarfs efivarfs /sys/firmware/efi/efivars
-    # Four bytes of attributes, then the value.
-    sb=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
-    [ "$(od -An -tu1 -j4 -N1 "$sb" 2>/dev/null | tr -d ' ')" = 1 ] && secureboot=1
+    # Four bytes of attributes, then the value. efivarfs files cannot seek (od -j
+    # silently reads from the start), so read the whole variable.
+    set -- $(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null)
+    [ "${5:-0}" = 1 ] && secureboot=1
 fi
 if [ -r /sys/class/tpm/tpm0/tpm_version_major ]; then
     tpm=$(cat /sys/class/tpm/tpm0/tpm_version_major)
