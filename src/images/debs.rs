@@ -30,29 +30,58 @@ impl Deb {
     }
 }
 
-/// Resolves the kernel metapackage to the kernel it depends on, then every package to
-/// the file apt would fetch now.
-pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Vec<Deb>, ImageError> {
+/// What apt would fetch now, from a single `apt-cache` run (each run reloads apt's
+/// lists, about half a second on this kind of host; a cache hit needs only this one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `(package, version)` of the kernel the metapackage pins with `=`. Debian never
+    /// reuses a version for other contents, so this names one file.
+    pub kernel: (String, String),
+    pub debs: Vec<Deb>,
+}
+
+/// Resolves the kernel metapackage to the kernel version it pins, and every other
+/// package to the file apt would fetch now.
+pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Resolved, ImageError> {
     needs_debian(image)?;
-    let meta = apt_show(image, &[kernel_meta])?;
+    let mut names = vec![kernel_meta];
+    names.extend_from_slice(packages);
+    let stanzas = apt_show(image, &names)?;
+    let resolve_err = |message: String| ImageError::Resolve {
+        image: image.to_string(),
+        message,
+    };
+    let (meta, others): (Vec<&String>, Vec<&String>) = stanzas
+        .iter()
+        .partition(|s| field(s, "Package") == Some(kernel_meta));
     let kernel = meta
         .first()
         .and_then(|s| field(s, "Depends"))
-        .and_then(|deps| first_dependency(deps, "linux-image-"))
-        .ok_or_else(|| ImageError::Resolve {
-            image: image.to_string(),
-            message: format!("`{kernel_meta}` names no linux-image package in its Depends"),
+        .and_then(|deps| pinned_dependency(deps, "linux-image-"))
+        .ok_or_else(|| {
+            resolve_err(format!(
+                "`{kernel_meta}` pins no linux-image package (`name (= version)`) in its Depends"
+            ))
         })?;
-    let mut names = vec![kernel.as_str()];
-    names.extend_from_slice(packages);
-    let stanzas = apt_show(image, &names)?;
-    stanzas
+    let debs = others
         .iter()
         .map(|s| deb_of(s))
         .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            resolve_err("apt-cache show printed a package without Filename or SHA256".into())
+        })?;
+    Ok(Resolved { kernel, debs })
+}
+
+/// The archive's file of the pinned kernel; only a build needs it.
+pub fn kernel_deb(image: &str, (package, version): &(String, String)) -> Result<Deb, ImageError> {
+    let stanzas = apt_show(image, &[&format!("{package}={version}")])?;
+    stanzas
+        .first()
+        .and_then(|s| deb_of(s))
         .ok_or_else(|| ImageError::Resolve {
             image: image.to_string(),
-            message: "apt-cache show printed a package without Filename or SHA256".into(),
+            message: format!("apt-cache show printed no file for {package}={version}"),
         })
 }
 
@@ -111,13 +140,14 @@ fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// The first dependency whose name starts with `prefix`, without its version.
-fn first_dependency(depends: &str, prefix: &str) -> Option<String> {
-    depends
-        .split([',', '|'])
-        .filter_map(|d| d.split_whitespace().next())
-        .find(|name| name.starts_with(prefix))
-        .map(str::to_string)
+/// The first dependency `name (= version)` whose name starts with `prefix`.
+fn pinned_dependency(depends: &str, prefix: &str) -> Option<(String, String)> {
+    depends.split([',', '|']).map(str::trim).find_map(|d| {
+        let (name, rest) = d.split_once(' ')?;
+        let version = rest.trim().strip_prefix("(=")?.strip_suffix(')')?.trim();
+        name.starts_with(prefix)
+            .then(|| (name.to_string(), version.to_string()))
+    })
 }
 
 fn deb_of(stanza: &str) -> Option<Deb> {
@@ -241,10 +271,17 @@ Description-md5: ff\n\
         let s = stanzas(SHOW);
         let deps = field(&s[0], "Depends").unwrap();
         assert_eq!(
-            first_dependency(deps, "linux-image-").as_deref(),
-            Some("linux-image-6.1.0-56-amd64")
+            pinned_dependency(deps, "linux-image-"),
+            Some(("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into()))
         );
-        assert_eq!(first_dependency("initramfs-tools | dracut", "linux-"), None);
+        assert_eq!(
+            pinned_dependency("initramfs-tools | dracut", "linux-"),
+            None
+        );
+        assert_eq!(
+            pinned_dependency("linux-image-6.1.0-56-amd64", "linux-"),
+            None
+        );
     }
 
     #[test]

@@ -24,9 +24,9 @@
 //!                                      build.log); never taken as cached
 //! ```
 //!
-//! `<hash>` covers the recipe (version, `/init`, modules, cmdline, packages) and the
-//! exact package files apt resolves now, so a kernel update in the archive builds a new
-//! image. A build happens in the temporary directory and is renamed into place only
+//! `<hash>` covers the recipe (version, `/init`, modules, cmdline, packages), the
+//! kernel version `linux-image-amd64` pins now and the SHA-256 of every other package
+//! file apt resolves now, so an update in the archive builds a new image. A build happens in the temporary directory and is renamed into place only
 //! when complete.
 //!
 //! Must not: download anything but Debian packages through apt, mount or loop-attach
@@ -140,8 +140,8 @@ pub fn build(
 ) -> Result<BuiltImage, ImageError> {
     let bare = name.strip_prefix("reference:").unwrap_or(name);
     let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
-    let debs = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
-    let hash = recipe.hash(&debs);
+    let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
+    let hash = recipe.hash(&resolved);
     let cache = crate::cache::cache_dir();
     let images = cache.join("images");
     let file_name = recipe.file_name();
@@ -173,9 +173,11 @@ pub fn build(
         source,
     })?;
     b.step("downloading packages");
+    let mut debs = vec![debs::kernel_deb(recipe.name, &resolved.kernel)?];
+    debs.extend(resolved.debs.iter().cloned());
     let files = debs::fetch(&mut b, &debs, &cache.join("debs"))?;
     tiny::build(&mut b, &recipe, &files)?;
-    b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(&debs))?;
+    b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(&resolved))?;
     let dest = build::final_dir(&images, recipe.name, &hash);
     b.finish(&dest)?;
     Ok(found(dest.join(file_name)))

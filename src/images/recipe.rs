@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::debs::Deb;
+use super::debs::Resolved;
 
 /// Bump when the build steps change in a way the other fields do not show (a new
 /// partition, another objcopy section), so old cache entries stop matching.
@@ -118,7 +118,7 @@ impl Recipe {
 
     /// Everything that determines the output, as text: hashed for the cache key and
     /// kept next to the image as `recipe.txt`.
-    pub fn fingerprint(&self, debs: &[Deb]) -> String {
+    pub fn fingerprint(&self, resolved: &Resolved) -> String {
         let mut text = format!(
             "recipe-version {}\nname {}\nboot {:?}\nmedium {:?}\ncmdline {}\nkernel {}\n",
             self.version, self.name, self.boot, self.medium, self.cmdline, self.kernel
@@ -126,7 +126,9 @@ impl Recipe {
         for package in &self.packages {
             text += &format!("package {package}\n");
         }
-        for deb in debs {
+        let (kernel, kernel_version) = &resolved.kernel;
+        text += &format!("kernel-package {kernel} {kernel_version}\n");
+        for deb in &resolved.debs {
             text += &format!("deb {} {} {}\n", deb.package, deb.version, deb.sha256);
         }
         for module in &self.modules {
@@ -140,8 +142,8 @@ impl Recipe {
     }
 
     /// The cache key: the first 16 hex digits of the fingerprint's SHA-256.
-    pub fn hash(&self, debs: &[Deb]) -> String {
-        let digest = Sha256::digest(self.fingerprint(debs).as_bytes());
+    pub fn hash(&self, resolved: &Resolved) -> String {
+        let digest = Sha256::digest(self.fingerprint(resolved).as_bytes());
         hex::encode(digest)[..16].to_string()
     }
 
@@ -166,14 +168,18 @@ impl Recipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::debs::Deb;
 
-    fn debs() -> Vec<Deb> {
-        vec![Deb {
-            package: "busybox-static".into(),
-            version: "1:1.35.0-4+deb12u1+b1".into(),
-            filename: "pool/main/b/busybox/busybox-static_1.35.0-4+deb12u1+b1_amd64.deb".into(),
-            sha256: "aa".into(),
-        }]
+    fn debs() -> Resolved {
+        Resolved {
+            kernel: ("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into()),
+            debs: vec![Deb {
+                package: "busybox-static".into(),
+                version: "1:1.35.0-4+deb12u1+b1".into(),
+                filename: "pool/main/b/busybox/busybox-static_1.35.0-4+deb12u1+b1_amd64.deb".into(),
+                sha256: "aa".into(),
+            }],
+        }
     }
 
     #[test]
@@ -223,9 +229,12 @@ mod tests {
     fn a_new_package_version_changes_the_hash() {
         let r = Recipe::named("tiny").unwrap();
         let mut newer = debs();
-        newer[0].version = "1:1.35.0-4+deb12u2".into();
-        newer[0].sha256 = "bb".into();
+        newer.debs[0].version = "1:1.35.0-4+deb12u2".into();
+        newer.debs[0].sha256 = "bb".into();
         assert_ne!(r.hash(&debs()), r.hash(&newer));
+        let mut new_kernel = debs();
+        new_kernel.kernel = ("linux-image-6.1.0-57-amd64".into(), "6.1.193-1".into());
+        assert_ne!(r.hash(&debs()), r.hash(&new_kernel));
     }
 
     #[test]
