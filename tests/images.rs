@@ -30,6 +30,12 @@ fn inspection_tools() {
     .unwrap();
 }
 
+/// Builds or finds `name`, failing the test with the error's message (which names the
+/// step, the command and the build log) rather than its Debug form.
+fn ensure(name: &str) -> images::BuiltImage {
+    images::ensure(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// One GPT partition entry, as far as these checks care.
 #[derive(Debug)]
 struct Partition {
@@ -125,7 +131,7 @@ fn esp_file(disk: &Path, path: &str, dir: &Path) -> PathBuf {
 
 #[test]
 fn tiny_is_a_gpt_disk_with_esp_and_scratch() {
-    let image = images::ensure("reference:tiny").unwrap();
+    let image = ensure("reference:tiny");
     assert_eq!(image.kind, ImageKind::Disk);
     assert_eq!(image.reference, "reference:tiny");
     let parts = gpt(&image.path);
@@ -139,7 +145,7 @@ fn tiny_is_a_gpt_disk_with_esp_and_scratch() {
 #[test]
 fn tiny_boots_a_uki_with_init_and_modules() {
     inspection_tools();
-    let image = images::ensure("tiny").unwrap();
+    let image = ensure("tiny");
     let dir = tempfile::tempdir().unwrap();
     let uki = esp_file(&image.path, "EFI/BOOT/BOOTX64.EFI", dir.path());
     let sections = run(Command::new("objdump").arg("-h").arg(&uki));
@@ -190,7 +196,7 @@ fn tiny_boots_a_uki_with_init_and_modules() {
 #[test]
 fn tiny_iso_has_an_el_torito_efi_entry() {
     inspection_tools();
-    let image = images::ensure("tiny-iso").unwrap();
+    let image = ensure("tiny-iso");
     assert_eq!(image.kind, ImageKind::Iso);
     let report = run(Command::new("xorriso")
         .args(["-indev"])
@@ -207,7 +213,7 @@ fn tiny_iso_has_an_el_torito_efi_entry() {
 #[test]
 fn tiny_sb_boots_microsoft_signed_shim() {
     inspection_tools();
-    let image = images::ensure("tiny-sb").unwrap();
+    let image = ensure("tiny-sb");
     assert_eq!(gpt(&image.path)[1].name, "scratch");
     let dir = tempfile::tempdir().unwrap();
     let shim = esp_file(&image.path, "EFI/BOOT/BOOTX64.EFI", dir.path());
@@ -226,7 +232,7 @@ fn tiny_sb_boots_microsoft_signed_shim() {
 
 #[test]
 fn a_cached_image_is_not_rebuilt() {
-    let first = images::ensure("tiny").unwrap();
+    let first = ensure("tiny");
     let modified = first.path.metadata().unwrap().modified().unwrap();
     let started = Instant::now();
     let mut steps = Vec::new();
