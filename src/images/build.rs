@@ -9,6 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::{CommandFailed, ImageError};
 
@@ -84,6 +85,39 @@ pub fn remove_stale(images: &Path, name: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes complete builds of `name` from other recipes (other hashes) last written
+/// more than `age` ago. A newer recipe replaced them; only a test that started before
+/// the replacement could still be booting one, hence the age.
+pub fn remove_superseded(
+    images: &Path,
+    name: &str,
+    keep_hash: &str,
+    age: Duration,
+) -> std::io::Result<()> {
+    let prefix = format!("{name}-");
+    for entry in fs::read_dir(images)? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        // `tiny-sb-<hash>` starts with `tiny-` too; only a bare hash may follow.
+        let Some(hash) = file_name.strip_prefix(&prefix).filter(|h| is_hash(h)) else {
+            continue;
+        };
+        let old = entry
+            .metadata()?
+            .modified()?
+            .elapsed()
+            .is_ok_and(|e| e > age);
+        if hash != keep_hash && old && entry.path().is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// One build: its directory, log, step counter and progress sink.
@@ -317,6 +351,38 @@ mod tests {
         assert!(!mine.exists());
         assert!(done.exists());
         assert!(other.exists(), "tiny-sb's build is not tiny's to remove");
+    }
+
+    #[test]
+    fn only_old_builds_of_other_recipes_of_this_image_are_superseded() {
+        let images = tempfile::tempdir().unwrap();
+        let dir = |n: &str| images.path().join(n);
+        let names = [
+            "tiny-0000000000000001",
+            "tiny-0000000000000002",
+            "tiny-0000000000000003",
+            "tiny-sb-0000000000000001",
+        ];
+        for n in names {
+            fs::create_dir_all(dir(n)).unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+        for n in [
+            "tiny-0000000000000001",
+            "tiny-0000000000000003",
+            "tiny-sb-0000000000000001",
+        ] {
+            File::open(dir(n))
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        let day = Duration::from_secs(86400);
+        remove_superseded(images.path(), "tiny", "0000000000000003", day).unwrap();
+        assert!(!dir("tiny-0000000000000001").exists(), "old and superseded");
+        assert!(dir("tiny-0000000000000002").exists(), "too recent");
+        assert!(dir("tiny-0000000000000003").exists(), "the current recipe");
+        assert!(dir("tiny-sb-0000000000000001").exists(), "another image");
     }
 
     #[test]

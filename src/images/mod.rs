@@ -24,6 +24,9 @@
 //!                                      build.log); never taken as cached
 //! ```
 //!
+//! Builds of older recipes are removed by the next successful build of the same image
+//! once they are a day old; leftover `.tmp-` directories by the next build attempt.
+//!
 //! `<hash>` covers the recipe (version, `/init`, modules, cmdline, packages), the
 //! kernel version `linux-image-amd64` pins now and the SHA-256 of every other package
 //! file apt resolves now, so an update in the archive builds a new image. A build happens in the temporary directory and is renamed into place only
@@ -43,6 +46,9 @@ use std::path::{Path, PathBuf};
 
 use crate::host::setup::{self, Requirement, SetupError};
 use recipe::{Medium, Recipe};
+
+/// How long a build of an older recipe stays in the cache after a newer one exists.
+const SUPERSEDED_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Whether a built image boots as a disk or as an optical disc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +186,8 @@ pub fn build(
     b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(&resolved))?;
     let dest = build::final_dir(&images, recipe.name, &hash);
     b.finish(&dest)?;
+    // Best effort: the new image is in place whether or not old ones could go.
+    let _ = build::remove_superseded(&images, recipe.name, &hash, SUPERSEDED_AGE);
     Ok(found(dest.join(file_name)))
 }
 
