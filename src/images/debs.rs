@@ -165,7 +165,23 @@ pub fn fetch(b: &mut Build, debs: &[Deb], dir: &Path) -> Result<Vec<PathBuf>, Im
     b.create_dir(dir)?;
     // One downloader at a time: two test processes may need the same files.
     let _lock = b.io(dir, Lock::exclusive(&dir.join(".lock")))?;
+    remove_partial_downloads(b, dir)?;
     debs.iter().map(|deb| fetch_one(b, deb, dir)).collect()
+}
+
+/// Private download directories that a killed build left behind; holding the lock
+/// means no live download owns one.
+fn remove_partial_downloads(b: &Build, dir: &Path) -> Result<(), ImageError> {
+    for entry in b.io(dir, fs::read_dir(dir))? {
+        let path = b.io(dir, entry)?.path();
+        let partial = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".download-"));
+        if partial && path.is_dir() {
+            b.io(&path, fs::remove_dir_all(&path))?;
+        }
+    }
+    Ok(())
 }
 
 fn fetch_one(b: &mut Build, deb: &Deb, dir: &Path) -> Result<PathBuf, ImageError> {
