@@ -171,10 +171,26 @@ pub fn build(
     }
     build::remove_stale(&images, recipe.name).map_err(|e| io(&images, e))?;
 
-    let dir = build::temp_dir(&images, recipe.name, &hash);
+    let path = build_unlocked(&recipe, &resolved, &hash, &cache, progress)?;
+    // Best effort: the new image is in place whether or not old ones could go.
+    let _ = build::remove_superseded(&images, recipe.name, &hash, SUPERSEDED_AGE);
+    Ok(found(path))
+}
+
+/// Runs every step of a build in a temporary directory and moves the result into the
+/// cache. The caller holds the image's lock.
+fn build_unlocked(
+    recipe: &Recipe,
+    resolved: &debs::Resolved,
+    hash: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, ImageError> {
+    let images = cache.join("images");
+    let dir = build::temp_dir(&images, recipe.name, hash);
     let mut b = build::Build::start(recipe.name, dir, recipe.step_count(), progress)?;
     b.step("checking host tools");
-    setup::ensure(&requirements(&recipe)).map_err(|source| ImageError::Setup {
+    setup::ensure(&requirements(recipe)).map_err(|source| ImageError::Setup {
         image: recipe.name.to_string(),
         source,
     })?;
@@ -182,13 +198,11 @@ pub fn build(
     let mut debs = vec![debs::kernel_deb(recipe.name, &resolved.kernel)?];
     debs.extend(resolved.debs.iter().cloned());
     let files = debs::fetch(&mut b, &debs, &cache.join("debs"))?;
-    tiny::build(&mut b, &recipe, &files)?;
-    b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(&resolved))?;
-    let dest = build::final_dir(&images, recipe.name, &hash);
+    tiny::build(&mut b, recipe, &files)?;
+    b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(resolved))?;
+    let dest = build::final_dir(&images, recipe.name, hash);
     b.finish(&dest)?;
-    // Best effort: the new image is in place whether or not old ones could go.
-    let _ = build::remove_superseded(&images, recipe.name, &hash, SUPERSEDED_AGE);
-    Ok(found(dest.join(file_name)))
+    Ok(dest.join(recipe.file_name()))
 }
 
 fn built(recipe: &Recipe, path: PathBuf) -> BuiltImage {
