@@ -6,6 +6,7 @@
 //! Must not: know which files a guest needs; callers say what goes where.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,7 +25,7 @@ pub const SCRATCH_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D693D47F7E4";
 const MIB: u64 = 1 << 20;
 /// The ESP of a disk image: roomy and the size the recipes measured booting. The disk
 /// file is sparse, so unused space costs nothing.
-const DISK_ESP_MIB: u64 = 32;
+pub const DISK_ESP_MIB: u64 = 32;
 /// Room beyond the files for FAT's own tables and directories.
 const ESP_SLACK_MIB: u64 = 3;
 const SCRATCH_MIB: u64 = 1;
@@ -46,18 +47,24 @@ pub fn esp_mib(content: u64, esp_for: EspFor) -> Option<u64> {
     }
 }
 
+/// Bytes of the disk file that the `scratch` partition spans: right after the ESP.
+pub fn scratch_range(esp_mib: u64) -> Range<u64> {
+    let start = (1 + esp_mib) * MIB;
+    start..start + SCRATCH_MIB * MIB
+}
+
 /// The sfdisk script of the tiny disks: the ESP at 1 MiB, then `scratch`, which the
 /// guest overwrites with its report line.
 pub fn sfdisk_script(esp_mib: u64) -> String {
-    let sectors = |mib: u64| mib * MIB / 512;
+    let scratch = scratch_range(esp_mib);
     format!(
         "label: gpt\n\
          start={}, size={}, type={ESP_TYPE}, name=\"ESP\"\n\
          start={}, size={}, type={SCRATCH_TYPE}, name=\"scratch\"\n",
-        sectors(1),
-        sectors(esp_mib),
-        sectors(1 + esp_mib),
-        sectors(SCRATCH_MIB),
+        MIB / 512,
+        esp_mib * MIB / 512,
+        scratch.start / 512,
+        (scratch.end - scratch.start) / 512,
     )
 }
 

@@ -131,6 +131,13 @@ pub fn known() -> &'static [&'static str] {
     &["tiny", "tiny-iso", "tiny-sb"]
 }
 
+/// Where `tiny` and `tiny-sb` keep their `scratch` partition, in bytes of the image
+/// file. The guest writes its report line there, padded with NULs to 512 bytes, so a
+/// test can tell whether a run's writes reached the file.
+pub fn scratch_range() -> std::ops::Range<u64> {
+    media::scratch_range(media::DISK_ESP_MIB)
+}
+
 /// Builds (or finds in the cache) the reference image `name` (`tiny`, `tiny-iso`,
 /// `tiny-sb`, with or without the `reference:` prefix), printing progress on stderr.
 pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
