@@ -1,6 +1,54 @@
-//! Reference guests built from distribution packages, cached by recipe hash.
+//! Reference guests built from Debian's packages, cached by recipe hash.
+//!
+//! The tiny guest is Debian's signed kernel (`linux-image-amd64`) with a busybox
+//! initramfs whose `/init` ([`recipe::TINY_INIT`]) prints one report line on the serial
+//! console (`bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok`), writes it into the
+//! `bootproof` 9p share and the disk's `scratch` partition, runs an optional hook from
+//! the read-only `bootproof-input` share, and powers off. Three images carry it:
+//!
+//! - `tiny`: raw GPT disk, ESP with a UKI at `\EFI\BOOT\BOOTX64.EFI`, 1 MiB `scratch`.
+//! - `tiny-iso`: hybrid ISO with the same UKI (boots as `-cdrom` and as a disk).
+//! - `tiny-sb`: raw GPT disk for Secure Boot: Debian's shim → grub → kernel, `scratch`.
+//!
+//! Disks are raw, not qcow2: the runtime boots them through a qcow2 overlay or
+//! `snapshot=on` either way, raw files are sparse, and a test can read the GPT or the
+//! `scratch` partition straight from the file.
+//!
+//! Cache layout under [`crate::cache::cache_dir`]:
+//!
+//! ```text
+//! debs/<package>_<version>_amd64.deb   downloaded once, checked against apt's SHA-256
+//! images/<name>.lock                   flock held while checking and building <name>
+//! images/<name>-<hash>/<file>          a complete build: image, recipe.txt, build.log
+//! images/.tmp-<name>-<hash>-<pid>/     a build in progress, or a failed one (its
+//!                                      build.log); never taken as cached
+//! ```
+//!
+//! Builds of older recipes are removed by the next successful build of the same image
+//! once they are a day old; leftover `.tmp-` directories by the next build attempt.
+//!
+//! `<hash>` covers the recipe (version, `/init`, modules, cmdline, packages), the
+//! kernel version `linux-image-amd64` pins now and the SHA-256 of every other package
+//! file apt resolves now, so an update in the archive builds a new image. A build happens in the temporary directory and is renamed into place only
+//! when complete.
+//!
+//! Must not: download anything but Debian packages through apt, mount or loop-attach
+//! anything on the host, or boot the images (the runtime's tests do).
 
-use std::path::PathBuf;
+mod build;
+mod debs;
+mod media;
+mod modules;
+pub mod recipe;
+mod tiny;
+
+use std::path::{Path, PathBuf};
+
+use crate::host::setup::{self, Requirement, SetupError};
+use recipe::{Medium, Recipe};
+
+/// How long a build of an older recipe stays in the cache after a newer one exists.
+const SUPERSEDED_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Whether a built image boots as a disk or as an optical disc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +70,231 @@ pub struct BuiltImage {
 pub enum ImageError {
     #[error("unknown reference image `{0}` (known: tiny, tiny-iso, tiny-sb)")]
     Unknown(String),
+    #[error(
+        "reference:{image} is built from Debian's packages (linux-image-amd64, \
+         busybox-static) with apt, and this host has no `{tool}`.\n  \
+         Build it on a Debian host or in a Debian container (`bootproof` with the same \
+         BOOTPROOF_CACHE), or boot your own image path instead of reference:{image}"
+    )]
+    NeedsDebian { image: String, tool: &'static str },
+    #[error("reference:{image}: resolving Debian packages: {message}")]
+    Resolve { image: String, message: String },
+    #[error("building reference:{image}: {source}")]
+    Setup {
+        image: String,
+        #[source]
+        source: SetupError,
+    },
+    #[error(transparent)]
+    Command(Box<CommandFailed>),
+    #[error("building reference:{image}: step `{step}`: cannot run `{command}`: {source}")]
+    Spawn {
+        image: String,
+        step: String,
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("building reference:{image}: step `{step}`: {}: {source}", path.display())]
+    Io {
+        image: String,
+        step: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("building reference:{image}: step `{step}`: {message}\n  full log: {}", log.display())]
+    Content {
+        image: String,
+        step: String,
+        message: String,
+        log: PathBuf,
+    },
 }
 
-/// Builds (or finds in the cache) the reference image `name` (`tiny`, `tiny-iso`, `tiny-sb`).
+/// An external command of a build step failed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "building reference:{image}: step `{step}`: `{command}` failed ({status}); \
+     last lines of its output:\n{tail}\n  full log: {}",
+    log.display()
+)]
+pub struct CommandFailed {
+    pub image: String,
+    pub step: String,
+    pub command: String,
+    pub status: String,
+    pub tail: String,
+    pub log: PathBuf,
+}
+
+/// The reference images this module builds.
+pub fn known() -> &'static [&'static str] {
+    &["tiny", "tiny-iso", "tiny-sb"]
+}
+
+/// Where `tiny` and `tiny-sb` keep their `scratch` partition, in bytes of the image
+/// file. The guest writes its report line there, padded with NULs to 512 bytes, so a
+/// test can tell whether a run's writes reached the file.
+pub fn scratch_range() -> std::ops::Range<u64> {
+    media::scratch_range(media::DISK_ESP_MIB)
+}
+
+/// Builds (or finds in the cache) the reference image `name` (`tiny`, `tiny-iso`,
+/// `tiny-sb`, with or without the `reference:` prefix), printing progress on stderr.
 pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
-    Err(ImageError::Unknown(name.to_string()))
+    build(name, false, &mut |line| eprintln!("bootproof: {line}"))
+}
+
+/// Like [`ensure`], with `force` to rebuild even when cached and `progress` receiving
+/// one line per build step (`building reference:tiny: [4/7] building initramfs`).
+pub fn build(
+    name: &str,
+    force: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BuiltImage, ImageError> {
+    let bare = name.strip_prefix("reference:").unwrap_or(name);
+    let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
+    let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
+    let hash = recipe.hash(&resolved);
+    let cache = crate::cache::cache_dir();
+    let images = cache.join("images");
+    let file_name = recipe.file_name();
+    let found = |path| built(&recipe, path);
+    if !force && let Some(path) = build::cached(&images, recipe.name, &hash, &file_name) {
+        return Ok(found(path));
+    }
+
+    let io = |path: &Path, source| ImageError::Io {
+        image: recipe.name.to_string(),
+        step: "locking the image cache".to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&images).map_err(|e| io(&images, e))?;
+    let lock_path = images.join(format!("{}.lock", recipe.name));
+    let _lock = build::Lock::exclusive(&lock_path).map_err(|e| io(&lock_path, e))?;
+    // Another process may have finished this build while we waited for the lock.
+    if !force && let Some(path) = build::cached(&images, recipe.name, &hash, &file_name) {
+        return Ok(found(path));
+    }
+    build::remove_stale(&images, recipe.name).map_err(|e| io(&images, e))?;
+
+    let path = build_unlocked(&recipe, &resolved, &hash, &cache, progress)?;
+    // Best effort: the new image is in place whether or not old ones could go.
+    let _ = build::remove_superseded(&images, recipe.name, &hash, SUPERSEDED_AGE);
+    Ok(found(path))
+}
+
+/// Runs every step of a build in a temporary directory and moves the result into the
+/// cache. The caller holds the image's lock.
+fn build_unlocked(
+    recipe: &Recipe,
+    resolved: &debs::Resolved,
+    hash: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, ImageError> {
+    let images = cache.join("images");
+    let dir = build::temp_dir(&images, recipe.name, hash);
+    let mut b = build::Build::start(recipe.name, dir, recipe.step_count(), progress)?;
+    b.step("checking host tools");
+    setup::ensure(&requirements(recipe)).map_err(|source| ImageError::Setup {
+        image: recipe.name.to_string(),
+        source,
+    })?;
+    b.step("downloading packages");
+    let mut debs = vec![debs::kernel_deb(recipe.name, &resolved.kernel)?];
+    debs.extend(resolved.debs.iter().cloned());
+    let files = debs::fetch(&mut b, &debs, &cache.join("debs"))?;
+    tiny::build(&mut b, recipe, &files)?;
+    b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(resolved))?;
+    let dest = build::final_dir(&images, recipe.name, hash);
+    b.finish(&dest)?;
+    Ok(dest.join(recipe.file_name()))
+}
+
+fn built(recipe: &Recipe, path: PathBuf) -> BuiltImage {
+    BuiltImage {
+        reference: format!("reference:{}", recipe.name),
+        path,
+        kind: match recipe.medium {
+            Medium::Disk => ImageKind::Disk,
+            Medium::Iso => ImageKind::Iso,
+        },
+    }
+}
+
+/// Host tools a build of `recipe` runs.
+fn requirements(recipe: &Recipe) -> Vec<Requirement> {
+    let mut reqs = vec![
+        Requirement::command("dpkg", "dpkg", "dpkg", "unpacking Debian packages"),
+        Requirement::command("depmod", "kmod", "kmod", "kernel module dependencies"),
+        Requirement::command("cpio", "cpio", "cpio", "packing the initramfs"),
+        Requirement::command("gzip", "gzip", "gzip", "compressing the initramfs"),
+        Requirement::command(
+            "mkfs.vfat",
+            "dosfstools",
+            "dosfstools",
+            "the EFI system partition",
+        ),
+        Requirement::command(
+            "mcopy",
+            "mtools",
+            "mtools",
+            "filling the ESP without mounting it",
+        ),
+        Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
+        Requirement::command(
+            "dd",
+            "coreutils",
+            "coreutils",
+            "writing the ESP into the disk",
+        ),
+    ];
+    if recipe.boot == recipe::Boot::Uki {
+        reqs.push(Requirement::command(
+            "objcopy", "binutils", "binutils", "the UKI",
+        ));
+        reqs.push(Requirement::file(
+            media::UKI_STUB,
+            "systemd-boot-efi",
+            "systemd-boot-unsigned",
+            "the UKI's EFI stub",
+        ));
+    }
+    if recipe.medium == Medium::Iso {
+        reqs.push(Requirement::command(
+            "xorriso",
+            "xorriso",
+            "xorriso",
+            "the hybrid ISO",
+        ));
+    }
+    reqs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_fail_before_touching_apt() {
+        let err = build("reference:huge", false, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, ImageError::Unknown(n) if n == "reference:huge"));
+    }
+
+    #[test]
+    fn only_the_iso_needs_xorriso_and_only_ukis_need_the_stub() {
+        let names = |name: &str| -> Vec<&str> {
+            requirements(&Recipe::named(name).unwrap())
+                .iter()
+                .map(|r| r.name())
+                .collect()
+        };
+        assert!(names("tiny-iso").contains(&"xorriso"));
+        assert!(!names("tiny").contains(&"xorriso"));
+        assert!(names("tiny").contains(&media::UKI_STUB));
+        assert!(!names("tiny-sb").contains(&media::UKI_STUB));
+    }
 }
 
 /// The reference images bootproof can build.

@@ -1,0 +1,425 @@
+//! The mechanics of one image build: the temporary build directory and its
+//! `build.log`, numbered progress steps, running external commands with their output
+//! in the log, the per-image lock, and the atomic move into the cache.
+//!
+//! Must not: know what an image contains (that is `tiny`'s and `recipe`'s business).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{CommandFailed, ImageError};
+
+/// How many lines of a failed command's output the error repeats.
+const TAIL_LINES: usize = 20;
+
+/// An exclusive `flock` held until dropped, so concurrent builders of one image wait
+/// for each other instead of writing into the same directory.
+pub struct Lock(File);
+
+impl Lock {
+    pub fn exclusive(path: &Path) -> std::io::Result<Lock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        loop {
+            // SAFETY: the descriptor is open for the whole call.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Lock(file));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // SAFETY: as above; closing the file would release the lock anyway.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Where a finished image `name` with recipe hash `hash` lives.
+pub fn final_dir(images: &Path, name: &str, hash: &str) -> PathBuf {
+    images.join(format!("{name}-{hash}"))
+}
+
+/// A build in progress lives here; only a complete build is renamed to `final_dir`.
+pub fn temp_dir(images: &Path, name: &str, hash: &str) -> PathBuf {
+    images.join(format!(".tmp-{name}-{hash}-{}", std::process::id()))
+}
+
+/// The cached image file, if a complete build of this recipe is in the cache. Only
+/// `final_dir` counts: a temporary directory left by an interrupted build never does.
+pub fn cached(images: &Path, name: &str, hash: &str, file_name: &str) -> Option<PathBuf> {
+    Some(final_dir(images, name, hash).join(file_name)).filter(|p| p.is_file())
+}
+
+/// Removes temporary directories that interrupted or failed builds of `name` left
+/// behind. Call it only while holding the image's lock, so no live build is among them.
+/// Complete builds of older recipes stay: a running test may still boot one.
+pub fn remove_stale(images: &Path, name: &str) -> std::io::Result<()> {
+    let prefix = format!(".tmp-{name}-");
+    for entry in fs::read_dir(images)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        // `<hash>-<pid>`: anything with more dashes belongs to a longer name
+        // (`.tmp-tiny-sb-…` is not tiny's).
+        if rest.split('-').count() == 2 && entry.path().is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes complete builds of `name` from other recipes (other hashes) last written
+/// more than `age` ago. A newer recipe replaced them; only a test that started before
+/// the replacement could still be booting one, hence the age.
+pub fn remove_superseded(
+    images: &Path,
+    name: &str,
+    keep_hash: &str,
+    age: Duration,
+) -> std::io::Result<()> {
+    let prefix = format!("{name}-");
+    for entry in fs::read_dir(images)? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        // `tiny-sb-<hash>` starts with `tiny-` too; only a bare hash may follow.
+        let Some(hash) = file_name.strip_prefix(&prefix).filter(|h| is_hash(h)) else {
+            continue;
+        };
+        let old = entry
+            .metadata()?
+            .modified()?
+            .elapsed()
+            .is_ok_and(|e| e > age);
+        if hash != keep_hash && old && entry.path().is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One build: its directory, log, step counter and progress sink.
+pub struct Build<'p> {
+    image: String,
+    dir: PathBuf,
+    log_path: PathBuf,
+    log: File,
+    step: String,
+    index: usize,
+    total: usize,
+    progress: &'p mut dyn FnMut(&str),
+}
+
+impl<'p> Build<'p> {
+    /// Starts a build in `dir` (created here) with `total` steps.
+    pub fn start(
+        image: &str,
+        dir: PathBuf,
+        total: usize,
+        progress: &'p mut dyn FnMut(&str),
+    ) -> Result<Build<'p>, ImageError> {
+        let io = |path: &Path, source| ImageError::Io {
+            image: image.to_string(),
+            step: "preparing the build directory".to_string(),
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let log_path = dir.join("build.log");
+        let log = File::create(&log_path).map_err(|e| io(&log_path, e))?;
+        Ok(Build {
+            image: image.to_string(),
+            dir,
+            log_path,
+            log,
+            step: "preparing the build directory".to_string(),
+            index: 0,
+            total,
+            progress,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Begins the next numbered step and tells the user.
+    pub fn step(&mut self, label: &str) {
+        self.index += 1;
+        self.step = label.to_string();
+        let line = format!(
+            "building reference:{}: [{}/{}] {label}",
+            self.image, self.index, self.total
+        );
+        let _ = writeln!(self.log, "== {line}");
+        (self.progress)(&line);
+    }
+
+    /// Runs `cmd` with its output appended to `build.log`.
+    pub fn run(&mut self, cmd: &mut Command) -> Result<(), ImageError> {
+        self.run_with_input(cmd, None)
+    }
+
+    /// Runs `cmd` with `input` on its stdin and its output appended to `build.log`.
+    pub fn run_with_input(
+        &mut self,
+        cmd: &mut Command,
+        input: Option<&[u8]>,
+    ) -> Result<(), ImageError> {
+        let command = describe(cmd);
+        let _ = writeln!(self.log, "$ {command}");
+        let start = self.log.stream_position().unwrap_or(0);
+        let spawn_err = |source| ImageError::Spawn {
+            image: self.image.clone(),
+            step: self.step.clone(),
+            command: command.clone(),
+            source,
+        };
+        let out = self.log.try_clone().map_err(spawn_err)?;
+        let err = self.log.try_clone().map_err(spawn_err)?;
+        let mut child = cmd
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(spawn_err)?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(input).map_err(spawn_err)?;
+        }
+        let status = child.wait().map_err(spawn_err)?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(ImageError::Command(Box::new(CommandFailed {
+            image: self.image.clone(),
+            step: self.step.clone(),
+            command,
+            status: status.to_string(),
+            tail: self.log_tail(start),
+            log: self.log_path.clone(),
+        })))
+    }
+
+    /// The last lines the log got since `start`.
+    fn log_tail(&self, start: u64) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&self.log_path) {
+            let _ = f.seek(SeekFrom::Start(start));
+            let _ = f.read_to_string(&mut text);
+        }
+        tail(&text, TAIL_LINES)
+    }
+
+    /// Names the step and file in an I/O error.
+    pub fn io<T>(&self, path: &Path, result: std::io::Result<T>) -> Result<T, ImageError> {
+        result.map_err(|source| ImageError::Io {
+            image: self.image.clone(),
+            step: self.step.clone(),
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn create_dir(&self, path: &Path) -> Result<(), ImageError> {
+        self.io(path, fs::create_dir_all(path))
+    }
+
+    pub fn write(&self, path: &Path, contents: impl AsRef<[u8]>) -> Result<(), ImageError> {
+        self.io(path, fs::write(path, contents))
+    }
+
+    /// An error about what the build found (a missing file, a bad checksum).
+    pub fn content(&self, message: String) -> ImageError {
+        ImageError::Content {
+            image: self.image.clone(),
+            step: self.step.clone(),
+            message,
+            log: self.log_path.clone(),
+        }
+    }
+
+    /// Moves the finished build to `dest` in one rename, replacing an older copy.
+    pub fn finish(self, dest: &Path) -> Result<(), ImageError> {
+        debug_assert_eq!(self.index, self.total, "step count of {}", self.image);
+        if dest.exists() {
+            let old = self.dir.with_extension("old");
+            self.io(dest, fs::rename(dest, &old))?;
+            self.io(&old, fs::remove_dir_all(&old))?;
+        }
+        self.io(dest, fs::rename(&self.dir, dest))
+    }
+}
+
+/// A command as a user would type it, for the log and for errors.
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.is_empty() || a.contains([' ', '"', '\'']) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_quotes_what_a_shell_would_split() {
+        let mut cmd = Command::new("mcopy");
+        cmd.args(["-i", "esp img", "::/EFI/BOOT/BOOTX64.EFI", "it's"]);
+        assert_eq!(
+            describe(&cmd),
+            r"mcopy -i 'esp img' ::/EFI/BOOT/BOOTX64.EFI 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "  | b\n  | c");
+        assert_eq!(tail("", 2), "");
+    }
+
+    #[test]
+    fn an_interrupted_build_is_not_cached() {
+        let images = tempfile::tempdir().unwrap();
+        let tmp = temp_dir(images.path(), "tiny", "abc");
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("tiny.raw"), b"half").unwrap();
+        assert_eq!(cached(images.path(), "tiny", "abc", "tiny.raw"), None);
+
+        let done = final_dir(images.path(), "tiny", "abc");
+        fs::rename(&tmp, &done).unwrap();
+        assert_eq!(
+            cached(images.path(), "tiny", "abc", "tiny.raw"),
+            Some(done.join("tiny.raw"))
+        );
+    }
+
+    #[test]
+    fn stale_temp_dirs_of_this_image_only_are_removed() {
+        let images = tempfile::tempdir().unwrap();
+        let mine = images.path().join(".tmp-tiny-abc-1");
+        let other = images.path().join(".tmp-tiny-sb-abc-1");
+        let done = final_dir(images.path(), "tiny", "abc");
+        for d in [&mine, &other, &done] {
+            fs::create_dir_all(d).unwrap();
+        }
+        remove_stale(images.path(), "tiny").unwrap();
+        assert!(!mine.exists());
+        assert!(done.exists());
+        assert!(other.exists(), "tiny-sb's build is not tiny's to remove");
+    }
+
+    #[test]
+    fn only_old_builds_of_other_recipes_of_this_image_are_superseded() {
+        let images = tempfile::tempdir().unwrap();
+        let dir = |n: &str| images.path().join(n);
+        let names = [
+            "tiny-0000000000000001",
+            "tiny-0000000000000002",
+            "tiny-0000000000000003",
+            "tiny-sb-0000000000000001",
+        ];
+        for n in names {
+            fs::create_dir_all(dir(n)).unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+        for n in [
+            "tiny-0000000000000001",
+            "tiny-0000000000000003",
+            "tiny-sb-0000000000000001",
+        ] {
+            File::open(dir(n))
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        let day = Duration::from_secs(86400);
+        remove_superseded(images.path(), "tiny", "0000000000000003", day).unwrap();
+        assert!(!dir("tiny-0000000000000001").exists(), "old and superseded");
+        assert!(dir("tiny-0000000000000002").exists(), "too recent");
+        assert!(dir("tiny-0000000000000003").exists(), "the current recipe");
+        assert!(dir("tiny-sb-0000000000000001").exists(), "another image");
+    }
+
+    #[test]
+    fn a_failed_command_names_step_command_status_tail_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut progress = |_: &str| {};
+        let mut b = Build::start("tiny", dir.path().join("b"), 1, &mut progress).unwrap();
+        b.step("building initramfs");
+        let err = b
+            .run(Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("step `building initramfs`"), "{err}");
+        assert!(
+            err.contains("sh -c 'echo one; echo two >&2; exit 3'"),
+            "{err}"
+        );
+        assert!(err.contains("exit status: 3"), "{err}");
+        assert!(err.contains("  | one\n  | two"), "{err}");
+        assert!(err.contains("b/build.log"), "{err}");
+    }
+
+    #[test]
+    fn steps_are_numbered_for_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = Vec::new();
+        let mut progress = |l: &str| lines.push(l.to_string());
+        let mut b = Build::start("tiny", dir.path().join("b"), 2, &mut progress).unwrap();
+        b.step("downloading packages");
+        b.step("building initramfs");
+        drop(b);
+        assert_eq!(
+            lines,
+            [
+                "building reference:tiny: [1/2] downloading packages",
+                "building reference:tiny: [2/2] building initramfs"
+            ]
+        );
+    }
+}

@@ -1,0 +1,88 @@
+#!/bin/busybox sh
+# /init of bootproof's tiny reference guest: busybox sh as PID 1.
+# It reports what the machine offers on one serial line, leaves the same line in the
+# `bootproof` share and the `scratch` partition, runs the test's hook, and powers off.
+# The runtime's tests match these lines exactly; change them only with those tests.
+
+# The firmware's last screen clear (escape codes, no newline) may still be on the
+# line; end it so the marker has a line of its own.
+echo
+echo "bootproof-tiny: init started"
+
+/bin/busybox mount -t proc proc /proc
+# --install needs /proc/self/exe, hence after mounting proc.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t securityfs securityfs /sys/kernel/security
+
+# Written at build time from depmod's modules.dep, dependencies first.
+while read -r ko; do
+    insmod "/lib/modules/$ko" || echo "bootproof-tiny: insmod $ko failed"
+done < /etc/bootproof/modules
+
+# QMP system_powerdown presses the ACPI power button; the button driver turns it into
+# an input event. One read of a whole event (24 bytes on x86_64) is enough: nothing
+# else drives that device.
+for name in /sys/class/input/event*/device/name; do
+    [ "$(cat "$name" 2>/dev/null)" = "Power Button" ] || continue
+    event=${name#/sys/class/input/}
+    event=${event%%/*}
+    (dd if="/dev/input/$event" of=/dev/null bs=24 count=1 2>/dev/null \
+        && echo "bootproof-tiny: power button" && poweroff -f) &
+done
+
+# Mount only tags QEMU offers: a failed 9p mount makes the kernel log an error on the
+# console, which tests would have to ignore.
+has_9p_tag() {
+    for tag in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
+        [ "$(tr -d '\000' < "$tag" 2>/dev/null)" = "$1" ] && return 0
+    done
+    return 1
+}
+p9="trans=virtio,version=9p2000.L,msize=262144"
+
+efi=0
+secureboot=0
+tpm=0
+share=none
+if [ -d /sys/firmware/efi ]; then
+    efi=1
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+    # Four bytes of attributes, then the value. efivarfs files cannot seek (od -j
+    # silently reads from the start), so read the whole variable.
+    set -- $(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null)
+    [ "${5:-0}" = 1 ] && secureboot=1
+fi
+if [ -r /sys/class/tpm/tpm0/tpm_version_major ]; then
+    tpm=$(cat /sys/class/tpm/tpm0/tpm_version_major)
+fi
+# "ok" means mounted and writable: creating report.txt proves both.
+if has_9p_tag bootproof && mount -t 9p -o "$p9" bootproof /mnt/bootproof \
+    && : > /mnt/bootproof/report.txt; then
+    share=ok
+fi
+
+report="bootproof-tiny: efi=$efi secureboot=$secureboot tpm=$tpm share=$share"
+echo "$report"
+[ "$share" = ok ] && echo "$report" > /mnt/bootproof/report.txt
+
+# Only a partition named "scratch" is ours to write: on the ISO booted as a disk,
+# the second partition is the ESP.
+for uevent in /sys/class/block/*/uevent; do
+    grep -qx 'PARTNAME=scratch' "$uevent" || continue
+    dev=${uevent#/sys/class/block/}
+    dev=/dev/${dev%/uevent}
+    echo "$report" | dd of="$dev" bs=512 count=1 conv=sync,fsync 2>/dev/null \
+        || echo "bootproof-tiny: writing $dev failed"
+done
+
+if has_9p_tag bootproof-input && mount -t 9p -o "$p9,ro" bootproof-input /mnt/input \
+    && [ -f /mnt/input/hook.sh ]; then
+    sh /mnt/input/hook.sh
+    echo "bootproof-tiny: hook exit=$?"
+fi
+
+sync
+poweroff -f
