@@ -20,12 +20,7 @@ fn inspection_tools() {
         Requirement::command("mcopy", "mtools", "mtools", "reading the ESP"),
         Requirement::command("cpio", "cpio", "cpio", "listing the initramfs"),
         Requirement::command("xorriso", "xorriso", "xorriso", "reading El Torito"),
-        Requirement::command(
-            "sbverify",
-            "sbsigntool",
-            "sbsigntools",
-            "reading signatures",
-        ),
+        Requirement::command("sbverify", "sbsigntool", "sbsigntools", "reading signatures"),
     ])
     .unwrap();
 }
@@ -49,12 +44,7 @@ struct Partition {
 fn gpt(path: &Path) -> Vec<Partition> {
     let disk = std::fs::read(path).unwrap();
     let header = &disk[512..1024];
-    assert_eq!(
-        &header[..8],
-        b"EFI PART",
-        "no GPT header in {}",
-        path.display()
-    );
+    assert_eq!(&header[..8], b"EFI PART", "no GPT header in {}", path.display());
     let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
     let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
     let entries_lba = u64_at(header, 72) as usize;
@@ -92,30 +82,20 @@ fn guid(b: &[u8]) -> String {
         b[6],
         b[8],
         b[9],
-        b[10..16]
-            .iter()
-            .map(|x| format!("{x:02X}"))
-            .collect::<String>()
+        b[10..16].iter().map(|x| format!("{x:02X}")).collect::<String>()
     )
 }
 
 /// The ESP as an mtools image spec (`file@@offset`).
 fn esp_of(disk: &Path) -> String {
     let parts = gpt(disk);
-    let esp = parts
-        .iter()
-        .find(|p| p.type_guid == ESP_TYPE)
-        .expect("an ESP");
+    let esp = parts.iter().find(|p| p.type_guid == ESP_TYPE).expect("an ESP");
     format!("{}@@{}", disk.display(), esp.first_lba * 512)
 }
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -157,37 +137,20 @@ fn tiny_boots_a_uki_with_init_and_modules() {
 
     let cmdline = dir.path().join("cmdline");
     let initrd = dir.path().join("initrd.gz");
-    run(Command::new("objcopy")
-        .args(["-O", "binary", "--only-section=.cmdline"])
-        .arg(&uki)
-        .arg(&cmdline));
-    run(Command::new("objcopy")
-        .args(["-O", "binary", "--only-section=.initrd"])
-        .arg(&uki)
-        .arg(&initrd));
+    run(Command::new("objcopy").args(["-O", "binary", "--only-section=.cmdline"]).arg(&uki).arg(&cmdline));
+    run(Command::new("objcopy").args(["-O", "binary", "--only-section=.initrd"]).arg(&uki).arg(&initrd));
     assert_eq!(
-        std::fs::read_to_string(&cmdline)
-            .unwrap()
-            .trim_end_matches('\0'),
+        std::fs::read_to_string(&cmdline).unwrap().trim_end_matches('\0'),
         "console=ttyS0 quiet panic=-1"
     );
 
-    let listing = run(Command::new("sh")
-        .arg("-c")
-        .arg("gzip -dc \"$1\" | cpio -t --quiet")
-        .arg("sh")
-        .arg(&initrd));
+    let listing =
+        run(Command::new("sh").arg("-c").arg("gzip -dc \"$1\" | cpio -t --quiet").arg("sh").arg(&initrd));
     let files: Vec<&str> = listing.lines().collect();
     for want in ["init", "bin/busybox", "etc/bootproof/modules"] {
         assert!(files.contains(&want), "{want} missing from the initramfs");
     }
-    for module in [
-        "virtio_pci.ko",
-        "9p.ko",
-        "9pnet_virtio.ko",
-        "efivarfs.ko",
-        "evdev.ko",
-    ] {
+    for module in ["virtio_pci.ko", "9p.ko", "9pnet_virtio.ko", "efivarfs.ko", "evdev.ko"] {
         assert!(
             files.iter().any(|f| f.ends_with(&format!("/{module}"))),
             "{module} missing from the initramfs"
@@ -200,14 +163,10 @@ fn tiny_iso_has_an_el_torito_efi_entry() {
     inspection_tools();
     let image = ensure("tiny-iso");
     assert_eq!(image.kind, ImageKind::Iso);
-    let report = run(Command::new("xorriso")
-        .args(["-indev"])
-        .arg(&image.path)
-        .args(["-report_el_torito", "plain"]));
+    let report =
+        run(Command::new("xorriso").args(["-indev"]).arg(&image.path).args(["-report_el_torito", "plain"]));
     assert!(
-        report
-            .lines()
-            .any(|l| l.starts_with("El Torito boot img") && l.contains("UEFI")),
+        report.lines().any(|l| l.starts_with("El Torito boot img") && l.contains("UEFI")),
         "no UEFI El Torito entry:\n{report}"
     );
 }
@@ -242,11 +201,7 @@ fn a_cached_image_is_not_rebuilt() {
     assert!(steps.is_empty(), "rebuilt: {steps:?}");
     assert_eq!(again.path, first.path);
     assert_eq!(again.path.metadata().unwrap().modified().unwrap(), modified);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -14,11 +14,7 @@ fn private_cache() -> tempfile::TempDir {
     let cache = tempfile::tempdir().unwrap();
     let debs = cache.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
-    for entry in std::fs::read_dir(&user_debs)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for entry in std::fs::read_dir(&user_debs).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "deb") {
             let _ = std::fs::hard_link(&path, debs.join(entry.file_name()));
@@ -43,11 +39,7 @@ fn unfinished_builds_are_rebuilt_and_concurrent_builders_share_one_build() {
     let (first, steps) = build_counting_steps("tiny");
     assert_eq!(steps, 7);
     let done = first.path.parent().unwrap();
-    let hash = done
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace("tiny-", "");
+    let hash = done.file_name().unwrap().to_string_lossy().replace("tiny-", "");
     let unfinished = done.with_file_name(format!(".tmp-tiny-{hash}-1"));
     std::fs::rename(done, &unfinished).unwrap();
     let (again, steps) = build_counting_steps("tiny");

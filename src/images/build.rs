@@ -22,11 +22,7 @@ pub struct Lock(File);
 
 impl Lock {
     pub fn exclusive(path: &Path) -> std::io::Result<Lock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         loop {
             // SAFETY: the descriptor is open for the whole call.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -71,11 +67,7 @@ pub fn remove_stale(images: &Path, name: &str) -> std::io::Result<()> {
     for entry in fs::read_dir(images)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(rest) = file_name
-            .to_string_lossy()
-            .strip_prefix(&prefix)
-            .map(str::to_string)
-        else {
+        let Some(rest) = file_name.to_string_lossy().strip_prefix(&prefix).map(str::to_string) else {
             continue;
         };
         // `<hash>-<pid>`: anything with more dashes belongs to a longer name
@@ -90,12 +82,7 @@ pub fn remove_stale(images: &Path, name: &str) -> std::io::Result<()> {
 /// Removes complete builds of `name` from other recipes (other hashes) last written
 /// more than `age` ago. A newer recipe replaced them; only a test that started before
 /// the replacement could still be booting one, hence the age.
-pub fn remove_superseded(
-    images: &Path,
-    name: &str,
-    keep_hash: &str,
-    age: Duration,
-) -> std::io::Result<()> {
+pub fn remove_superseded(images: &Path, name: &str, keep_hash: &str, age: Duration) -> std::io::Result<()> {
     let prefix = format!("{name}-");
     for entry in fs::read_dir(images)? {
         let entry = entry?;
@@ -104,11 +91,7 @@ pub fn remove_superseded(
         let Some(hash) = file_name.strip_prefix(&prefix).filter(|h| is_hash(h)) else {
             continue;
         };
-        let old = entry
-            .metadata()?
-            .modified()?
-            .elapsed()
-            .is_ok_and(|e| e > age);
+        let old = entry.metadata()?.modified()?.elapsed().is_ok_and(|e| e > age);
         if hash != keep_hash && old && entry.path().is_dir() {
             fs::remove_dir_all(entry.path())?;
         }
@@ -169,10 +152,7 @@ impl<'p> Build<'p> {
     pub fn step(&mut self, label: &str) {
         self.index += 1;
         self.step = label.to_string();
-        let line = format!(
-            "building reference:{}: [{}/{}] {label}",
-            self.image, self.index, self.total
-        );
+        let line = format!("building reference:{}: [{}/{}] {label}", self.image, self.index, self.total);
         let _ = writeln!(self.log, "== {line}");
         (self.progress)(&line);
     }
@@ -183,11 +163,7 @@ impl<'p> Build<'p> {
     }
 
     /// Runs `cmd` with `input` on its stdin and its output appended to `build.log`.
-    pub fn run_with_input(
-        &mut self,
-        cmd: &mut Command,
-        input: Option<&[u8]>,
-    ) -> Result<(), ImageError> {
+    pub fn run_with_input(&mut self, cmd: &mut Command, input: Option<&[u8]>) -> Result<(), ImageError> {
         let command = describe(cmd);
         let _ = writeln!(self.log, "$ {command}");
         let start = self.log.stream_position().unwrap_or(0);
@@ -200,11 +176,7 @@ impl<'p> Build<'p> {
         let out = self.log.try_clone().map_err(spawn_err)?;
         let err = self.log.try_clone().map_err(spawn_err)?;
         let mut child = cmd
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -295,11 +267,7 @@ fn describe(cmd: &Command) -> String {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(n);
-    lines[from..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines[from..].iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
@@ -310,10 +278,7 @@ mod tests {
     fn describe_quotes_what_a_shell_would_split() {
         let mut cmd = Command::new("mcopy");
         cmd.args(["-i", "esp img", "::/EFI/BOOT/BOOTX64.EFI", "it's"]);
-        assert_eq!(
-            describe(&cmd),
-            r"mcopy -i 'esp img' ::/EFI/BOOT/BOOTX64.EFI 'it'\''s'"
-        );
+        assert_eq!(describe(&cmd), r"mcopy -i 'esp img' ::/EFI/BOOT/BOOTX64.EFI 'it'\''s'");
     }
 
     #[test]
@@ -332,10 +297,7 @@ mod tests {
 
         let done = final_dir(images.path(), "tiny", "abc");
         fs::rename(&tmp, &done).unwrap();
-        assert_eq!(
-            cached(images.path(), "tiny", "abc", "tiny.raw"),
-            Some(done.join("tiny.raw"))
-        );
+        assert_eq!(cached(images.path(), "tiny", "abc", "tiny.raw"), Some(done.join("tiny.raw")));
     }
 
     #[test]
@@ -367,15 +329,8 @@ mod tests {
             fs::create_dir_all(dir(n)).unwrap();
         }
         let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
-        for n in [
-            "tiny-0000000000000001",
-            "tiny-0000000000000003",
-            "tiny-sb-0000000000000001",
-        ] {
-            File::open(dir(n))
-                .unwrap()
-                .set_modified(two_days_ago)
-                .unwrap();
+        for n in ["tiny-0000000000000001", "tiny-0000000000000003", "tiny-sb-0000000000000001"] {
+            File::open(dir(n)).unwrap().set_modified(two_days_ago).unwrap();
         }
         let day = Duration::from_secs(86400);
         remove_superseded(images.path(), "tiny", "0000000000000003", day).unwrap();
@@ -391,15 +346,10 @@ mod tests {
         let mut progress = |_: &str| {};
         let mut b = Build::start("tiny", dir.path().join("b"), 1, &mut progress).unwrap();
         b.step("building initramfs");
-        let err = b
-            .run(Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"]))
-            .unwrap_err()
-            .to_string();
+        let err =
+            b.run(Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"])).unwrap_err().to_string();
         assert!(err.contains("step `building initramfs`"), "{err}");
-        assert!(
-            err.contains("sh -c 'echo one; echo two >&2; exit 3'"),
-            "{err}"
-        );
+        assert!(err.contains("sh -c 'echo one; echo two >&2; exit 3'"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
         assert!(err.contains("  | one\n  | two"), "{err}");
         assert!(err.contains("b/build.log"), "{err}");

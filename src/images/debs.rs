@@ -47,13 +47,9 @@ pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Reso
     let mut names = vec![kernel_meta];
     names.extend_from_slice(packages);
     let stanzas = apt_show(image, &names)?;
-    let resolve_err = |message: String| ImageError::Resolve {
-        image: image.to_string(),
-        message,
-    };
-    let (meta, others): (Vec<&String>, Vec<&String>) = stanzas
-        .iter()
-        .partition(|s| field(s, "Package") == Some(kernel_meta));
+    let resolve_err = |message: String| ImageError::Resolve { image: image.to_string(), message };
+    let (meta, others): (Vec<&String>, Vec<&String>) =
+        stanzas.iter().partition(|s| field(s, "Package") == Some(kernel_meta));
     let kernel = meta
         .first()
         .and_then(|s| field(s, "Depends"))
@@ -63,11 +59,8 @@ pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Reso
                 "`{kernel_meta}` pins no linux-image package (`name (= version)`) in its Depends"
             ))
         })?;
-    let debs = others
-        .iter()
-        .map(|s| deb_of(s))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
+    let debs =
+        others.iter().map(|s| deb_of(s)).collect::<Option<Vec<_>>>().ok_or_else(|| {
             resolve_err("apt-cache show printed a package without Filename or SHA256".into())
         })?;
     Ok(Resolved { kernel, debs })
@@ -76,13 +69,10 @@ pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Reso
 /// The archive's file of the pinned kernel; only a build needs it.
 pub fn kernel_deb(image: &str, (package, version): &(String, String)) -> Result<Deb, ImageError> {
     let stanzas = apt_show(image, &[&format!("{package}={version}")])?;
-    stanzas
-        .first()
-        .and_then(|s| deb_of(s))
-        .ok_or_else(|| ImageError::Resolve {
-            image: image.to_string(),
-            message: format!("apt-cache show printed no file for {package}={version}"),
-        })
+    stanzas.first().and_then(|s| deb_of(s)).ok_or_else(|| ImageError::Resolve {
+        image: image.to_string(),
+        message: format!("apt-cache show printed no file for {package}={version}"),
+    })
 }
 
 /// The tiny guest is made of Debian's kernel and busybox: without apt there is no
@@ -90,23 +80,16 @@ pub fn kernel_deb(image: &str, (package, version): &(String, String)) -> Result<
 fn needs_debian(image: &str) -> Result<(), ImageError> {
     for tool in ["apt-cache", "apt-get", "dpkg-deb"] {
         if find_command(tool).is_none() {
-            return Err(ImageError::NeedsDebian {
-                image: image.to_string(),
-                tool,
-            });
+            return Err(ImageError::NeedsDebian { image: image.to_string(), tool });
         }
     }
     Ok(())
 }
 
 fn apt_show(image: &str, names: &[&str]) -> Result<Vec<String>, ImageError> {
-    let out = Command::new("apt-cache")
-        .args(["show", "--no-all-versions"])
-        .args(names)
-        .output()
-        .map_err(|e| ImageError::Resolve {
-            image: image.to_string(),
-            message: format!("cannot run apt-cache: {e}"),
+    let out =
+        Command::new("apt-cache").args(["show", "--no-all-versions"]).args(names).output().map_err(|e| {
+            ImageError::Resolve { image: image.to_string(), message: format!("cannot run apt-cache: {e}") }
         })?;
     let stanzas = stanzas(&String::from_utf8_lossy(&out.stdout));
     if !out.status.success() || stanzas.len() != names.len() {
@@ -127,17 +110,11 @@ fn apt_show(image: &str, names: &[&str]) -> Result<Vec<String>, ImageError> {
 
 /// Splits `apt-cache show` output into one text per package.
 fn stanzas(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter(|s| s.lines().any(|l| l.starts_with("Package:")))
-        .map(str::to_string)
-        .collect()
+    text.split("\n\n").filter(|s| s.lines().any(|l| l.starts_with("Package:"))).map(str::to_string).collect()
 }
 
 fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
-    stanza
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
+    stanza.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
 }
 
 /// The first dependency `name (= version)` whose name starts with `prefix`.
@@ -145,8 +122,7 @@ fn pinned_dependency(depends: &str, prefix: &str) -> Option<(String, String)> {
     depends.split([',', '|']).map(str::trim).find_map(|d| {
         let (name, rest) = d.split_once(' ')?;
         let version = rest.trim().strip_prefix("(=")?.strip_suffix(')')?.trim();
-        name.starts_with(prefix)
-            .then(|| (name.to_string(), version.to_string()))
+        name.starts_with(prefix).then(|| (name.to_string(), version.to_string()))
     })
 }
 
@@ -174,9 +150,7 @@ pub fn fetch(b: &mut Build, debs: &[Deb], dir: &Path) -> Result<Vec<PathBuf>, Im
 fn remove_partial_downloads(b: &Build, dir: &Path) -> Result<(), ImageError> {
     for entry in b.io(dir, fs::read_dir(dir))? {
         let path = b.io(dir, entry)?.path();
-        let partial = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".download-"));
+        let partial = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".download-"));
         if partial && path.is_dir() {
             b.io(&path, fs::remove_dir_all(&path))?;
         }
@@ -220,11 +194,7 @@ fn single_deb(b: &Build, dir: &Path) -> Result<PathBuf, ImageError> {
         .collect();
     match debs.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(b.content(format!(
-            "expected one .deb in {}, found {}",
-            dir.display(),
-            debs.len()
-        ))),
+        _ => Err(b.content(format!("expected one .deb in {}, found {}", dir.display(), debs.len()))),
     }
 }
 
@@ -276,10 +246,7 @@ Description-md5: ff\n\
         assert_eq!(busybox.package, "busybox-static");
         assert_eq!(busybox.version, "1:1.35.0-4+deb12u1+b1");
         assert_eq!(busybox.sha256, "abcd");
-        assert_eq!(
-            busybox.file_name(),
-            "busybox-static_1.35.0-4+deb12u1+b1_amd64.deb"
-        );
+        assert_eq!(busybox.file_name(), "busybox-static_1.35.0-4+deb12u1+b1_amd64.deb");
     }
 
     #[test]
@@ -290,14 +257,8 @@ Description-md5: ff\n\
             pinned_dependency(deps, "linux-image-"),
             Some(("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into()))
         );
-        assert_eq!(
-            pinned_dependency("initramfs-tools | dracut", "linux-"),
-            None
-        );
-        assert_eq!(
-            pinned_dependency("linux-image-6.1.0-56-amd64", "linux-"),
-            None
-        );
+        assert_eq!(pinned_dependency("initramfs-tools | dracut", "linux-"), None);
+        assert_eq!(pinned_dependency("linux-image-6.1.0-56-amd64", "linux-"), None);
     }
 
     #[test]

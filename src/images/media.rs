@@ -78,12 +78,7 @@ pub fn disk_bytes(esp_mib: u64) -> u64 {
 pub fn uki_section_vmas(kernel_bytes: u64) -> [(&'static str, u64); 4] {
     let linux = 0x200_0000;
     let initrd = (linux + kernel_bytes).div_ceil(MIB) * MIB + MIB;
-    [
-        (".osrel", 0x2_0000),
-        (".cmdline", 0x3_0000),
-        (".linux", linux),
-        (".initrd", initrd),
-    ]
+    [(".osrel", 0x2_0000), (".cmdline", 0x3_0000), (".linux", linux), (".initrd", initrd)]
 }
 
 /// Builds a unified kernel image in `work` and returns its path.
@@ -127,28 +122,15 @@ pub fn esp(
         content += b.io(src, src.metadata())?.len();
     }
     let mib = esp_mib(content, esp_for).ok_or_else(|| {
-        b.content(format!(
-            "{content} bytes of boot files do not fit a {DISK_ESP_MIB} MiB ESP"
-        ))
+        b.content(format!("{content} bytes of boot files do not fit a {DISK_ESP_MIB} MiB ESP"))
     })?;
     // Let mkfs.vfat pick the FAT type: FAT32 forced on 32 MiB leaves no directory slots.
-    b.run(
-        Command::new("mkfs.vfat")
-            .args(["-n", "ESP", "-C"])
-            .arg(path)
-            .arg((mib * 1024).to_string()),
-    )?;
+    b.run(Command::new("mkfs.vfat").args(["-n", "ESP", "-C"]).arg(path).arg((mib * 1024).to_string()))?;
     for dir in esp_dirs(files.iter().map(|(_, dest)| *dest)) {
         b.run(mtools("mmd").arg("-i").arg(path).arg(format!("::/{dir}")))?;
     }
     for (src, dest) in files {
-        b.run(
-            mtools("mcopy")
-                .arg("-i")
-                .arg(path)
-                .arg(src)
-                .arg(format!("::/{dest}")),
-        )?;
+        b.run(mtools("mcopy").arg("-i").arg(path).arg(src).arg(format!("::/{dest}")))?;
     }
     Ok(mib)
 }
@@ -180,15 +162,14 @@ pub fn gpt_disk(b: &mut Build, esp: &Path, esp_mib: u64, out: &Path) -> Result<(
     let file = b.io(out, File::create(out))?;
     b.io(out, file.set_len(disk_bytes(esp_mib)))?;
     drop(file);
-    b.run_with_input(
-        Command::new("sfdisk").arg("-q").arg(out),
-        Some(sfdisk_script(esp_mib).as_bytes()),
-    )?;
+    b.run_with_input(Command::new("sfdisk").arg("-q").arg(out), Some(sfdisk_script(esp_mib).as_bytes()))?;
     b.run(
-        Command::new("dd")
-            .arg(format!("if={}", esp.display()))
-            .arg(format!("of={}", out.display()))
-            .args(["bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"]),
+        Command::new("dd").arg(format!("if={}", esp.display())).arg(format!("of={}", out.display())).args([
+            "bs=1M",
+            "seek=1",
+            "conv=notrunc,sparse",
+            "status=none",
+        ]),
     )
 }
 
@@ -249,13 +230,7 @@ mod tests {
     #[test]
     fn esp_directories_come_parents_first() {
         let dirs = esp_dirs(
-            [
-                "EFI/BOOT/BOOTX64.EFI",
-                "EFI/debian/grub.cfg",
-                "EFI/BOOT/grub.cfg",
-                "vmlinuz",
-            ]
-            .into_iter(),
+            ["EFI/BOOT/BOOTX64.EFI", "EFI/debian/grub.cfg", "EFI/BOOT/grub.cfg", "vmlinuz"].into_iter(),
         );
         assert_eq!(dirs, ["EFI", "EFI/BOOT", "EFI/debian"]);
     }

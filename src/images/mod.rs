@@ -88,26 +88,11 @@ pub enum ImageError {
     #[error(transparent)]
     Command(Box<CommandFailed>),
     #[error("building reference:{image}: step `{step}`: cannot run `{command}`: {source}")]
-    Spawn {
-        image: String,
-        step: String,
-        command: String,
-        source: std::io::Error,
-    },
+    Spawn { image: String, step: String, command: String, source: std::io::Error },
     #[error("building reference:{image}: step `{step}`: {}: {source}", path.display())]
-    Io {
-        image: String,
-        step: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { image: String, step: String, path: PathBuf, source: std::io::Error },
     #[error("building reference:{image}: step `{step}`: {message}\n  full log: {}", log.display())]
-    Content {
-        image: String,
-        step: String,
-        message: String,
-        log: PathBuf,
-    },
+    Content { image: String, step: String, message: String, log: PathBuf },
 }
 
 /// An external command of a build step failed.
@@ -146,11 +131,7 @@ pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
 
 /// Like [`ensure`], with `force` to rebuild even when cached and `progress` receiving
 /// one line per build step (`building reference:tiny: [4/7] building initramfs`).
-pub fn build(
-    name: &str,
-    force: bool,
-    progress: &mut dyn FnMut(&str),
-) -> Result<BuiltImage, ImageError> {
+pub fn build(name: &str, force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
     let bare = name.strip_prefix("reference:").unwrap_or(name);
     let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
     let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
@@ -197,10 +178,8 @@ fn build_unlocked(
     let dir = build::temp_dir(&images, recipe.name, hash);
     let mut b = build::Build::start(recipe.name, dir, recipe.step_count(), progress)?;
     b.step("checking host tools");
-    setup::ensure(&requirements(recipe)).map_err(|source| ImageError::Setup {
-        image: recipe.name.to_string(),
-        source,
-    })?;
+    setup::ensure(&requirements(recipe))
+        .map_err(|source| ImageError::Setup { image: recipe.name.to_string(), source })?;
     b.step("downloading packages");
     let mut debs = vec![debs::kernel_deb(recipe.name, &resolved.kernel)?];
     debs.extend(resolved.debs.iter().cloned());
@@ -230,30 +209,13 @@ fn requirements(recipe: &Recipe) -> Vec<Requirement> {
         Requirement::command("depmod", "kmod", "kmod", "kernel module dependencies"),
         Requirement::command("cpio", "cpio", "cpio", "packing the initramfs"),
         Requirement::command("gzip", "gzip", "gzip", "compressing the initramfs"),
-        Requirement::command(
-            "mkfs.vfat",
-            "dosfstools",
-            "dosfstools",
-            "the EFI system partition",
-        ),
-        Requirement::command(
-            "mcopy",
-            "mtools",
-            "mtools",
-            "filling the ESP without mounting it",
-        ),
+        Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "the EFI system partition"),
+        Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
         Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
-        Requirement::command(
-            "dd",
-            "coreutils",
-            "coreutils",
-            "writing the ESP into the disk",
-        ),
+        Requirement::command("dd", "coreutils", "coreutils", "writing the ESP into the disk"),
     ];
     if recipe.boot == recipe::Boot::Uki {
-        reqs.push(Requirement::command(
-            "objcopy", "binutils", "binutils", "the UKI",
-        ));
+        reqs.push(Requirement::command("objcopy", "binutils", "binutils", "the UKI"));
         reqs.push(Requirement::file(
             media::UKI_STUB,
             "systemd-boot-efi",
@@ -262,12 +224,7 @@ fn requirements(recipe: &Recipe) -> Vec<Requirement> {
         ));
     }
     if recipe.medium == Medium::Iso {
-        reqs.push(Requirement::command(
-            "xorriso",
-            "xorriso",
-            "xorriso",
-            "the hybrid ISO",
-        ));
+        reqs.push(Requirement::command("xorriso", "xorriso", "xorriso", "the hybrid ISO"));
     }
     reqs
 }
@@ -285,19 +242,11 @@ mod tests {
     #[test]
     fn only_the_iso_needs_xorriso_and_only_ukis_need_the_stub() {
         let names = |name: &str| -> Vec<&str> {
-            requirements(&Recipe::named(name).unwrap())
-                .iter()
-                .map(|r| r.name())
-                .collect()
+            requirements(&Recipe::named(name).unwrap()).iter().map(|r| r.name()).collect()
         };
         assert!(names("tiny-iso").contains(&"xorriso"));
         assert!(!names("tiny").contains(&"xorriso"));
         assert!(names("tiny").contains(&media::UKI_STUB));
         assert!(!names("tiny-sb").contains(&media::UKI_STUB));
     }
-}
-
-/// The reference images bootproof can build.
-pub fn known() -> &'static [&'static str] {
-    &["tiny", "tiny-iso", "tiny-sb"]
 }

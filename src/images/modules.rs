@@ -65,10 +65,7 @@ impl ModulesDep {
 
 /// Names in `modules.builtin` (one `kernel/path/mod.ko` a line).
 pub fn builtin_names(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(module_name)
-        .collect()
+    text.lines().filter(|l| !l.is_empty()).map(module_name).collect()
 }
 
 #[cfg(test)]
@@ -109,20 +106,14 @@ kernel/drivers/char/virtio-console.ko: kernel/drivers/virtio/virtio.ko kernel/dr
     fn dashes_and_underscores_name_the_same_module() {
         let dep = ModulesDep::parse(DEP);
         let order = dep.load_order(&["virtio_console"], &[]).unwrap();
-        assert_eq!(
-            order.last().unwrap(),
-            "kernel/drivers/char/virtio-console.ko"
-        );
+        assert_eq!(order.last().unwrap(), "kernel/drivers/char/virtio-console.ko");
     }
 
     #[test]
     fn builtin_modules_need_no_file_and_unknown_ones_fail() {
         let dep = ModulesDep::parse(DEP);
         let builtin = builtin_names("kernel/drivers/char/tpm/tpm_crb.ko\n");
-        assert_eq!(
-            dep.load_order(&["tpm_crb"], &builtin).unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(dep.load_order(&["tpm_crb"], &builtin).unwrap(), Vec::<String>::new());
         let err = dep.load_order(&["nosuch"], &builtin).unwrap_err();
         assert!(err.contains("nosuch"));
     }

@@ -81,11 +81,7 @@ impl Recipe {
         };
         let mut packages = vec!["busybox-static"];
         if boot == Boot::SignedShim {
-            packages.extend([
-                "shim-signed",
-                "shim-helpers-amd64-signed",
-                "grub-efi-amd64-signed",
-            ]);
+            packages.extend(["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"]);
         }
         Some(Recipe {
             name: super::known().iter().copied().find(|k| *k == name)?,
@@ -202,18 +198,9 @@ mod tests {
         let base = Recipe::named("tiny").unwrap();
         let h = base.hash(&debs());
         let mut changes: Vec<Recipe> = Vec::new();
-        changes.push(Recipe {
-            version: base.version + 1,
-            ..base.clone()
-        });
-        changes.push(Recipe {
-            init: "#!/bin/sh\npoweroff -f\n",
-            ..base.clone()
-        });
-        changes.push(Recipe {
-            cmdline: "console=ttyS0",
-            ..base.clone()
-        });
+        changes.push(Recipe { version: base.version + 1, ..base.clone() });
+        changes.push(Recipe { init: "#!/bin/sh\npoweroff -f\n", ..base.clone() });
+        changes.push(Recipe { cmdline: "console=ttyS0", ..base.clone() });
         let mut fewer = base.clone();
         fewer.modules.pop();
         changes.push(fewer);
@@ -254,10 +241,7 @@ mod tests {
     #[test]
     fn init_prints_the_report_line() {
         assert!(TINY_INIT.starts_with("#!/bin/busybox sh\n"));
-        assert!(
-            TINY_INIT
-                .contains("bootproof-tiny: efi=$efi secureboot=$secureboot tpm=$tpm share=$share")
-        );
+        assert!(TINY_INIT.contains("bootproof-tiny: efi=$efi secureboot=$secureboot tpm=$tpm share=$share"));
         assert!(TINY_INIT.trim_end().ends_with("poweroff -f"));
     }
 }

@@ -68,47 +68,25 @@ pub fn build(b: &mut Build, r: &Recipe, debs: &[PathBuf]) -> Result<PathBuf, Ima
 /// The one kernel version the kernel package installed modules for.
 fn kernel_version(b: &Build, root: &Path) -> Result<String, ImageError> {
     let dir = root.join("lib/modules");
-    let versions: Vec<String> = b
-        .io(&dir, fs::read_dir(&dir))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    let versions: Vec<String> =
+        b.io(&dir, fs::read_dir(&dir))?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     match versions.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(b.content(format!(
-            "expected one kernel in {}, found {versions:?}",
-            dir.display()
-        ))),
+        _ => Err(b.content(format!("expected one kernel in {}, found {versions:?}", dir.display()))),
     }
 }
 
 /// Builds `initrd.img` (gzip'd newc cpio): busybox, `/init`, the modules in load order.
-fn initramfs(
-    b: &mut Build,
-    r: &Recipe,
-    root: &Path,
-    kver: &str,
-    work: &Path,
-) -> Result<PathBuf, ImageError> {
+fn initramfs(b: &mut Build, r: &Recipe, root: &Path, kver: &str, work: &Path) -> Result<PathBuf, ImageError> {
     let order = module_order(b, r, root, kver)?;
     let tree = work.join("initramfs");
-    for dir in [
-        "bin",
-        "dev",
-        "proc",
-        "sys",
-        "mnt/bootproof",
-        "mnt/input",
-        "etc/bootproof",
-    ] {
+    for dir in ["bin", "dev", "proc", "sys", "mnt/bootproof", "mnt/input", "etc/bootproof"] {
         b.create_dir(&tree.join(dir))?;
     }
     copy(b, &root.join("bin/busybox"), &tree.join("bin/busybox"))?;
     let init = tree.join("init");
     b.write(&init, r.init)?;
-    b.io(
-        &init,
-        fs::set_permissions(&init, fs::Permissions::from_mode(0o755)),
-    )?;
+    b.io(&init, fs::set_permissions(&init, fs::Permissions::from_mode(0o755)))?;
     let moddir = root.join("lib/modules").join(kver);
     for ko in &order {
         copy(b, &moddir.join(ko), &tree.join("lib/modules").join(ko))?;
@@ -132,12 +110,7 @@ fn initramfs(
 
 /// Runs depmod on the unpacked kernel (its package ships no `modules.dep`) and orders
 /// the recipe's modules with their dependencies.
-fn module_order(
-    b: &mut Build,
-    r: &Recipe,
-    root: &Path,
-    kver: &str,
-) -> Result<Vec<String>, ImageError> {
+fn module_order(b: &mut Build, r: &Recipe, root: &Path, kver: &str) -> Result<Vec<String>, ImageError> {
     b.run(Command::new("depmod").arg("-b").arg(root).arg(kver))?;
     let moddir = root.join("lib/modules").join(kver);
     let read = |name: &str| {
@@ -146,8 +119,7 @@ fn module_order(
     };
     let dep = ModulesDep::parse(&read("modules.dep")?);
     let builtin = builtin_names(&read("modules.builtin")?);
-    dep.load_order(&r.modules, &builtin)
-        .map_err(|m| b.content(m))
+    dep.load_order(&r.modules, &builtin).map_err(|m| b.content(m))
 }
 
 /// `/etc/bootproof/modules`: one path under `/lib/modules` a line, in load order.
@@ -196,28 +168,16 @@ fn signed_chain(
     let grub_cfg = work.join("grub.cfg");
     b.write(&grub_cfg, r.grub_cfg())?;
     let files = vec![
-        (
-            root.join("usr/lib/shim/shimx64.efi.signed"),
-            "EFI/BOOT/BOOTX64.EFI",
-        ),
-        (
-            root.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
-            "EFI/BOOT/grubx64.efi",
-        ),
-        (
-            root.join("usr/lib/shim/mmx64.efi.signed"),
-            "EFI/BOOT/mmx64.efi",
-        ),
+        (root.join("usr/lib/shim/shimx64.efi.signed"), "EFI/BOOT/BOOTX64.EFI"),
+        (root.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"), "EFI/BOOT/grubx64.efi"),
+        (root.join("usr/lib/shim/mmx64.efi.signed"), "EFI/BOOT/mmx64.efi"),
         (grub_cfg.clone(), "EFI/debian/grub.cfg"),
         (grub_cfg, "EFI/BOOT/grub.cfg"),
         (kernel.to_path_buf(), "vmlinuz"),
         (initrd.to_path_buf(), "initrd.img"),
     ];
     if let Some((missing, _)) = files.iter().find(|(src, _)| !src.is_file()) {
-        return Err(b.content(format!(
-            "{} is not in the unpacked packages",
-            missing.display()
-        )));
+        return Err(b.content(format!("{} is not in the unpacked packages", missing.display())));
     }
     Ok(files)
 }
