@@ -179,6 +179,10 @@ async fn run_reference(artifacts: PathBuf) -> ExitCode {
         ("uefi-tpm", "reference:tiny-iso", "efi=1 secureboot=0 tpm=2 share=ok"),
         ("uefi-secureboot", "reference:tiny-sb", "efi=1 secureboot=1 tpm=0 share=ok"),
     ];
+    // Say which acceleration the table's times were taken under before the table starts.
+    if let Ok(info) = host::qemu::info() {
+        let _ = host::accel::choose(&info.path, &info.version);
+    }
     let run_id = bootproof::vm::rundir::new_run_id();
     let mut failures = 0;
     let report_line =

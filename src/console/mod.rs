@@ -180,12 +180,16 @@ impl Console {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut progress = self.shared.progress.subscribe();
         self.lock().scanned = 0;
+        let mut open: Option<u64>;
         loop {
+            // `open` holds the end of a match that may still grow.
             progress.borrow_and_update();
             {
                 let mut st = self.lock();
-                if let Some(found) = search(&mut st, patterns) {
-                    return Ok(found);
+                match search(&mut st, patterns) {
+                    Some(found) if !found.open => return Ok(consume(&mut st, found)),
+                    Some(found) => open = Some(found.end),
+                    None => open = None,
                 }
                 if st.closed {
                     let tail = st.tail_lines();
@@ -196,10 +200,21 @@ impl Console {
                     });
                 }
             }
-            match tokio::time::timeout_at(deadline, progress.changed()).await {
+            let wait_until = match open {
+                Some(_) => deadline.min(tokio::time::Instant::now() + OPEN_MATCH_GRACE),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(wait_until, progress.changed()).await {
                 Ok(Ok(())) => {}
                 // The capture task ended: one more search sees its last bytes.
                 Ok(Err(_)) => self.lock().closed = true,
+                Err(_) if open.is_some() => {
+                    // Nothing more came: the open match stands as it is.
+                    let mut st = self.lock();
+                    if let Some(found) = search(&mut st, patterns) {
+                        return Ok(consume(&mut st, found));
+                    }
+                }
                 Err(_) => {
                     let tail = self.lock().tail_lines();
                     return Err(ConsoleError::Timeout {
@@ -265,8 +280,19 @@ impl Console {
     }
 }
 
-/// Searches the window after the cursor; on a match, consumes up to its end.
-fn search(st: &mut State, patterns: &[&Regex]) -> Option<(usize, String)> {
+/// A match found by [`search`].
+struct Found {
+    index: usize,
+    text: String,
+    /// Where the match ends in the text stream.
+    end: u64,
+    /// The match runs to the end of an unfinished line, so more text could extend it
+    /// (`share=\S+` seeing `share=o` of `share=ok`).
+    open: bool,
+}
+
+/// Searches the window after the cursor for the earliest match of any pattern.
+fn search(st: &mut State, patterns: &[&Regex]) -> Option<Found> {
     let from = st.cursor.max(st.window_start).max(st.scanned);
     let hay = &st.window[(from - st.window_start) as usize..];
     let best = patterns
@@ -274,16 +300,30 @@ fn search(st: &mut State, patterns: &[&Regex]) -> Option<(usize, String)> {
         .enumerate()
         .filter_map(|(i, re)| re.find(hay).map(|m| (m.start(), i, m.end(), m.as_bytes().to_vec())))
         .min_by_key(|(start, i, ..)| (*start, *i));
-    if let Some((_, i, end, bytes)) = best {
-        st.cursor = from + end as u64;
-        st.scanned = st.cursor;
-        return Some((i, String::from_utf8_lossy(&bytes).into_owned()));
+    if let Some((_, index, end, bytes)) = best {
+        let open = end == hay.len() && !st.closed && hay.last().is_some_and(|&b| b != b'\n');
+        return Some(Found {
+            index,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            end: from + end as u64,
+            open,
+        });
     }
     // Complete lines can't match a line-bounded pattern later: rescan only the last one.
     if let Some(nl) = memchr::memrchr(b'\n', hay) {
         st.scanned = from + nl as u64 + 1;
     }
     None
+}
+
+/// How long an open match waits for the line to go on before it counts: a prompt
+/// never goes on, a line the serial port is still delivering does within this time.
+const OPEN_MATCH_GRACE: Duration = Duration::from_millis(250);
+
+fn consume(st: &mut State, found: Found) -> (usize, String) {
+    st.cursor = found.end;
+    st.scanned = found.end;
+    (found.index, found.text)
 }
 
 struct Capture {
@@ -396,6 +436,28 @@ mod tests {
         let mut got = [0u8; 8];
         guest.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"hunter2\n");
+    }
+
+    #[tokio::test]
+    async fn a_match_at_the_end_of_an_unfinished_line_waits_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (console, mut guest) = console_pair(dir.path()).await;
+        let re = Regex::new(r"share=\S+").unwrap();
+        let waiter = {
+            let console = console.clone();
+            tokio::spawn(async move { console.wait_for(&re, Duration::from_secs(5)).await })
+        };
+        guest.write_all(b"efi=1 share=o").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        guest.write_all(b"k\r\n").await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), "share=ok");
+        // A prompt that never goes on still matches, after the grace.
+        guest.write_all(b"login: ").await.unwrap();
+        let started = Instant::now();
+        let got =
+            console.wait_for(&Regex::new(r"login: \S*").unwrap(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got, "login: ");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]
