@@ -12,6 +12,7 @@
 //! arrived before a wait began is still seen.
 
 mod ansi;
+mod redact;
 
 pub use ansi::AnsiStripper;
 
@@ -106,17 +107,7 @@ impl State {
         }
         let skip = lines.len().saturating_sub(TAIL_LINES);
         lines.drain(..skip);
-        lines.into_iter().map(|l| self.redact(l)).collect()
-    }
-
-    fn redact(&self, mut line: String) -> String {
-        for secret in &self.redactions {
-            let s = String::from_utf8_lossy(secret);
-            if !s.is_empty() {
-                line = line.replace(&*s, "[REDACTED]");
-            }
-        }
-        line
+        lines
     }
 }
 
@@ -159,6 +150,7 @@ impl Console {
             text,
             echo: files.echo,
             stripper: AnsiStripper::default(),
+            redactor: redact::Redactor::default(),
         };
         tokio::spawn(task.run(reader));
         Ok(Console { shared, writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))) })
@@ -241,7 +233,8 @@ impl Console {
         self.send(&bytes).await
     }
 
-    /// Text that must never appear in the last-lines view (secrets the guest echoes).
+    /// Text that must never reach a file or a message (secrets the guest echoes): from
+    /// now on it is replaced by `[REDACTED]` in the raw log, the text log and the tail.
     pub fn redact(&self, secret: &str) {
         self.lock().redactions.push(secret.as_bytes().to_vec());
     }
@@ -332,25 +325,36 @@ struct Capture {
     text: std::fs::File,
     echo: bool,
     stripper: AnsiStripper,
+    redactor: redact::Redactor,
 }
 
 impl Capture {
     async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut stripped = Vec::with_capacity(buf.len());
+        let mut clean = Vec::with_capacity(buf.len());
         loop {
             let n = match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            clean.clear();
+            let secrets = self.lock().redactions.clone();
+            self.redactor.feed(&buf[..n], &secrets, &mut clean);
             // Straight to the page cache: a crash of bootproof loses nothing already read.
-            let _ = self.raw.write_all(&buf[..n]);
+            let _ = self.raw.write_all(&clean);
             stripped.clear();
-            self.stripper.feed(&buf[..n], &mut stripped);
+            self.stripper.feed(&clean, &mut stripped);
             self.take_text(&stripped);
             let end = self.lock().end();
             self.shared.progress.send_replace(end);
         }
+        clean.clear();
+        self.redactor.flush(&mut clean);
+        let _ = self.raw.write_all(&clean);
+        stripped.clear();
+        self.stripper.feed(&clean, &mut stripped);
+        self.take_text(&stripped);
         self.finish();
     }
 
@@ -391,8 +395,7 @@ impl Capture {
         out.push(b'\n');
         let _ = self.text.write_all(&out);
         if self.echo {
-            let shown = self.lock().redact(String::from_utf8_lossy(line).into_owned());
-            eprintln!("  console | {shown}");
+            eprintln!("  console | {}", String::from_utf8_lossy(line));
         }
     }
 
@@ -506,7 +509,16 @@ mod tests {
         console.redact("s3cret");
         guest.write_all(b"Enter passphrase: s3cret\r\n").await.unwrap();
         console.wait_for(&Regex::new("passphrase").unwrap(), Duration::from_secs(5)).await.unwrap();
+        guest.write_all(b"s3c").await.unwrap();
+        guest.write_all(b"ret again\r\n").await.unwrap();
+        console.wait_for(&Regex::new("again").unwrap(), Duration::from_secs(5)).await.unwrap();
         let tail = console.tail();
         assert!(tail.iter().all(|l| !l.contains("s3cret")) && tail[0].contains("[REDACTED]"), "{tail:?}");
+        drop(guest);
+        assert!(console.closed(Duration::from_secs(5)).await);
+        for file in ["raw", "text"] {
+            let content = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            assert!(!content.contains("s3cret") && content.contains("[REDACTED] again"), "{file}: {content}");
+        }
     }
 }

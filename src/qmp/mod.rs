@@ -127,6 +127,17 @@ impl Qmp {
         arguments: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, QmpError> {
+        self.execute_logged(command, arguments, timeout, true).await
+    }
+
+    /// Runs a command; `log_arguments: false` keeps its arguments out of `qmp.log`.
+    async fn execute_logged(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        timeout: Duration,
+        log_arguments: bool,
+    ) -> Result<Value, QmpError> {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut msg = json!({"execute": command, "id": id});
         if let Some(args) = arguments {
@@ -134,7 +145,12 @@ impl Qmp {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).write("out", &msg);
+        let logged = if log_arguments {
+            msg.clone()
+        } else {
+            json!({"execute": command, "id": id, "arguments": "[REDACTED]"})
+        };
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).write("out", &logged);
         {
             let mut w = self.writer.lock().await;
             let mut bytes = serde_json::to_vec(&msg).expect("serialisable");
@@ -224,6 +240,15 @@ impl Qmp {
         for chord in text_keystrokes(text)? {
             let keys: Vec<Value> = chord.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
             self.execute("send-key", Some(json!({"keys": keys}))).await?;
+        }
+        Ok(())
+    }
+
+    /// Types a secret: like [`Qmp::type_text`], but `qmp.log` records no keys.
+    pub async fn type_secret(&self, text: &str) -> Result<(), QmpError> {
+        for chord in text_keystrokes(text)? {
+            let keys: Vec<Value> = chord.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
+            self.execute_logged("send-key", Some(json!({"keys": keys})), REPLY_TIMEOUT, false).await?;
         }
         Ok(())
     }
