@@ -15,5 +15,6 @@ pub mod inspect;
 pub mod logs;
 pub mod profile;
 pub mod qmp;
+pub mod report;
 pub mod scenario;
 pub mod vm;

@@ -1,0 +1,292 @@
+//! What a scenario run produced, and its three renderings: `summary.json`, the
+//! one-screen failure message, and JUnit XML.
+//!
+//! Owns: the report data and pure formatting. Must not: run anything; the runner
+//! fills a [`ScenarioReport`], the harness and the CLI print or write it.
+
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::logs::{Finding, Severity};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: String,
+    pub file: Option<PathBuf>,
+    pub passed: bool,
+    pub profile: String,
+    pub image: String,
+    pub accel: String,
+    pub run_dir: PathBuf,
+    /// Unix time when the scenario started and ended.
+    pub started_unix: f64,
+    pub ended_unix: f64,
+    /// When the VM ran (unix seconds), for the concurrency budget's record.
+    pub vm_started_unix: Option<f64>,
+    pub vm_ended_unix: Option<f64>,
+    pub elapsed_secs: f64,
+    pub timeout_secs: f64,
+    /// The guest agent's transport, when one answered.
+    pub agent: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub checks: Vec<CheckReport>,
+    /// What `inspect` found in the run directory, most severe first.
+    pub findings: Vec<Finding>,
+    /// The first thing that failed.
+    pub failure: Option<Failure>,
+    pub last_console_lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// 1-based.
+    pub index: usize,
+    pub line: usize,
+    pub action: &'static str,
+    pub description: String,
+    pub status: Status,
+    /// Seconds since the scenario started.
+    pub started_secs: f64,
+    pub ended_secs: f64,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub kind: &'static str,
+    pub line: usize,
+    pub status: Status,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// What failed first, with what was expected and what was seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// e.g. `step 3 (tests/scenarios/x.toml:12) run "false"` or `setup`.
+    pub what: String,
+    pub expected: String,
+    pub seen: String,
+}
+
+/// How many findings and console lines the failure screen shows.
+const SCREEN_FINDINGS: usize = 5;
+const SCREEN_CONSOLE: usize = 10;
+
+impl ScenarioReport {
+    /// The failure message that fits one screen: what failed, expected vs seen, failed
+    /// checks, the last console lines, the top findings, where everything is, and the
+    /// command that reruns this scenario alone.
+    pub fn failure_screen(&self, rerun: &str) -> String {
+        let mut s = format!(
+            "scenario `{}` FAILED after {:.1}s under {} ({} on {})\n",
+            self.scenario, self.elapsed_secs, self.accel, self.image, self.profile
+        );
+        if let Some(f) = &self.failure {
+            s.push_str(&format!("  failed:   {}\n", f.what));
+            s.push_str(&indent_after_label("expected: ", &f.expected));
+            s.push_str(&indent_after_label("seen:     ", &f.seen));
+        }
+        let failed: Vec<&CheckReport> = self.checks.iter().filter(|c| c.status == Status::Failed).collect();
+        let passed = self.checks.iter().filter(|c| c.status == Status::Passed).count();
+        if !self.checks.is_empty() {
+            s.push_str(&format!("  checks:   {passed} passed, {} failed\n", failed.len()));
+            for c in failed {
+                s.push_str(&format!("    {} (line {}): {}\n", c.kind, c.line, first_lines(&c.message, 3)));
+            }
+        }
+        if !self.last_console_lines.is_empty() {
+            s.push_str("  last console lines:\n");
+            let skip = self.last_console_lines.len().saturating_sub(SCREEN_CONSOLE);
+            for l in &self.last_console_lines[skip..] {
+                s.push_str(&format!("    | {}\n", truncate(l, 160)));
+            }
+        }
+        let serious: Vec<&Finding> =
+            self.findings.iter().filter(|f| f.severity >= Severity::Warning).collect();
+        if !serious.is_empty() {
+            s.push_str("  findings:\n");
+            for f in serious.iter().take(SCREEN_FINDINGS) {
+                s.push_str(&format!(
+                    "    {:8} {}:{}: {}\n",
+                    format!("{:?}", f.severity).to_lowercase(),
+                    f.file.display(),
+                    f.line,
+                    truncate(&f.summary, 120)
+                ));
+            }
+            if serious.len() > SCREEN_FINDINGS {
+                s.push_str(&format!(
+                    "    ... {} more: bootproof inspect {}\n",
+                    serious.len() - SCREEN_FINDINGS,
+                    self.run_dir.display()
+                ));
+            }
+        }
+        s.push_str(&format!("  run dir:  {}\n", self.run_dir.display()));
+        s.push_str(&format!("  rerun:    {rerun}\n"));
+        s
+    }
+
+    /// One line for progress output and tables.
+    pub fn one_line(&self) -> String {
+        let verdict = if self.passed { "ok" } else { "FAILED" };
+        let detail = self.failure.as_ref().map(|f| format!(": {}", f.what)).unwrap_or_default();
+        format!("{verdict} {} in {:.1}s ({}){detail}", self.scenario, self.elapsed_secs, self.accel)
+    }
+}
+
+fn indent_after_label(label: &str, text: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in text.lines().take(8).enumerate() {
+        let head = if i == 0 { label.to_string() } else { " ".repeat(label.len()) };
+        out.push_str(&format!("  {head}{}\n", truncate(line, 160)));
+    }
+    if text.lines().count() > 8 {
+        out.push_str(&format!("  {}...\n", " ".repeat(label.len())));
+    }
+    if text.is_empty() {
+        out.push_str(&format!("  {label}(nothing)\n"));
+    }
+    out
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join(" / ")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+/// JUnit XML that CI systems read: one testsuite, one testcase per scenario, each step
+/// a property, the console tail as system-out on failure.
+pub fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Report {
+    use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new(suite_name);
+    for r in reports {
+        let status = if r.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let what = r.failure.as_ref().map_or_else(|| "failed".to_string(), |f| f.what.clone());
+            st.set_message(what);
+            st.set_description(r.failure_screen(&format!("bootproof run {}", r.scenario)));
+            st
+        };
+        let mut case = TestCase::new(r.scenario.clone(), status);
+        case.set_classname("bootproof.scenarios");
+        case.set_time(Duration::from_secs_f64(r.elapsed_secs.max(0.0)));
+        case.add_property(Property::new("accel", r.accel.clone()));
+        case.add_property(Property::new("run_dir", r.run_dir.display().to_string()));
+        for st in &r.steps {
+            let value = format!(
+                "{} {} ({:.1}s)",
+                st.status.as_str(),
+                st.description,
+                st.ended_secs - st.started_secs
+            );
+            case.add_property(Property::new(format!("step.{}", st.index), value));
+        }
+        if !r.passed {
+            case.set_system_out_lossy(r.last_console_lines.join("\n"));
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = quick_junit::Report::new("bootproof");
+    report.add_test_suite(suite);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(passed: bool) -> ScenarioReport {
+        ScenarioReport {
+            scenario: "tiny-run".into(),
+            file: None,
+            passed,
+            profile: "uefi".into(),
+            image: "reference:tiny".into(),
+            accel: "tcg".into(),
+            run_dir: "artifacts/tiny-run/1".into(),
+            started_unix: 0.0,
+            ended_unix: 12.0,
+            vm_started_unix: Some(0.5),
+            vm_ended_unix: Some(11.0),
+            elapsed_secs: 12.0,
+            timeout_secs: 600.0,
+            agent: Some("shell".into()),
+            steps: vec![StepReport {
+                index: 1,
+                line: 5,
+                action: "run",
+                description: "run \"false\"".into(),
+                status: if passed { Status::Passed } else { Status::Failed },
+                started_secs: 1.0,
+                ended_secs: 2.5,
+                message: None,
+            }],
+            checks: vec![],
+            findings: vec![],
+            failure: (!passed).then(|| Failure {
+                what: "step 1 (s.toml:5) run \"false\"".into(),
+                expected: "exit code 0".into(),
+                seen: "exit code 1\nstderr: boom".into(),
+            }),
+            last_console_lines: vec!["bootproof-tiny: init started".into()],
+        }
+    }
+
+    #[test]
+    fn the_failure_screen_says_what_where_and_how_to_rerun() {
+        let screen = sample(false).failure_screen("cargo test --test scenarios -- --exact tiny-run");
+        for needle in [
+            "FAILED",
+            "run \"false\"",
+            "expected: exit code 0",
+            "seen:     exit code 1",
+            "stderr: boom",
+            "| bootproof-tiny: init started",
+            "run dir:  artifacts/tiny-run/1",
+            "--exact tiny-run",
+        ] {
+            assert!(screen.contains(needle), "{needle:?} missing from:\n{screen}");
+        }
+        assert!(screen.lines().count() < 30);
+    }
+
+    #[test]
+    fn junit_has_the_shape_ci_systems_read() {
+        let xml = junit(&[sample(true), sample(false)], "scenarios").to_string().unwrap();
+        assert!(xml.contains("<testsuites name=\"bootproof\" tests=\"2\""), "{xml}");
+        assert!(xml.contains("<testsuite name=\"scenarios\" tests=\"2\""), "{xml}");
+        assert!(xml.contains("<testcase name=\"tiny-run\" classname=\"bootproof.scenarios\""), "{xml}");
+        assert!(xml.contains("<failure message=\"step 1 (s.toml:5) run &quot;false&quot;\""), "{xml}");
+        assert!(xml.contains("<property name=\"step.1\""), "{xml}");
+        assert!(xml.contains("<system-out>bootproof-tiny: init started</system-out>"), "{xml}");
+    }
+}
