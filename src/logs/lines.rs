@@ -7,7 +7,7 @@
 use std::io::{self, BufRead};
 use std::path::Path;
 
-use super::LogError;
+use super::{Analysis, Finding, LogError};
 
 /// Longest line kept. Longer lines are reported as oversize (their head is kept, the rest
 /// skipped) and parsers count them as not understood: no real log line is this long, and
@@ -90,6 +90,33 @@ impl<'r> LineReader<'r> {
     }
 }
 
+/// How the lines of one file were accounted for. `continuation_lines` belong to a
+/// record without being one (a multi-line message, a table's legend), so
+/// `records + continuation_lines + unparsed_lines == lines`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub records: u64,
+    pub continuation_lines: u64,
+    pub unparsed_lines: u64,
+    pub lines: u64,
+}
+
+impl Tally {
+    pub fn analysis(self, findings: Vec<Finding>) -> Analysis {
+        Analysis {
+            records: self.records,
+            unparsed_lines: self.unparsed_lines,
+            lines: self.lines,
+            findings,
+        }
+    }
+
+    /// Every line is a record, a continuation or not understood.
+    pub fn accounts_for_every_line(&self) -> bool {
+        self.records + self.continuation_lines + self.unparsed_lines == self.lines
+    }
+}
+
 /// The [`LogError`] for a read failure of `file`.
 pub fn io_error(file: &Path, source: io::Error) -> LogError {
     LogError::Io {
@@ -121,7 +148,11 @@ pub fn head_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Share (0..=100) of the non-empty lines of `head` accepted by `is_mine`, or 0 when
 /// fewer than `min_lines` lines are there to judge.
-pub fn share_of_lines(head: &[u8], min_lines: usize, is_mine: impl Fn(&[u8]) -> bool) -> u8 {
+pub fn share_of_lines<'h>(
+    head: &'h [u8],
+    min_lines: usize,
+    mut is_mine: impl FnMut(&'h [u8]) -> bool,
+) -> u8 {
     let (mut total, mut mine) = (0usize, 0usize);
     for line in head_lines(head).filter(|l| !l.is_empty()) {
         total += 1;

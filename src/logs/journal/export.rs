@@ -1,0 +1,428 @@
+//! The journal export format (`journalctl -o export`), parsed as it streams in.
+//!
+//! Owns: the export grammar (text fields `NAME=value\n`, binary fields `NAME\n` + u64 LE
+//! length + bytes + `\n`, entries ended by an empty line) and a push parser that can be
+//! fed chunks of any size as they arrive from a guest.
+//! Must not: buffer more than one entry (capped at [`MAX_ENTRY`]) plus one chunk, or
+//! interpret field values; that is the journal carrier's job.
+
+use nom::bytes::streaming::{tag, take, take_until, take_while1};
+use nom::number::streaming::le_u64;
+use nom::sequence::terminated;
+use nom::{IResult, Parser};
+
+/// Largest field value kept; larger binary values are skipped as they stream past (and
+/// their lines counted as not understood). journald's own default field limit is 64 KiB
+/// for most sources; a coredump can be bigger, and is of no use to `inspect`.
+pub const MAX_FIELD: usize = 1024 * 1024;
+/// Longest value journald can store; a binary length above it means the `NAME\n` line
+/// was garbage followed by text, not a field.
+const MAX_PLAUSIBLE_FIELD: u64 = 1 << 30;
+/// Largest entry kept in memory; a longer one is cut into pieces.
+pub const MAX_ENTRY: usize = 8 * 1024 * 1024;
+
+/// One `NAME=value` (or binary) field, borrowed from the parser's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// 1-based line of the entry's first field.
+    pub line: u64,
+    /// Lines the entry spans, its closing empty line included.
+    pub lines: u64,
+    /// Of those, lines not understood (garbage, oversize values).
+    pub unparsed_lines: u64,
+    /// In stream order; a name may repeat.
+    pub fields: Vec<Field<'a>>,
+    /// The stream ended, or the entry hit [`MAX_ENTRY`], before its empty line.
+    pub truncated: bool,
+}
+
+impl<'a> Entry<'a> {
+    /// The first value of `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.fields.iter().find(|f| f.name == name).map(|f| f.value)
+    }
+}
+
+/// What the grammar recognised at the start of the unparsed input.
+#[derive(Debug, PartialEq, Eq)]
+enum Step<'a> {
+    Field {
+        field: Field<'a>,
+        len: usize,
+        lines: u64,
+    },
+    /// The empty line that ends an entry.
+    EntryEnd,
+    /// A binary field whose value exceeds [`MAX_FIELD`]: `header` bytes of name and
+    /// length, then `value` bytes to skip.
+    Oversize { header: usize, value: u64 },
+    /// A line that is no field; `len` includes its `\n` when present.
+    Garbage { len: usize },
+    /// More input is needed.
+    Incomplete,
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn field_name(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while1(is_name_byte).parse(input)
+}
+
+/// `NAME=value\n`.
+fn text_field(input: &[u8]) -> IResult<&[u8], Field<'_>> {
+    (
+        terminated(field_name, tag("=")),
+        terminated(take_until("\n"), tag("\n")),
+    )
+        .map(|(name, value)| Field { name, value })
+        .parse(input)
+}
+
+/// `NAME\n` + u64 LE length: the head of a binary field.
+fn binary_header(input: &[u8]) -> IResult<&[u8], (&[u8], u64)> {
+    (terminated(field_name, tag("\n")), le_u64).parse(input)
+}
+
+/// The value and closing `\n` of a binary field of `len` bytes.
+fn binary_value(input: &[u8], len: usize) -> IResult<&[u8], &[u8]> {
+    terminated(take(len), tag("\n")).parse(input)
+}
+
+/// One production of the export grammar at the start of `input`.
+fn step(input: &[u8]) -> Step<'_> {
+    match input.first() {
+        None => return Step::Incomplete,
+        Some(b'\n') => return Step::EntryEnd,
+        Some(_) => {}
+    }
+    match text_field(input) {
+        Ok((rest, field)) => {
+            return Step::Field {
+                field,
+                len: input.len() - rest.len(),
+                lines: 1,
+            };
+        }
+        Err(nom::Err::Incomplete(_)) if memchr::memchr(b'\n', input).is_none() => {
+            return Step::Incomplete;
+        }
+        Err(_) => {}
+    }
+    match binary_header(input) {
+        Ok((_, (_, value))) if value > MAX_PLAUSIBLE_FIELD => garbage_line(input),
+        Ok((rest, (name, value))) => {
+            let header = input.len() - rest.len();
+            match usize::try_from(value) {
+                Ok(len) if len <= MAX_FIELD => match binary_value(rest, len) {
+                    Ok((after, value)) => Step::Field {
+                        field: Field { name, value },
+                        len: input.len() - after.len(),
+                        lines: 2 + memchr::memchr_iter(b'\n', value).count() as u64,
+                    },
+                    Err(nom::Err::Incomplete(_)) => Step::Incomplete,
+                    Err(_) => garbage_line(input),
+                },
+                _ => Step::Oversize { header, value },
+            }
+        }
+        Err(nom::Err::Incomplete(_)) => Step::Incomplete,
+        Err(_) => garbage_line(input),
+    }
+}
+
+fn garbage_line(input: &[u8]) -> Step<'_> {
+    match memchr::memchr(b'\n', input) {
+        Some(i) => Step::Garbage { len: i + 1 },
+        None => Step::Incomplete,
+    }
+}
+
+/// Bytes of the stream that are being dropped instead of buffered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    #[default]
+    Nothing,
+    /// The rest of an oversize binary value and its closing `\n`.
+    Bytes(u64),
+    /// The rest of an overlong line, through its `\n`.
+    Line,
+}
+
+/// A push parser: [`feed`](ExportParser::feed) chunks as they arrive, take the complete
+/// entries, call [`finish`](ExportParser::finish) at the end of the stream.
+#[derive(Debug, Default)]
+pub struct ExportParser {
+    /// Unparsed input: the start of the entry in progress and what follows it.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out (dropped at the next `feed`).
+    consumed: usize,
+    /// Line number of `buf[consumed]`.
+    line: u64,
+    skip: Skip,
+    /// Lines of the current entry dropped by `skip`.
+    skipped_lines: u64,
+    /// Lines outside any entry (stray empty lines), for the accounting.
+    stray_lines: u64,
+    /// An oversize value met by the last iteration: where in `buf` its bytes start and
+    /// how many there are. Dropped at the next `feed` or `finish`.
+    pending_oversize: Option<(usize, u64)>,
+    at_end: bool,
+}
+
+impl ExportParser {
+    pub fn new() -> Self {
+        ExportParser {
+            line: 1,
+            ..ExportParser::default()
+        }
+    }
+
+    /// Adds `chunk` to the stream and returns the entries it completes. Entries not
+    /// taken from the iterator are returned again by the next call.
+    pub fn feed(&mut self, chunk: &[u8]) -> Entries<'_> {
+        self.compact();
+        let chunk = self.skip_dropped(chunk);
+        self.buf.extend_from_slice(chunk);
+        self.cap_line();
+        self.entries()
+    }
+
+    /// Ends the stream: returns the last entries, the final one possibly without its
+    /// empty line or cut short (`truncated`).
+    pub fn finish(&mut self) -> Entries<'_> {
+        self.compact();
+        self.at_end = true;
+        self.entries()
+    }
+
+    /// Bytes held: the entry in progress and input not parsed yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.consumed
+    }
+
+    /// Lines seen outside entries (empty lines between them).
+    pub fn stray_lines(&self) -> u64 {
+        self.stray_lines
+    }
+
+    fn entries(&mut self) -> Entries<'_> {
+        Entries {
+            buf: &self.buf,
+            consumed: &mut self.consumed,
+            line: &mut self.line,
+            skipped_lines: &mut self.skipped_lines,
+            stray_lines: &mut self.stray_lines,
+            pending_oversize: &mut self.pending_oversize,
+            at_end: self.at_end,
+        }
+    }
+
+    /// Forgets the bytes handed out, and the oversize value in progress.
+    fn compact(&mut self) {
+        self.buf.drain(..self.consumed);
+        if let Some((at, len)) = self.pending_oversize.take() {
+            self.drop_value(at - self.consumed, len);
+        }
+        self.consumed = 0;
+    }
+
+    /// Turns the binary field whose value starts at `at` into an empty one and drops
+    /// its `len` value bytes, those buffered now and those still to come.
+    fn drop_value(&mut self, at: usize, len: u64) {
+        self.buf[at - 8..at].copy_from_slice(&0u64.to_le_bytes());
+        let present = self.buf.len() - at;
+        let now = usize::try_from(len).map_or(present, |l| l.min(present));
+        self.skipped_lines += memchr::memchr_iter(b'\n', &self.buf[at..at + now]).count() as u64;
+        self.buf.drain(at..at + now);
+        let left = len - now as u64;
+        if left > 0 {
+            self.skip = Skip::Bytes(left);
+        }
+    }
+
+    /// Drops what `skip` says from the front of `chunk`, counting its lines.
+    fn skip_dropped<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        match self.skip {
+            Skip::Nothing => chunk,
+            Skip::Bytes(left) => {
+                let n = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+                self.skipped_lines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
+                let left = left - n as u64;
+                self.skip = if left == 0 {
+                    Skip::Nothing
+                } else {
+                    Skip::Bytes(left)
+                };
+                &chunk[n..]
+            }
+            Skip::Line => match memchr::memchr(b'\n', chunk) {
+                Some(i) => {
+                    self.skip = Skip::Nothing;
+                    &chunk[i + 1..]
+                }
+                None => &[],
+            },
+        }
+    }
+
+    /// A line longer than [`MAX_FIELD`] without its `\n` yet: keep its head only, so a
+    /// 100 MB line costs no more than a large field.
+    fn cap_line(&mut self) {
+        if self.skip != Skip::Nothing {
+            return;
+        }
+        let start = self.last_line_start();
+        if self.buf.len() - start > MAX_FIELD + 16 {
+            self.buf.truncate(start);
+            // Stands for the dropped line: a garbage line the grammar will count.
+            self.buf.extend_from_slice(b"\x00\n");
+            self.skip = Skip::Line;
+        }
+    }
+
+    fn last_line_start(&self) -> usize {
+        match memchr::memrchr(b'\n', &self.buf[self.consumed..]) {
+            Some(i) => self.consumed + i + 1,
+            None => self.consumed,
+        }
+    }
+}
+
+/// The complete entries of the buffer; each borrows the parser's buffer.
+pub struct Entries<'p> {
+    buf: &'p [u8],
+    consumed: &'p mut usize,
+    line: &'p mut u64,
+    skipped_lines: &'p mut u64,
+    stray_lines: &'p mut u64,
+    pending_oversize: &'p mut Option<(usize, u64)>,
+    at_end: bool,
+}
+
+impl<'p> Iterator for Entries<'p> {
+    type Item = Entry<'p>;
+
+    fn next(&mut self) -> Option<Entry<'p>> {
+        loop {
+            let input = &self.buf[*self.consumed..];
+            if input.is_empty() {
+                return None;
+            }
+            if input[0] == b'\n' {
+                // An empty line where an entry should start.
+                *self.consumed += 1;
+                *self.line += 1;
+                *self.stray_lines += 1;
+                continue;
+            }
+            return self.entry(input);
+        }
+    }
+}
+
+impl<'p> Entries<'p> {
+    /// Parses one entry at the start of `input` (which is `self.buf[consumed..]`).
+    fn entry(&mut self, input: &'p [u8]) -> Option<Entry<'p>> {
+        let mut pos = 0;
+        let mut lines = 0;
+        let mut unparsed = 0;
+        let mut fields = Vec::new();
+        loop {
+            if pos > MAX_ENTRY {
+                return Some(self.emit(pos, lines, unparsed, fields, true));
+            }
+            match step(&input[pos..]) {
+                Step::Field {
+                    field,
+                    len,
+                    lines: n,
+                } => {
+                    fields.push(field);
+                    pos += len;
+                    lines += n;
+                }
+                Step::EntryEnd => {
+                    return Some(self.emit(pos + 1, lines + 1, unparsed, fields, false));
+                }
+                Step::Garbage { len } => {
+                    pos += len;
+                    lines += 1;
+                    unparsed += 1;
+                }
+                Step::Oversize { .. } if self.at_end => {
+                    // A second oversize value in what `finish` got: damaged to the end.
+                    let n = lines_in(&input[pos..]);
+                    return Some(self.emit(input.len(), lines + n, unparsed + n, fields, true));
+                }
+                Step::Oversize { header, value } => {
+                    // Dropped by the next `feed` or `finish`; the entry comes out then.
+                    *self.pending_oversize = Some((*self.consumed + pos + header, value));
+                    return None;
+                }
+                Step::Incomplete if !self.at_end => return None,
+                Step::Incomplete => return self.last_entry(input, pos, lines, unparsed, fields),
+            }
+        }
+    }
+
+    /// At the end of the stream: the last entry, which may lack its empty line or be cut
+    /// inside a field.
+    fn last_entry(
+        &mut self,
+        input: &'p [u8],
+        pos: usize,
+        lines: u64,
+        unparsed: u64,
+        mut fields: Vec<Field<'p>>,
+    ) -> Option<Entry<'p>> {
+        let rest = &input[pos..];
+        if rest.is_empty() {
+            return Some(self.emit(pos, lines, unparsed, fields, false));
+        }
+        // A final text field without its `\n` is complete; anything else was cut short.
+        if let Ok((value, name)) = terminated(field_name, tag("=")).parse(rest)
+            && memchr::memchr(b'\n', value).is_none()
+        {
+            fields.push(Field { name, value });
+            return Some(self.emit(input.len(), lines + 1, unparsed, fields, false));
+        }
+        let n = lines_in(rest);
+        Some(self.emit(input.len(), lines + n, unparsed + n, fields, true))
+    }
+
+    fn emit(
+        &mut self,
+        len: usize,
+        lines: u64,
+        unparsed: u64,
+        fields: Vec<Field<'p>>,
+        truncated: bool,
+    ) -> Entry<'p> {
+        let extra = std::mem::take(self.skipped_lines);
+        let entry = Entry {
+            line: *self.line,
+            lines: lines + extra,
+            unparsed_lines: unparsed + extra,
+            fields,
+            truncated,
+        };
+        *self.consumed += len;
+        *self.line += lines + extra;
+        entry
+    }
+}
+
+/// Lines in a piece of input, counting an unterminated last one.
+fn lines_in(bytes: &[u8]) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    newlines + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
+}
