@@ -390,12 +390,17 @@ impl Rules {
         );
     }
 
-    /// One SDDM message (any of sddm, sddm-helper, sddm-greeter).
-    pub fn sddm(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8]) {
-        if let Some(rule) = SDDM_RULES.iter().find(|r| r.matches(message)) {
-            let summary = format!("SDDM: {}", summary_of(message));
-            self.push(rule.meaning(), line, time, summary, evidence);
-        }
+    /// One SDDM message (any of sddm, sddm-helper, sddm-greeter). `is_error`: SDDM
+    /// logged it at its error level (`(EE)` in sddm.log), which is worth a warning even
+    /// when no rule knows the message.
+    pub fn sddm(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8], is_error: bool) {
+        let meaning = match SDDM_RULES.iter().find(|r| r.matches(message)) {
+            Some(rule) => rule.meaning(),
+            None if is_error => (FindingKind::DisplayManagerFailure, Severity::Warning),
+            None => return,
+        };
+        let summary = format!("SDDM: {}", summary_of(message));
+        self.push(meaning, line, time, summary, evidence);
     }
 
     /// One systemd (PID 1 or user manager) message; `unit` is the journal's `UNIT=` or
@@ -444,7 +449,7 @@ impl Rules {
                 self.kernel(m.line, m.time, one, one);
             }
         } else if m.identifier.starts_with(b"sddm") {
-            self.sddm(m.line, m.time, m.text, m.text);
+            self.sddm(m.line, m.time, m.text, m.text, false);
         } else if m.identifier == b"systemd" {
             self.systemd(m.line, m.time, m.unit, m.text, m.text);
         } else if m.identifier == b"audit" || m.identifier == b"audispd" {
