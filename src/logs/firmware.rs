@@ -45,9 +45,12 @@ impl Analyzer for Firmware {
     }
 
     fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
+        // At the start of a line, as firmware prints them, not quoted in a document.
         let found = MARKERS
             .iter()
-            .filter(|m| memchr::memmem::find(head, m.as_bytes()).is_some())
+            .filter(|m| {
+                lines::head_lines(head).any(|l| l.trim_ascii_start().starts_with(m.as_bytes()))
+            })
             .count();
         match found {
             0 => 0,

@@ -70,6 +70,11 @@ fn has_kernel_prefix(line: &[u8]) -> bool {
     prefixed.is_ok() || level(line).is_ok()
 }
 
+/// `(II) `, `(WW) `, `(EE) `, `(--) `, `(**) `, `(==) `: Xorg's message classes.
+fn is_xorg_marked(message: &[u8]) -> bool {
+    matches!(message, [b'(', a, b, b')', b' ', ..] if !a.is_ascii_alphanumeric() || a.is_ascii_uppercase() && b.is_ascii_uppercase())
+}
+
 /// Messages every boot log starts with; they tell a prefix-less dmesg apart.
 const BOOT_BANNERS: &[&str] = &[
     "Linux version ",
@@ -87,10 +92,18 @@ impl Analyzer for KernelLog {
 
     fn sniff(&self, head: &[u8], file_name: &str) -> u8 {
         let prefixed = lines::share_of_lines(head, 3, has_kernel_prefix);
-        let banner = BOOT_BANNERS
-            .iter()
-            .any(|b| memchr::memmem::find(head, b.as_bytes()).is_some());
+        let banner = lines::head_lines(head).take(50).any(|l| {
+            let message = kernel_line(l).message;
+            BOOT_BANNERS
+                .iter()
+                .any(|b| message.starts_with(b.as_bytes()))
+        });
         let named = file_name.contains("dmesg");
+        // Xorg's log has the same `[seconds]` prefix, then a `(II)`-style marker.
+        let xorg = lines::share_of_lines(head, 3, |l| is_xorg_marked(kernel_line(l).message));
+        if xorg >= 20 {
+            return 0;
+        }
         // A journal rendered short-monotonic also starts lines with `[seconds]`; its own
         // analyzer scores higher, so dmesg stays below 90 here.
         if !banner && prefixed < 50 {

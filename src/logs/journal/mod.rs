@@ -331,6 +331,14 @@ impl Analyzer for JournalShort {
         let Some(first_host) = hosts.first() else {
             return 0;
         };
+        // journalctl output starts with an entry or its `-- Logs begin` line; a short
+        // section further down belongs to another file (an anaconda-tb quotes one).
+        let starts_well = lines::head_lines(head)
+            .find(|l| !l.is_empty())
+            .is_some_and(|l| short::short_line(l).is_ok() || short::marker_line(l).is_ok());
+        if !starts_well {
+            return share.min(30);
+        }
         let same_host = hosts.iter().filter(|h| *h == first_host).count();
         if same_host * 10 < hosts.len() * 9 {
             return share / 2;
