@@ -8,6 +8,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+use regex::bytes::Regex;
 
 use super::audit;
 use super::lines::{format_realtime_us, text};
@@ -146,6 +150,36 @@ const KERNEL_RULES: &[Rule] = &[
         Severity::Warning,
     ),
 ];
+
+/// A rule table with one pass over a message to tell whether any rule may match:
+/// almost no message does, and a journal has millions of them.
+struct RuleSet {
+    rules: &'static [Rule],
+    any: Regex,
+}
+
+impl RuleSet {
+    fn new(rules: &'static [Rule]) -> Self {
+        let alternatives: Vec<String> = rules.iter().map(|r| regex::escape(r.pattern)).collect();
+        let any = Regex::new(&alternatives.join("|")).expect("escaped literals always compile");
+        RuleSet { rules, any }
+    }
+
+    /// The first rule matching `message`.
+    fn first_match(&self, message: &[u8]) -> Option<&'static Rule> {
+        if !self.any.is_match(message) {
+            return None;
+        }
+        self.rules.iter().find(|r| r.matches(message))
+    }
+}
+
+static KERNEL: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(KERNEL_RULES));
+static SDDM: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(SDDM_RULES));
+static FIRMWARE: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(FIRMWARE_RULES));
+static AVC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"avc:"));
+static FAILED_WITH_RESULT: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b": Failed with result '"));
 
 /// Kinds whose report spans the following lines (registers, modules, Call Trace).
 fn opens_report(kind: FindingKind) -> bool {
@@ -308,11 +342,11 @@ impl Rules {
     /// One kernel message (dmesg line without its `[time]`/`<level>` prefix, or a
     /// `_TRANSPORT=kernel` journal message). `evidence` is the line as written.
     pub fn kernel(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8]) {
-        if memchr::memmem::find(message, b"avc:").is_some() {
+        if AVC.find(message).is_some() {
             self.avc(line, time, evidence);
             return;
         }
-        let trigger = KERNEL_RULES.iter().find(|r| r.matches(message));
+        let trigger = KERNEL.first_match(message);
         if let (Some(rule), Some(open)) = (trigger, self.open_report) {
             // "BUG: unable to handle ..." is followed by "Oops: 0010 [#1]": one report.
             if rule.kind == FindingKind::KernelOops && message.starts_with(b"Oops: ") {
@@ -394,7 +428,7 @@ impl Rules {
     /// logged it at its error level (`(EE)` in sddm.log), which is worth a warning even
     /// when no rule knows the message.
     pub fn sddm(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8], is_error: bool) {
-        let meaning = match SDDM_RULES.iter().find(|r| r.matches(message)) {
+        let meaning = match SDDM.first_match(message) {
             Some(rule) => rule.meaning(),
             None if is_error => (FindingKind::DisplayManagerFailure, Severity::Warning),
             None => return,
@@ -434,7 +468,7 @@ impl Rules {
 
     /// One line of firmware output.
     pub fn firmware(&mut self, line: u64, message: &[u8]) {
-        if let Some(rule) = FIRMWARE_RULES.iter().find(|r| r.matches(message)) {
+        if let Some(rule) = FIRMWARE.first_match(message) {
             let summary = format!("firmware: {}", summary_of(message));
             self.push(rule.meaning(), line, Time::Unknown, summary, message);
         }
@@ -482,7 +516,7 @@ fn failed_unit(message: &[u8]) -> Option<&[u8]> {
         let end = memchr::memmem::find(rest, b" entered failed state")?;
         return Some(&rest[..end]);
     }
-    let colon = memchr::memmem::find(message, b": Failed with result '")?;
+    let colon = FAILED_WITH_RESULT.find(message)?;
     Some(&message[..colon])
 }
 
