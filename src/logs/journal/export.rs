@@ -187,6 +187,9 @@ pub struct ExportParser {
     /// An oversize value met by the last iteration: where in `buf` its bytes start and
     /// how many there are. Dropped at the next `feed` or `finish`.
     pending_oversize: Option<(usize, u64)>,
+    /// The last byte dropped by `skip`: when the stream ends inside a dropped value, it
+    /// says whether the last line was terminated.
+    last_dropped: Option<u8>,
     at_end: bool,
 }
 
@@ -227,7 +230,12 @@ impl ExportParser {
     }
 
     fn entries(&mut self) -> Entries<'_> {
+        let tail_ends_line = match (self.at_end, self.skip) {
+            (true, Skip::Bytes(_)) => self.last_dropped.map(|b| b == b'\n'),
+            _ => None,
+        };
         Entries {
+            tail_ends_line,
             buf: &self.buf,
             consumed: &mut self.consumed,
             line: &mut self.line,
@@ -254,6 +262,9 @@ impl ExportParser {
         let present = self.buf.len() - at;
         let now = usize::try_from(len).map_or(present, |l| l.min(present));
         self.skipped_lines += memchr::memchr_iter(b'\n', &self.buf[at..at + now]).count() as u64;
+        if now > 0 {
+            self.last_dropped = Some(self.buf[at + now - 1]);
+        }
         self.buf.drain(at..at + now);
         let left = len - now as u64;
         if left > 0 {
@@ -268,6 +279,9 @@ impl ExportParser {
             Skip::Bytes(left) => {
                 let n = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
                 self.skipped_lines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
+                if n > 0 {
+                    self.last_dropped = Some(chunk[n - 1]);
+                }
                 let left = left - n as u64;
                 self.skip = if left == 0 {
                     Skip::Nothing
@@ -317,6 +331,8 @@ pub struct Entries<'p> {
     skipped_lines: &'p mut u64,
     stray_lines: &'p mut u64,
     pending_oversize: &'p mut Option<(usize, u64)>,
+    /// `Some` when the stream ended inside a dropped value: whether it ended a line.
+    tail_ends_line: Option<bool>,
     at_end: bool,
 }
 
@@ -373,7 +389,7 @@ impl<'p> Entries<'p> {
                 }
                 Step::Oversize { .. } if self.at_end => {
                     // A second oversize value in what `finish` got: damaged to the end.
-                    let n = lines_in(&input[pos..]);
+                    let n = self.final_lines(&input[pos..]);
                     return Some(self.emit(input.len(), lines + n, unparsed + n, fields, true));
                 }
                 Step::Oversize { header, value } => {
@@ -408,8 +424,17 @@ impl<'p> Entries<'p> {
             fields.push(Field { name, value });
             return Some(self.emit(input.len(), lines + 1, unparsed, fields, false));
         }
-        let n = lines_in(rest);
+        let n = self.final_lines(rest);
         Some(self.emit(input.len(), lines + n, unparsed + n, fields, true))
+    }
+
+    /// Lines in the last bytes of the stream that are still buffered.
+    fn final_lines(&self, rest: &[u8]) -> u64 {
+        match self.tail_ends_line {
+            // The stream went on (and ended) in dropped bytes.
+            Some(ends) => memchr::memchr_iter(b'\n', rest).count() as u64 + u64::from(!ends),
+            None => lines_in(rest),
+        }
     }
 
     fn emit(

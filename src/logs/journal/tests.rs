@@ -337,3 +337,18 @@ fn hostile_input_is_counted_not_trusted() {
         assert_eq!(short.records, 0);
     }
 }
+
+/// Found by fuzzing: a binary length just under the plausibility cap, in a stream that
+/// ends long before the value does; the last line was counted twice.
+#[test]
+fn stream_ending_inside_a_dropped_value_counts_its_lines_once() {
+    let mut data = b"__CURSOR=s=1\nMESSAGE\n".to_vec();
+    data.extend_from_slice(&0x3d00_0007u64.to_le_bytes());
+    data.extend_from_slice(b"foo\nbar\nCODE_FILE=x\n\n");
+    for chunk in [1, 5, data.len()] {
+        let (entries, stray) = entries_in_chunks(&data, chunk);
+        let lines: u64 = entries.iter().map(|e| e.1).sum::<u64>() + stray;
+        assert_eq!(lines, count_lines_of(&data), "chunks of {chunk}");
+        assert!(entries.last().unwrap().3, "the entry is truncated");
+    }
+}
