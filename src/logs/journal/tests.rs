@@ -352,3 +352,36 @@ fn stream_ending_inside_a_dropped_value_counts_its_lines_once() {
         assert!(entries.last().unwrap().3, "the entry is truncated");
     }
 }
+
+/// The journalctl section quoted inside the Fedora 43 anaconda-tb has real segfault
+/// lines; fed as a short journal, each is one finding.
+#[test]
+fn segfaults_from_kernel_lines() {
+    let tb = read("anaconda/fedora43-bonsai-failed/anaconda-tb-yj11b8m4");
+    let kernel_lines: Vec<&[u8]> = tb
+        .split(|&b| b == b'\n')
+        .filter(|l| memchr::memmem::find(l, b" kernel: ").is_some())
+        .collect();
+    let expected = kernel_lines
+        .iter()
+        .filter(|l| memchr::memmem::find(l, b" segfault at ").is_some())
+        .count();
+    assert!(expected > 0);
+    let journal = kernel_lines.join(&b'\n');
+    let (tally, findings) = tally_of(
+        &|r| JournalShort.tally(r, Path::new("journal")).unwrap(),
+        &journal,
+    );
+    assert_eq!(tally.unparsed_lines, 0);
+    let segfaults: Vec<_> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Segfault)
+        .collect();
+    assert_eq!(segfaults.len(), expected);
+    assert!(
+        segfaults[0]
+            .summary
+            .starts_with("lsof[21449]: segfault at 7ffcffd01718")
+    );
+    assert_eq!(segfaults[0].time.as_deref(), Some("Apr 19 09:06:24"));
+}
