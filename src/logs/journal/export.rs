@@ -187,6 +187,7 @@ pub struct ExportParser {
     /// An oversize value met by the last iteration: where in `buf` its bytes start and
     /// how many there are. Dropped at the next `feed` or `finish`.
     pending_oversize: Option<(usize, u64)>,
+    progress: Progress,
     /// The last byte dropped by `skip`: when the stream ends inside a dropped value, it
     /// says whether the last line was terminated.
     last_dropped: Option<u8>,
@@ -242,6 +243,7 @@ impl ExportParser {
             skipped_lines: &mut self.skipped_lines,
             stray_lines: &mut self.stray_lines,
             pending_oversize: &mut self.pending_oversize,
+            progress: &mut self.progress,
             at_end: self.at_end,
         }
     }
@@ -331,6 +333,7 @@ pub struct Entries<'p> {
     skipped_lines: &'p mut u64,
     stray_lines: &'p mut u64,
     pending_oversize: &'p mut Option<(usize, u64)>,
+    progress: &'p mut Progress,
     /// `Some` when the stream ended inside a dropped value: whether it ended a line.
     tail_ends_line: Option<bool>,
     at_end: bool,
@@ -358,74 +361,59 @@ impl<'p> Iterator for Entries<'p> {
 }
 
 impl<'p> Entries<'p> {
-    /// Parses one entry at the start of `input` (which is `self.buf[consumed..]`).
+    /// Parses (or goes on parsing) the entry at the start of `input`, which is
+    /// `self.buf[consumed..]`.
     fn entry(&mut self, input: &'p [u8]) -> Option<Entry<'p>> {
-        let mut pos = 0;
-        let mut lines = 0;
-        let mut unparsed = 0;
-        // journald entries carry 20-40 fields: one allocation, no regrowth.
-        let mut fields = Vec::with_capacity(40);
         loop {
-            if pos > MAX_ENTRY {
-                return Some(self.emit(pos, lines, unparsed, fields, true));
+            let at = self.progress.pos;
+            if at > MAX_ENTRY {
+                return Some(self.emit(input, true));
             }
-            match step(&input[pos..]) {
-                Step::Field {
-                    field,
-                    len,
-                    lines: n,
-                } => {
-                    fields.push(field);
-                    pos += len;
-                    lines += n;
+            match step(&input[at..]) {
+                Step::Field { field, len, lines } => {
+                    self.progress.push(input, field, len, lines);
                 }
                 Step::EntryEnd => {
-                    return Some(self.emit(pos + 1, lines + 1, unparsed, fields, false));
+                    self.progress.advance(1, 1, 0);
+                    return Some(self.emit(input, false));
                 }
-                Step::Garbage { len } => {
-                    pos += len;
-                    lines += 1;
-                    unparsed += 1;
-                }
+                Step::Garbage { len } => self.progress.advance(len, 1, 1),
                 Step::Oversize { .. } if self.at_end => {
                     // A second oversize value in what `finish` got: damaged to the end.
-                    let n = self.final_lines(&input[pos..]);
-                    return Some(self.emit(input.len(), lines + n, unparsed + n, fields, true));
+                    let n = self.final_lines(&input[at..]);
+                    self.progress.advance(input.len() - at, n, n);
+                    return Some(self.emit(input, true));
                 }
                 Step::Oversize { header, value } => {
                     // Dropped by the next `feed` or `finish`; the entry comes out then.
-                    *self.pending_oversize = Some((*self.consumed + pos + header, value));
+                    *self.pending_oversize = Some((*self.consumed + at + header, value));
                     return None;
                 }
                 Step::Incomplete if !self.at_end => return None,
-                Step::Incomplete => return self.last_entry(input, pos, lines, unparsed, fields),
+                Step::Incomplete => return Some(self.last_entry(input)),
             }
         }
     }
 
     /// At the end of the stream: the last entry, which may lack its empty line or be cut
     /// inside a field.
-    fn last_entry(
-        &mut self,
-        input: &'p [u8],
-        pos: usize,
-        lines: u64,
-        unparsed: u64,
-        mut fields: Vec<Field<'p>>,
-    ) -> Option<Entry<'p>> {
-        let rest = &input[pos..];
+    fn last_entry(&mut self, input: &'p [u8]) -> Entry<'p> {
+        let at = self.progress.pos;
+        let rest = &input[at..];
         if rest.is_empty() {
-            return Some(self.emit(pos, lines, unparsed, fields, false));
+            return self.emit(input, false);
         }
         // A final text field without its `\n` is complete; anything else was cut short.
         if let Ok((value, name)) = terminated(field_name, tag("=")).parse(rest)
             && memchr::memchr(b'\n', value).is_none()
         {
-            fields.push(Field { name, value });
-            return Some(self.emit(input.len(), lines + 1, unparsed, fields, false));
+            self.progress
+                .push(input, Field { name, value }, rest.len(), 1);
+            return self.emit(input, false);
         }
         let n = self.final_lines(rest);
-        Some(self.emit(input.len(), lines + n, unparsed + n, fields, true))
+        self.progress.advance(rest.len(), n, n);
+        self.emit(input, true)
     }
 
     /// Lines in the last bytes of the stream that are still buffered.
@@ -437,25 +425,69 @@ impl<'p> Entries<'p> {
         }
     }
 
-    fn emit(
-        &mut self,
-        len: usize,
-        lines: u64,
-        unparsed: u64,
-        fields: Vec<Field<'p>>,
-        truncated: bool,
-    ) -> Entry<'p> {
+    /// Hands out the entry parsed so far and starts the next one.
+    fn emit(&mut self, input: &'p [u8], truncated: bool) -> Entry<'p> {
+        let progress = std::mem::take(self.progress);
         let extra = std::mem::take(self.skipped_lines);
+        let fields = progress
+            .fields
+            .iter()
+            .map(|&[name, name_end, value, value_end]| Field {
+                name: &input[name..name_end],
+                value: &input[value..value_end],
+            })
+            .collect();
         let entry = Entry {
             line: *self.line,
-            lines: lines + extra,
-            unparsed_lines: unparsed + extra,
+            lines: progress.lines + extra,
+            unparsed_lines: progress.unparsed + extra,
             fields,
             truncated,
         };
-        *self.consumed += len;
-        *self.line += lines + extra;
+        *self.consumed += progress.pos;
+        *self.line += progress.lines + extra;
+        // Keep the offsets' allocation for the next entry.
+        *self.progress = Progress {
+            fields: progress.fields,
+            ..Progress::default()
+        };
+        self.progress.fields.clear();
         entry
+    }
+}
+
+/// How far the entry in progress has been parsed, kept between `feed` calls so a
+/// stream arriving in small chunks is parsed once, not again from the entry's start.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Offset after the last production, from the entry's start.
+    pos: usize,
+    lines: u64,
+    unparsed: u64,
+    /// `[name, name_end, value, value_end]` offsets from the entry's start: offsets, not
+    /// slices, because the buffer grows (and moves) between calls.
+    fields: Vec<[usize; 4]>,
+}
+
+impl Progress {
+    fn advance(&mut self, len: usize, lines: u64, unparsed: u64) {
+        self.pos += len;
+        self.lines += lines;
+        self.unparsed += unparsed;
+    }
+
+    /// Records `field`, a slice of `input` (the entry and what follows it).
+    fn push(&mut self, input: &[u8], field: Field, len: usize, lines: u64) {
+        let start = input.as_ptr() as usize;
+        let name = field.name.as_ptr() as usize - start;
+        let value = field.value.as_ptr() as usize - start;
+        self.fields.push([
+            name,
+            name + field.name.len(),
+            value,
+            value + field.value.len(),
+        ]);
+        self.advance(len, lines, 0);
     }
 }
 

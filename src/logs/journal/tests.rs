@@ -77,7 +77,7 @@ fn binary_fields_of_the_kjournald_example() {
 fn any_chunking_gives_the_same_entries() {
     let data = read(&format!("{FEDORA37}.export"));
     let (whole, _) = entries_in_chunks(&data, data.len());
-    for size in [61, 4096, 65536] {
+    for size in [1, 61, 4096, 65536] {
         assert_eq!(entries_in_chunks(&data, size).0, whole, "chunks of {size}");
     }
     let cursors = memchr::memmem::find_iter(&data, b"\n__CURSOR=").count() + 1;
