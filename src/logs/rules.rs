@@ -447,16 +447,19 @@ impl Rules {
         message: &[u8],
         evidence: &[u8],
     ) {
-        let Some(named) = failed_unit(message) else {
+        let Some((named, severity)) = failed_unit(message) else {
             return;
         };
         let key = text(unit.unwrap_or(named));
         if let Some(&index) = self.failed_units.get(&key) {
+            let finding = &mut self.findings[index];
+            finding.severity = finding.severity.max(severity);
             self.add_evidence(index, evidence);
             return;
         }
         let summary = format!("unit {key} failed: {}", summary_of(message));
-        let index = self.push(FAILED_UNIT, line, time, summary, evidence);
+        let meaning = (FindingKind::FailedUnit, severity);
+        let index = self.push(meaning, line, time, summary, evidence);
         self.failed_units.insert(key, index);
     }
 
@@ -505,19 +508,27 @@ pub struct JournalMessage<'a> {
 }
 
 /// The unit named by a systemd failure message, or `None` if it is not one.
-fn failed_unit(message: &[u8]) -> Option<&[u8]> {
+/// systemd >= 247 writes "foo.service - Description"; older ones the description only.
+fn unit_of(rest: &[u8]) -> &[u8] {
+    let end = memchr::memmem::find(rest, b" - ").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// A unit that did not start because another failed is a consequence, so a warning.
+fn failed_unit(message: &[u8]) -> Option<(&[u8], Severity)> {
     let message = message.strip_suffix(b".").unwrap_or(message);
     if let Some(rest) = message.strip_prefix(b"Failed to start ") {
-        // systemd >= 247: "Failed to start foo.service - Description"; older: the description.
-        let end = memchr::memmem::find(rest, b" - ").unwrap_or(rest.len());
-        return Some(&rest[..end]);
+        return Some((unit_of(rest), Severity::Error));
+    }
+    if let Some(rest) = message.strip_prefix(b"Dependency failed for ") {
+        return Some((unit_of(rest), Severity::Warning));
     }
     if let Some(rest) = message.strip_prefix(b"Unit ") {
         let end = memchr::memmem::find(rest, b" entered failed state")?;
-        return Some(&rest[..end]);
+        return Some((&rest[..end], Severity::Error));
     }
     let colon = FAILED_WITH_RESULT.find(message)?;
-    Some(&message[..colon])
+    Some((&message[..colon], Severity::Error))
 }
 
 /// A message as a one-line summary: whitespace runs collapsed, at most 200 characters.

@@ -136,9 +136,17 @@ fn failed_units_agree_across_export_json_and_short() {
 
     let failed: Vec<_> = from_export
         .iter()
-        .filter(|f| f.kind == FindingKind::FailedUnit)
+        .filter(|f| f.kind == FindingKind::FailedUnit && f.severity == Severity::Error)
         .collect();
     assert_eq!(failed.len(), 3);
+    let dependency: Vec<_> = from_export
+        .iter()
+        .filter(|f| f.kind == FindingKind::FailedUnit && f.severity == Severity::Warning)
+        .collect();
+    assert_eq!(dependency.len(), 1);
+    assert!(dependency[0].summary.starts_with(
+        "unit org.gnome.SettingsDaemon.XSettings.service failed: Dependency failed for"
+    ));
     assert!(
         failed[0]
             .summary
@@ -192,6 +200,16 @@ fn sddm_failures_in_every_journal_form() {
             sddm.contains(&"SDDM: Display server failed to start. Exiting"),
             "{name}: {sddm:?}"
         );
+        assert!(
+            sddm.contains(&"SDDM: Failed to read display number from pipe"),
+            "{name}"
+        );
+        let helper_exit = analysis
+            .findings
+            .iter()
+            .find(|f| f.summary == "SDDM: Auth: sddm-helper exited with 15")
+            .unwrap();
+        assert_eq!(helper_exit.severity, Severity::Warning);
         assert_eq!(analysis.unparsed_lines, 0, "{name}");
     }
 }
