@@ -6,7 +6,7 @@
 //! Must not: buffer more than one entry (capped at [`MAX_ENTRY`]) plus one chunk, or
 //! interpret field values; that is the journal carrier's job.
 
-use nom::bytes::streaming::{tag, take, take_until, take_while1};
+use nom::bytes::streaming::{tag, take, take_until, take_while_m_n};
 use nom::number::streaming::le_u64;
 use nom::sequence::terminated;
 use nom::{IResult, Parser};
@@ -15,6 +15,10 @@ use nom::{IResult, Parser};
 /// their lines counted as not understood). journald's own default field limit is 64 KiB
 /// for most sources; a coredump can be bigger, and is of no use to `inspect`.
 pub const MAX_FIELD: usize = 1024 * 1024;
+/// Longest line kept: a field's name (at most 64 bytes), `=` and a value of
+/// [`MAX_FIELD`]; a binary field's header and value fit too. Longer lines are not
+/// understood, whether they arrive whole or in pieces.
+const MAX_LINE: usize = MAX_FIELD + 256;
 /// Longest value journald can store; a binary length above it means the `NAME\n` line
 /// was garbage followed by text, not a field.
 const MAX_PLAUSIBLE_FIELD: u64 = 1 << 30;
@@ -85,8 +89,9 @@ fn is_name_byte(b: u8) -> bool {
     NAME_BYTES[usize::from(b)]
 }
 
+/// At most 64 bytes, as journald allows; a longer "name" is not a field.
 fn field_name(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    take_while1(is_name_byte).parse(input)
+    take_while_m_n(1, 64, is_name_byte).parse(input)
 }
 
 /// `NAME=value\n`.
@@ -118,9 +123,13 @@ fn step(input: &[u8]) -> Step<'_> {
     }
     match text_field(input) {
         Ok((rest, field)) => {
+            let len = input.len() - rest.len();
+            if len > MAX_LINE {
+                return Step::Garbage { len };
+            }
             return Step::Field {
                 field,
-                len: input.len() - rest.len(),
+                len,
                 lines: 1,
             };
         }
@@ -187,6 +196,10 @@ pub struct ExportParser {
     /// An oversize value met by the last iteration: where in `buf` its bytes start and
     /// how many there are. Dropped at the next `feed` or `finish`.
     pending_oversize: Option<(usize, u64)>,
+    /// Where a line longer than [`MAX_LINE`] without its `\n` yet starts in `buf`.
+    /// Dropped at the next `feed` or `finish`, so a 100 MB line costs no more than a
+    /// large field.
+    pending_long_line: Option<usize>,
     progress: Progress,
     /// The last byte dropped by `skip`: when the stream ends inside a dropped value, it
     /// says whether the last line was terminated.
@@ -208,7 +221,6 @@ impl ExportParser {
         self.compact();
         let chunk = self.skip_dropped(chunk);
         self.buf.extend_from_slice(chunk);
-        self.cap_line();
         self.entries()
     }
 
@@ -243,16 +255,23 @@ impl ExportParser {
             skipped_lines: &mut self.skipped_lines,
             stray_lines: &mut self.stray_lines,
             pending_oversize: &mut self.pending_oversize,
+            pending_long_line: &mut self.pending_long_line,
             progress: &mut self.progress,
             at_end: self.at_end,
         }
     }
 
-    /// Forgets the bytes handed out, and the oversize value in progress.
+    /// Forgets the bytes handed out, and the oversize value or line in progress.
     fn compact(&mut self) {
         self.buf.drain(..self.consumed);
         if let Some((at, len)) = self.pending_oversize.take() {
             self.drop_value(at - self.consumed, len);
+        }
+        if let Some(at) = self.pending_long_line.take() {
+            self.buf.truncate(at - self.consumed);
+            // Stands for the dropped line: a garbage line the grammar will count.
+            self.buf.extend_from_slice(b"\x00\n");
+            self.skip = Skip::Line;
         }
         self.consumed = 0;
     }
@@ -301,28 +320,6 @@ impl ExportParser {
             },
         }
     }
-
-    /// A line longer than [`MAX_FIELD`] without its `\n` yet: keep its head only, so a
-    /// 100 MB line costs no more than a large field.
-    fn cap_line(&mut self) {
-        if self.skip != Skip::Nothing {
-            return;
-        }
-        let start = self.last_line_start();
-        if self.buf.len() - start > MAX_FIELD + 16 {
-            self.buf.truncate(start);
-            // Stands for the dropped line: a garbage line the grammar will count.
-            self.buf.extend_from_slice(b"\x00\n");
-            self.skip = Skip::Line;
-        }
-    }
-
-    fn last_line_start(&self) -> usize {
-        match memchr::memrchr(b'\n', &self.buf[self.consumed..]) {
-            Some(i) => self.consumed + i + 1,
-            None => self.consumed,
-        }
-    }
 }
 
 /// The complete entries of the buffer; each borrows the parser's buffer.
@@ -333,6 +330,7 @@ pub struct Entries<'p> {
     skipped_lines: &'p mut u64,
     stray_lines: &'p mut u64,
     pending_oversize: &'p mut Option<(usize, u64)>,
+    pending_long_line: &'p mut Option<usize>,
     progress: &'p mut Progress,
     /// `Some` when the stream ended inside a dropped value: whether it ended a line.
     tail_ends_line: Option<bool>,
@@ -389,7 +387,13 @@ impl<'p> Entries<'p> {
                     *self.pending_oversize = Some((*self.consumed + at + header, value));
                     return None;
                 }
-                Step::Incomplete if !self.at_end => return None,
+                Step::Incomplete if !self.at_end => {
+                    let rest = &input[at..];
+                    if rest.len() > MAX_LINE && memchr::memchr(b'\n', rest).is_none() {
+                        *self.pending_long_line = Some(*self.consumed + at);
+                    }
+                    return None;
+                }
                 Step::Incomplete => return Some(self.last_entry(input)),
             }
         }

@@ -403,3 +403,23 @@ fn segfaults_from_kernel_lines() {
     );
     assert_eq!(segfaults[0].time.as_deref(), Some("Apr 19 09:06:24"));
 }
+
+/// A line over the cap is not understood whether it arrives whole or in pieces, and a
+/// "name" over journald's 64 bytes is no field name.
+#[test]
+fn long_lines_are_judged_the_same_in_any_chunking() {
+    let mut data = b"MESSAGE=".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 2 * MAX_FIELD));
+    data.extend_from_slice(b"\nA=b\n\n");
+    data.extend(std::iter::repeat_n(b'N', 65));
+    data.extend_from_slice(b"=v\nB=c\n\n");
+    let (whole, _) = entries_in_chunks(&data, data.len());
+    assert_eq!(entries_in_chunks(&data, 64 * 1024).0, whole);
+    let summary: Vec<(u64, usize)> = whole.iter().map(|e| (e.1, e.2.len())).collect();
+    assert_eq!(summary, vec![(3, 1), (3, 1)]);
+    let (tally, _) = export_tally(&data);
+    assert_eq!(
+        (tally.records, tally.unparsed_lines, tally.lines),
+        (2, 2, 6)
+    );
+}
