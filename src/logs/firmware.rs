@@ -1,14 +1,17 @@
 //! Firmware output: OVMF's debug log and serial console, SeaBIOS's debug output.
 //!
 //! Owns: recognising firmware output. Its lines are free-form prints without
-//! timestamps, so every text line is a record.
+//! timestamps, so every text line is a record. A serial console goes on with the
+//! kernel's `[seconds]` lines after the firmware hands over; those go to the kernel
+//! rules, so a panic on the console is found too.
 //! Must not: decide which messages are failures (that is `rules`).
 
 use std::io::BufRead;
 use std::path::Path;
 
+use super::kernel;
 use super::lines::{self, LineReader};
-use super::rules::Rules;
+use super::rules::{Rules, Time};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
@@ -69,7 +72,14 @@ impl Analyzer for Firmware {
                 continue;
             }
             analysis.records += 1;
-            rules.firmware(line.number, line.bytes);
+            let kernel = kernel::kernel_line(line.bytes);
+            match kernel.seconds {
+                Some(seconds) => {
+                    let time = Time::Text(seconds);
+                    rules.kernel(line.number, time, kernel.message, line.bytes);
+                }
+                None => rules.firmware(line.number, line.bytes),
+            }
         }
         analysis.lines = reader.count();
         analysis.findings = rules.finish();
@@ -130,5 +140,25 @@ mod tests {
             ]
         );
         assert_eq!((analysis.records, analysis.unparsed_lines), (4, 0));
+    }
+
+    #[test]
+    fn kernel_panic_on_a_serial_console_after_the_firmware() {
+        let ovmf = std::fs::read(corpus_file("firmware/ovmf-debug-TobleMiner-KVMGT.log")).unwrap();
+        let mut console = ovmf[..ovmf.len().min(4096)].to_vec();
+        console.truncate(memchr::memrchr(b'\n', &console).unwrap() + 1);
+        let firmware_lines = memchr::memchr_iter(b'\n', &console).count() as u64;
+        // The panic line the corpus README quotes from a vmcore-dmesg, as a console
+        // prints it.
+        console.extend_from_slice(b"[   12.345678] Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled\n");
+        assert!(Firmware.sniff(&console, "console.log") >= 90);
+        let analysis = Firmware
+            .analyze(&mut Cursor::new(console), Path::new("console.log"))
+            .unwrap();
+        assert_eq!(analysis.findings.len(), 1);
+        let panic = &analysis.findings[0];
+        assert_eq!(panic.kind, FindingKind::KernelPanic);
+        assert_eq!(panic.line, firmware_lines + 1);
+        assert_eq!(panic.time.as_deref(), Some("12.345678"));
     }
 }
