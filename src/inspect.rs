@@ -10,7 +10,7 @@
 //! `exit_code` read it) are what the tests use; [`run_cli`] only prints.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,6 +23,7 @@ const MIN_SNIFF_SCORE: u8 = 40;
 /// What the text report shows before saying how many more there are.
 const FINDINGS_SHOWN: usize = 6;
 const EVIDENCE_SHOWN: usize = 3;
+const OTHER_SUMMARIES_SHOWN: usize = 2;
 const EVIDENCE_CHARS: usize = 120;
 
 /// What `inspect` learnt from one file.
@@ -281,21 +282,39 @@ fn group_findings(findings: &[Finding]) -> Vec<Vec<&Finding>> {
     groups
 }
 
+/// The group's first finding in full; up to [`OTHER_SUMMARIES_SHOWN`] other distinct
+/// summaries (a display-server failure must not hide behind the helper crash before
+/// it); then where the rest are.
 fn render_group(out: &mut String, group: &[&Finding]) {
-    render_finding(out, group[0]);
-    if group.len() > 1 {
-        let lines: Vec<String> = group[1..]
-            .iter()
-            .take(8)
-            .map(|f| f.line.to_string())
-            .collect();
-        let etc = if group.len() > 9 { ", ..." } else { "" };
-        out.push_str(&format!(
-            "    and {} more like it in this file, lines {}{etc}\n",
-            group.len() - 1,
-            lines.join(", ")
-        ));
+    let first = group[0];
+    render_finding(out, first);
+    let mut shown = vec![first];
+    for finding in &group[1..] {
+        if shown.len() > OTHER_SUMMARIES_SHOWN {
+            break;
+        }
+        if shown.iter().all(|s| s.summary != finding.summary) {
+            out.push_str(&format!(
+                "    also line {}: {}\n",
+                finding.line, finding.summary
+            ));
+            shown.push(finding);
+        }
     }
+    let rest: Vec<&&Finding> = group
+        .iter()
+        .filter(|f| !shown.iter().any(|s| std::ptr::eq(*s, **f)))
+        .collect();
+    if rest.is_empty() {
+        return;
+    }
+    let lines: Vec<String> = rest.iter().take(8).map(|f| f.line.to_string()).collect();
+    let etc = if rest.len() > 8 { ", ..." } else { "" };
+    out.push_str(&format!(
+        "    and {} more like it in this file, lines {}{etc}\n",
+        rest.len(),
+        lines.join(", ")
+    ));
 }
 
 fn headline(report: &Report) -> String {
@@ -440,12 +459,24 @@ pub fn render_json(report: &Report) -> String {
 pub fn run_cli(paths: &[PathBuf], json: bool) -> ExitCode {
     let report = inspect_paths(paths);
     if json {
-        println!("{}", render_json(&report));
+        print_out(&format!("{}\n", render_json(&report)));
         for error in &report.errors {
             eprintln!("bootproof inspect: {error}");
         }
     } else {
-        print!("{}", render_text(&report));
+        print_out(&render_text(&report));
     }
     ExitCode::from(exit_code(&report))
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("bootproof inspect: cannot write the report: {e}");
+    }
 }

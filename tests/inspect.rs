@@ -220,13 +220,32 @@ fn a_run_folder_report() {
     assert!(text.contains("more findings (bootproof inspect --json lists them all)"));
     let windxrunner = std::fs::read(kernel.join("vmcore-dmesg-windxrunner.txt")).unwrap();
     let lockups = memchr::memmem::find_iter(&windxrunner, b"BUG: soft lockup").count();
+    // The first lockup in full, two others (each on another CPU) by summary, the rest
+    // by line.
     assert!(
-        text.contains(&format!("and {} more like it in this file", lockups - 1)),
+        text.contains("also line 1355: BUG: soft lockup - CPU#1 stuck"),
         "{text}"
     );
+    let rest = format!("and {} more like it in this file", lockups - 3);
+    assert!(text.contains(&rest), "{text}");
     let first = &report.findings[0];
     assert!(text.contains(&format!("{}:{}", first.file.display(), first.line)));
     assert!(text.contains("systemctl-list-units"));
+}
+
+#[test]
+fn a_display_server_failure_is_not_hidden_behind_the_helper_crash() {
+    let report = inspect_paths(&[corpus().join("sddm/kjournald-rpi4-sddm.journal.export")]);
+    let text = render_text(&report);
+    assert!(
+        text.contains("SDDM: Auth: sddm-helper crashed (exit code 15)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SDDM: Display server failed to start. Exiting"),
+        "{text}"
+    );
+    assert_eq!(exit_code(&report), 1);
 }
 
 #[test]
