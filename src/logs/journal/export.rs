@@ -11,17 +11,18 @@ use nom::number::streaming::le_u64;
 use nom::sequence::terminated;
 use nom::{IResult, Parser};
 
-/// Largest field value kept; larger binary values are skipped as they stream past (and
-/// their lines counted as not understood). journald's own default field limit is 64 KiB
-/// for most sources; a coredump can be bigger, and is of no use to `inspect`.
+/// Largest field value kept; larger binary values (a coredump, say) are skipped as they
+/// stream past, and their lines counted as not understood: `inspect` has no use for
+/// them, and holding them would make memory depend on the input.
 pub const MAX_FIELD: usize = 1024 * 1024;
 /// Longest line kept: a field's name (at most 64 bytes), `=` and a value of
 /// [`MAX_FIELD`]; a binary field's header and value fit too. Longer lines are not
 /// understood, whether they arrive whole or in pieces.
 const MAX_LINE: usize = MAX_FIELD + 256;
-/// Longest value journald can store; a binary length above it means the `NAME\n` line
-/// was garbage followed by text, not a field.
-const MAX_PLAUSIBLE_FIELD: u64 = 1 << 30;
+/// Longest value systemd's journal importer accepts (`DATA_SIZE_MAX`, 768 MiB); a
+/// binary length above it means the `NAME\n` line was garbage followed by text, not a
+/// field.
+const MAX_PLAUSIBLE_FIELD: u64 = 768 << 20;
 /// Largest entry kept in memory; a longer one is cut into pieces.
 pub const MAX_ENTRY: usize = 8 * 1024 * 1024;
 
@@ -216,7 +217,9 @@ impl ExportParser {
     }
 
     /// Adds `chunk` to the stream and returns the entries it completes. Entries not
-    /// taken from the iterator are returned again by the next call.
+    /// taken from the iterator are returned again by the next call. Oversize data is
+    /// dropped once the iterator has reached it, so memory stays bounded only while the
+    /// entries are taken.
     pub fn feed(&mut self, chunk: &[u8]) -> Entries<'_> {
         self.compact();
         let chunk = self.skip_dropped(chunk);
