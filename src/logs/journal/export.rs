@@ -145,11 +145,13 @@ fn step(input: &[u8]) -> Step<'_> {
             let header = input.len() - rest.len();
             match usize::try_from(value) {
                 Ok(len) if len <= MAX_FIELD => match binary_value(rest, len) {
-                    Ok((after, value)) => Step::Field {
-                        field: Field { name, value },
-                        len: input.len() - after.len(),
-                        lines: 2 + memchr::memchr_iter(b'\n', value).count() as u64,
-                    },
+                    Ok((after, value)) => {
+                        let len = input.len() - after.len();
+                        // The length bytes may hold a 0x0a too: count the whole field.
+                        let lines = memchr::memchr_iter(b'\n', &input[..len]).count() as u64;
+                        let field = Field { name, value };
+                        Step::Field { field, len, lines }
+                    }
                     Err(nom::Err::Incomplete(_)) => Step::Incomplete,
                     Err(_) => garbage_line(input),
                 },
@@ -282,7 +284,10 @@ impl ExportParser {
     /// Turns the binary field whose value starts at `at` into an empty one and drops
     /// its `len` value bytes, those buffered now and those still to come.
     fn drop_value(&mut self, at: usize, len: u64) {
-        self.buf[at - 8..at].copy_from_slice(&0u64.to_le_bytes());
+        // The length bytes' own newlines vanish with them; they were lines of the input.
+        let length_bytes = &mut self.buf[at - 8..at];
+        self.skipped_lines += memchr::memchr_iter(b'\n', length_bytes).count() as u64;
+        length_bytes.copy_from_slice(&0u64.to_le_bytes());
         let present = self.buf.len() - at;
         let now = usize::try_from(len).map_or(present, |l| l.min(present));
         self.skipped_lines += memchr::memchr_iter(b'\n', &self.buf[at..at + now]).count() as u64;

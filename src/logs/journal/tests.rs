@@ -423,3 +423,21 @@ fn long_lines_are_judged_the_same_in_any_chunking() {
         (2, 2, 6)
     );
 }
+
+/// Found by fuzzing: a binary length whose bytes hold 0x0a is a line break of the
+/// file too; it was not counted.
+#[test]
+fn newlines_inside_a_binary_length_are_lines() {
+    let mut data = b"__CURSOR=s=1\n_SELINUX_CONTEXT\n".to_vec();
+    data.extend_from_slice(&10u64.to_le_bytes());
+    data.extend_from_slice(b"unconfined\n\nCOREDUMP\n");
+    // Oversize, with a 0x0a among its length bytes, and cut short by the stream's end.
+    data.extend_from_slice(&(0x0a00_0000u64).to_le_bytes());
+    data.extend_from_slice(b"core\n");
+    for chunk in [1, 7, data.len()] {
+        let (entries, stray) = entries_in_chunks(&data, chunk);
+        let lines: u64 = entries.iter().map(|e| e.1).sum::<u64>() + stray;
+        assert_eq!(lines, count_lines_of(&data), "chunks of {chunk}");
+        assert_eq!(entries[0].2[1].1, b"unconfined");
+    }
+}
