@@ -489,7 +489,9 @@ impl Rules {
             self.sddm(m.line, m.time, m.text, m.text, false);
         } else if m.identifier == b"systemd" {
             self.systemd(m.line, m.time, m.unit, m.text, m.text);
-        } else if m.identifier == b"audit" || m.identifier == b"audispd" {
+        } else if AVC.find(m.text).is_some() {
+            // The audit transport, and user-space object managers (dbus-daemon's
+            // USER_AVC) report denials under their own names.
             self.avc(m.line, m.time, m.text);
         }
     }
@@ -593,6 +595,28 @@ mod tests {
                 .summary
                 .starts_with("unit app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope failed")
         );
+    }
+
+    #[test]
+    fn denials_reach_the_rules_from_any_journal_identifier() {
+        // Written in the format of dbus-daemon's USER_AVC denials (the corpus has only
+        // its policy-load notices), as the journal's audit transport carries them.
+        let text = b"USER_AVC pid=1 uid=81 auid=4294967295 ses=4294967295 subj=system_u:system_r:system_dbusd_t:s0-s0:c0.c1023 msg='avc:  denied  { send_msg } for msgtype=method_call interface=org.freedesktop.login1.Manager member=Inhibit dest=:1.3 spid=1061 tpid=772 scontext=system_u:system_r:sddm_t:s0 tcontext=system_u:system_r:systemd_logind_t:s0 tclass=dbus permissive=0 exe=\"/usr/bin/dbus-daemon\"'";
+        let mut rules = Rules::new(Path::new("journal"));
+        rules.journal_message(&JournalMessage {
+            line: 3,
+            time: Time::Unknown,
+            identifier: b"",
+            kernel: false,
+            unit: None,
+            text,
+        });
+        let findings = rules.finish();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].kind, FindingKind::AvcDenial);
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert!(findings[0].summary.contains("{ send_msg }"));
+        assert!(findings[0].summary.contains("tclass=dbus"));
     }
 
     #[test]
