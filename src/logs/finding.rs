@@ -33,6 +33,8 @@ pub enum FindingKind {
     FirmwareRefusal,
     BootFailure,
     CommandFailed,
+    /// The log ends in the middle of a record: the capture was cut short.
+    TruncatedLog,
 }
 
 /// One thing that went wrong, pointing at the line that shows it.

@@ -1,0 +1,18 @@
+//! Sniffing and analysing arbitrary bytes as SddmLog never panics, and every line is
+//! accounted for.
+#![no_main]
+
+use std::path::Path;
+
+use bootproof::logs::{LogKind, sddm};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for analyzer in sddm::analyzers().iter().filter(|a| a.kind() == LogKind::SddmLog) {
+        let score = analyzer.sniff(data, "fuzz");
+        assert!(score <= 100);
+        let analysis = analyzer.analyze(&mut &data[..], Path::new("fuzz")).unwrap();
+        let accounted = analysis.records + analysis.unparsed_lines;
+        assert_eq!(accounted, analysis.lines);
+    }
+});

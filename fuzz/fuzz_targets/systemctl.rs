@@ -1,0 +1,19 @@
+//! Sniffing and analysing arbitrary bytes as SystemctlListUnits never panics, and every line is
+//! accounted for.
+#![no_main]
+
+use std::path::Path;
+
+use bootproof::logs::{LogKind, systemctl};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for analyzer in systemctl::analyzers().iter().filter(|a| a.kind() == LogKind::SystemctlListUnits) {
+        let score = analyzer.sniff(data, "fuzz");
+        assert!(score <= 100);
+        let analysis = analyzer.analyze(&mut &data[..], Path::new("fuzz")).unwrap();
+        let accounted = analysis.records + analysis.unparsed_lines;
+        // Continuation lines belong to a record without being one.
+        assert!(accounted <= analysis.lines);
+    }
+});

@@ -1,0 +1,634 @@
+//! The findings rules: which log messages mean that something went wrong.
+//!
+//! Owns: every rule that turns a kernel, audit, SDDM, systemd or firmware message into a
+//! [`Finding`], wherever the message was carried (dmesg, audit.log, sddm.log, a
+//! journal in any form, a serial console). Parsers hand messages here; rules live only
+//! here, so a kernel Oops is recognised the same way in dmesg and in the journal.
+//! Must not: parse file formats, or read files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+use regex::bytes::Regex;
+
+use super::audit;
+use super::lines::{format_realtime_us, text};
+use super::{Finding, FindingKind, Severity};
+
+/// Most evidence lines one finding keeps (a kernel report with its trace fits).
+pub const MAX_EVIDENCE: usize = 64;
+/// Longest evidence line kept, in characters.
+const MAX_EVIDENCE_CHARS: usize = 512;
+
+/// A message's time, converted to text only when a finding needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Time<'a> {
+    Unknown,
+    /// As written in the log.
+    Text(&'a [u8]),
+    /// Journal `__REALTIME_TIMESTAMP`, µs since the epoch.
+    RealtimeUs(u64),
+}
+
+impl Time<'_> {
+    fn render(self) -> Option<String> {
+        match self {
+            Time::Unknown => None,
+            Time::Text(t) => Some(text(t)),
+            Time::RealtimeUs(us) => Some(format_realtime_us(us)),
+        }
+    }
+}
+
+/// How a rule's pattern must occur in a message.
+#[derive(Clone, Copy)]
+enum Match {
+    Prefix,
+    Contains,
+}
+
+/// A message pattern and what it means.
+struct Rule {
+    pattern: &'static str,
+    at: Match,
+    kind: FindingKind,
+    severity: Severity,
+}
+
+impl Rule {
+    fn meaning(&self) -> (FindingKind, Severity) {
+        (self.kind, self.severity)
+    }
+
+    fn matches(&self, message: &[u8]) -> bool {
+        let pattern = self.pattern.as_bytes();
+        match self.at {
+            Match::Prefix => message.starts_with(pattern),
+            Match::Contains => memchr::memmem::find(message, pattern).is_some(),
+        }
+    }
+}
+
+const fn rule(pattern: &'static str, at: Match, kind: FindingKind, severity: Severity) -> Rule {
+    Rule {
+        pattern,
+        at,
+        kind,
+        severity,
+    }
+}
+
+/// Kernel messages that start a report; the first match wins, so the panic comes before
+/// the "Out of memory" its message may contain.
+const KERNEL_RULES: &[Rule] = &[
+    rule(
+        "Kernel panic - not syncing",
+        Match::Contains,
+        FindingKind::KernelPanic,
+        Severity::Critical,
+    ),
+    rule(
+        "BUG: soft lockup",
+        Match::Contains,
+        FindingKind::SoftLockup,
+        Severity::Error,
+    ),
+    rule(
+        "BUG: unable to handle kernel",
+        Match::Contains,
+        FindingKind::KernelOops,
+        Severity::Error,
+    ),
+    rule(
+        "BUG: kernel NULL pointer dereference",
+        Match::Contains,
+        FindingKind::KernelOops,
+        Severity::Error,
+    ),
+    rule(
+        "general protection fault",
+        Match::Prefix,
+        FindingKind::KernelOops,
+        Severity::Error,
+    ),
+    rule(
+        "Oops: ",
+        Match::Prefix,
+        FindingKind::KernelOops,
+        Severity::Error,
+    ),
+    rule(
+        "kernel BUG at",
+        Match::Contains,
+        FindingKind::KernelBug,
+        Severity::Error,
+    ),
+    rule(
+        "BUG: ",
+        Match::Prefix,
+        FindingKind::KernelBug,
+        Severity::Error,
+    ),
+    rule(
+        "WARNING: ",
+        Match::Prefix,
+        FindingKind::KernelWarning,
+        Severity::Warning,
+    ),
+    rule(
+        "Out of memory: Kill",
+        Match::Contains,
+        FindingKind::OomKill,
+        Severity::Error,
+    ),
+    rule(
+        " segfault at ",
+        Match::Contains,
+        FindingKind::Segfault,
+        Severity::Warning,
+    ),
+];
+
+/// A rule table with one pass over a message to tell whether any rule may match:
+/// almost no message does, and a journal has millions of them.
+struct RuleSet {
+    rules: &'static [Rule],
+    any: Regex,
+}
+
+impl RuleSet {
+    fn new(rules: &'static [Rule]) -> Self {
+        let alternatives: Vec<String> = rules.iter().map(|r| regex::escape(r.pattern)).collect();
+        let any = Regex::new(&alternatives.join("|")).expect("escaped literals always compile");
+        RuleSet { rules, any }
+    }
+
+    /// The first rule matching `message`.
+    fn first_match(&self, message: &[u8]) -> Option<&'static Rule> {
+        if !self.any.is_match(message) {
+            return None;
+        }
+        self.rules.iter().find(|r| r.matches(message))
+    }
+}
+
+static KERNEL: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(KERNEL_RULES));
+static SDDM: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(SDDM_RULES));
+static FIRMWARE: LazyLock<RuleSet> = LazyLock::new(|| RuleSet::new(FIRMWARE_RULES));
+static AVC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"avc:"));
+static FAILED_WITH_RESULT: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b": Failed with result '"));
+
+/// Kinds whose report spans the following lines (registers, modules, Call Trace).
+fn opens_report(kind: FindingKind) -> bool {
+    matches!(
+        kind,
+        FindingKind::KernelPanic
+            | FindingKind::SoftLockup
+            | FindingKind::KernelOops
+            | FindingKind::KernelBug
+            | FindingKind::KernelWarning
+    )
+}
+
+/// Lines that close a kernel report.
+const KERNEL_REPORT_ENDS: &[&str] = &["---[ end trace", "---[ end Kernel panic"];
+
+/// SDDM messages (journal or sddm.log) that mean no graphical login.
+const SDDM_RULES: &[Rule] = &[
+    rule(
+        "sddm-helper crashed",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    ),
+    rule(
+        "Display server failed to start",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    ),
+    rule(
+        "Could not start Display server",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    ),
+    rule(
+        "Failed to read display number from pipe",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    ),
+    rule(
+        "Greeter stopped",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Warning,
+    ),
+    rule(
+        "Auth: sddm-helper exited with",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Warning,
+    ),
+];
+
+/// Firmware (OVMF, SeaBIOS) messages; the first match wins, so a Secure Boot refusal is
+/// reported as such even when it is also a failed boot option.
+const FIRMWARE_RULES: &[Rule] = &[
+    rule(
+        "Access Denied",
+        Match::Contains,
+        FindingKind::FirmwareRefusal,
+        Severity::Error,
+    ),
+    rule(
+        "Security Violation",
+        Match::Contains,
+        FindingKind::FirmwareRefusal,
+        Severity::Error,
+    ),
+    rule(
+        "No bootable option or device was found",
+        Match::Contains,
+        FindingKind::BootFailure,
+        Severity::Error,
+    ),
+    rule(
+        "No bootable device",
+        Match::Contains,
+        FindingKind::BootFailure,
+        Severity::Error,
+    ),
+    rule(
+        "failed to load Boot",
+        Match::Contains,
+        FindingKind::BootFailure,
+        Severity::Warning,
+    ),
+    rule(
+        "Boot failed:",
+        Match::Contains,
+        FindingKind::BootFailure,
+        Severity::Warning,
+    ),
+];
+
+/// A unit that failed stops what depends on it: an error.
+const FAILED_UNIT: (FindingKind, Severity) = (FindingKind::FailedUnit, Severity::Error);
+
+/// Collects the findings of one file as its messages are handed in.
+pub struct Rules {
+    file: PathBuf,
+    findings: Vec<Finding>,
+    /// The kernel report still collecting evidence, as an index into `findings`.
+    open_report: Option<usize>,
+    /// Failed units already reported, so "Failed to start" and "Failed with result" of
+    /// one unit make one finding.
+    failed_units: HashMap<String, usize>,
+}
+
+impl Rules {
+    pub fn new(file: &Path) -> Self {
+        Rules {
+            file: file.to_path_buf(),
+            findings: Vec::new(),
+            open_report: None,
+            failed_units: HashMap::new(),
+        }
+    }
+
+    pub fn finish(self) -> Vec<Finding> {
+        self.findings
+    }
+
+    fn push(
+        &mut self,
+        what: (FindingKind, Severity),
+        line: u64,
+        time: Time,
+        summary: String,
+        evidence: &[u8],
+    ) -> usize {
+        self.findings.push(Finding {
+            severity: what.1,
+            kind: what.0,
+            file: self.file.clone(),
+            line,
+            time: time.render(),
+            summary,
+            evidence: Vec::new(),
+        });
+        let index = self.findings.len() - 1;
+        self.add_evidence(index, evidence);
+        index
+    }
+
+    /// Appends `lines` (one or more, `\n`-separated) to a finding's evidence, capped.
+    fn add_evidence(&mut self, index: usize, lines: &[u8]) -> bool {
+        let evidence = &mut self.findings[index].evidence;
+        for one in lines.split(|&b| b == b'\n') {
+            if evidence.len() >= MAX_EVIDENCE {
+                return false;
+            }
+            evidence.push(text(one).chars().take(MAX_EVIDENCE_CHARS).collect());
+        }
+        evidence.len() < MAX_EVIDENCE
+    }
+
+    /// One kernel message (dmesg line without its `[time]`/`<level>` prefix, or a
+    /// `_TRANSPORT=kernel` journal message). `evidence` is the line as written.
+    pub fn kernel(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8]) {
+        if AVC.find(message).is_some() {
+            self.avc(line, time, evidence);
+            return;
+        }
+        let trigger = KERNEL.first_match(message);
+        if let (Some(rule), Some(open)) = (trigger, self.open_report) {
+            // "BUG: unable to handle ..." is followed by "Oops: 0010 [#1]": one report.
+            if rule.kind == FindingKind::KernelOops && message.starts_with(b"Oops: ") {
+                self.findings[open].kind = FindingKind::KernelOops;
+                self.continue_report(open, message, evidence);
+                return;
+            }
+        }
+        match trigger {
+            Some(rule) => {
+                self.open_report = None;
+                let index = self.push(rule.meaning(), line, time, summary_of(message), evidence);
+                if opens_report(rule.kind) {
+                    self.open_report = Some(index);
+                }
+            }
+            None => {
+                if let Some(open) = self.open_report {
+                    self.continue_report(open, message, evidence);
+                }
+            }
+        }
+    }
+
+    fn continue_report(&mut self, open: usize, message: &[u8], evidence: &[u8]) {
+        let room_left = self.add_evidence(open, evidence);
+        let ended = KERNEL_REPORT_ENDS
+            .iter()
+            .any(|end| memchr::memmem::find(message, end.as_bytes()).is_some());
+        if ended || !room_left {
+            self.open_report = None;
+        }
+    }
+
+    /// A line that may hold an AVC decision; denials become findings.
+    pub fn avc(&mut self, line: u64, time: Time, evidence: &[u8]) {
+        let Some(avc) = audit::find_avc(evidence) else {
+            return;
+        };
+        if !avc.denied {
+            return;
+        }
+        let time = match (time, avc.stamp) {
+            (Time::Unknown, Some(stamp)) => Time::Text(stamp.time),
+            (time, _) => time,
+        };
+        let field = |name| avc.field(name).map(text).unwrap_or_else(|| "?".into());
+        let permissions: Vec<String> = avc.permissions.iter().map(|p| text(p)).collect();
+        let mode = if avc.permissive() {
+            " (permissive)"
+        } else {
+            ""
+        };
+        let summary = format!(
+            "SELinux denied {{ {} }} to {} (pid {}): {} -> {} tclass={}{mode}",
+            permissions.join(" "),
+            field("comm"),
+            field("pid"),
+            field("scontext"),
+            field("tcontext"),
+            field("tclass"),
+        );
+        // Permissive denials were allowed: worth a look, not the cause of a failure.
+        let severity = if avc.permissive() {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        self.push(
+            (FindingKind::AvcDenial, severity),
+            line,
+            time,
+            summary,
+            evidence,
+        );
+    }
+
+    /// One SDDM message (any of sddm, sddm-helper, sddm-greeter). `is_error`: SDDM
+    /// logged it at its error level (`(EE)` in sddm.log), which is worth a warning even
+    /// when no rule knows the message.
+    pub fn sddm(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8], is_error: bool) {
+        let meaning = match SDDM.first_match(message) {
+            Some(rule) => rule.meaning(),
+            None if is_error => (FindingKind::DisplayManagerFailure, Severity::Warning),
+            None => return,
+        };
+        let summary = format!("SDDM: {}", summary_of(message));
+        self.push(meaning, line, time, summary, evidence);
+    }
+
+    /// One systemd (PID 1 or user manager) message; `unit` is the journal's `UNIT=` or
+    /// `USER_UNIT=` when known.
+    pub fn systemd(
+        &mut self,
+        line: u64,
+        time: Time,
+        unit: Option<&[u8]>,
+        message: &[u8],
+        evidence: &[u8],
+    ) {
+        let Some((named, severity)) = failed_unit(message) else {
+            return;
+        };
+        let key = text(unit.unwrap_or(named));
+        if let Some(&index) = self.failed_units.get(&key) {
+            let finding = &mut self.findings[index];
+            finding.severity = finding.severity.max(severity);
+            self.add_evidence(index, evidence);
+            return;
+        }
+        let summary = format!("unit {key} failed: {}", summary_of(message));
+        let meaning = (FindingKind::FailedUnit, severity);
+        let index = self.push(meaning, line, time, summary, evidence);
+        self.failed_units.insert(key, index);
+    }
+
+    /// A unit reported failed by `systemctl list-units`.
+    pub fn failed_unit_listed(&mut self, line: u64, unit: &[u8], states: &str, evidence: &[u8]) {
+        let summary = format!("unit {} failed ({states})", text(unit));
+        self.push(FAILED_UNIT, line, Time::Unknown, summary, evidence);
+    }
+
+    /// One line of firmware output.
+    pub fn firmware(&mut self, line: u64, message: &[u8]) {
+        if let Some(rule) = FIRMWARE.first_match(message) {
+            let summary = format!("firmware: {}", summary_of(message));
+            self.push(rule.meaning(), line, Time::Unknown, summary, message);
+        }
+    }
+
+    /// A journal message from any transport, routed by who wrote it.
+    pub fn journal_message(&mut self, message: &JournalMessage) {
+        let m = message;
+        if m.kernel || m.identifier == b"kernel" {
+            // A multi-line kernel message is one record but each line is a message.
+            for one in m.text.split(|&b| b == b'\n') {
+                self.kernel(m.line, m.time, one, one);
+            }
+        } else if m.identifier.starts_with(b"sddm") {
+            self.sddm(m.line, m.time, m.text, m.text, false);
+        } else if m.identifier == b"systemd" {
+            self.systemd(m.line, m.time, m.unit, m.text, m.text);
+        } else if AVC.find(m.text).is_some() {
+            // The audit transport, and user-space object managers (dbus-daemon's
+            // USER_AVC) report denials under their own names.
+            self.avc(m.line, m.time, m.text);
+        }
+    }
+}
+
+/// What the journal carrier knows about one entry's message.
+pub struct JournalMessage<'a> {
+    pub line: u64,
+    pub time: Time<'a>,
+    /// `SYSLOG_IDENTIFIER` (or the tag of a short line).
+    pub identifier: &'a [u8],
+    /// `_TRANSPORT=kernel`.
+    pub kernel: bool,
+    pub unit: Option<&'a [u8]>,
+    pub text: &'a [u8],
+}
+
+/// The unit named by a systemd failure message, or `None` if it is not one.
+/// systemd >= 247 writes "foo.service - Description"; older ones the description only.
+fn unit_of(rest: &[u8]) -> &[u8] {
+    let end = memchr::memmem::find(rest, b" - ").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// A unit that did not start because another failed is a consequence, so a warning.
+fn failed_unit(message: &[u8]) -> Option<(&[u8], Severity)> {
+    let message = message.strip_suffix(b".").unwrap_or(message);
+    if let Some(rest) = message.strip_prefix(b"Failed to start ") {
+        return Some((unit_of(rest), Severity::Error));
+    }
+    if let Some(rest) = message.strip_prefix(b"Dependency failed for ") {
+        return Some((unit_of(rest), Severity::Warning));
+    }
+    if let Some(rest) = message.strip_prefix(b"Unit ") {
+        let end = memchr::memmem::find(rest, b" entered failed state")?;
+        return Some((&rest[..end], Severity::Error));
+    }
+    let colon = FAILED_WITH_RESULT.find(message)?;
+    Some((&message[..colon], Severity::Error))
+}
+
+/// A message as a one-line summary: whitespace runs collapsed, at most 200 characters.
+fn summary_of(message: &[u8]) -> String {
+    let text = text(message);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.join(" ").chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_dereference_and_its_oops_are_one_report() {
+        let mut rules = Rules::new(Path::new("dmesg"));
+        let lines: [&[u8]; 5] = [
+            b"BUG: unable to handle kernel NULL pointer dereference at           (null)",
+            b"IP: [<          (null)>]           (null)",
+            b"Oops: 0010 [#1] SMP ",
+            b"Call Trace:",
+            b"---[ end trace 2271808b40998880 ]---",
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            rules.kernel(i as u64 + 1, Time::Unknown, l, l);
+        }
+        rules.kernel(6, Time::Unknown, b"eth0: link up", b"eth0: link up");
+        let findings = rules.finish();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].kind, FindingKind::KernelOops);
+        assert_eq!(findings[0].evidence.len(), 5);
+        assert_eq!(
+            findings[0].summary,
+            "BUG: unable to handle kernel NULL pointer dereference at (null)"
+        );
+    }
+
+    #[test]
+    fn panic_wins_over_the_oom_it_mentions() {
+        let mut rules = Rules::new(Path::new("vmcore-dmesg"));
+        let m = b"Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled";
+        rules.kernel(1, Time::Unknown, m, m);
+        let findings = rules.finish();
+        assert_eq!(findings[0].kind, FindingKind::KernelPanic);
+        assert_eq!(findings[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn one_finding_per_failed_unit() {
+        let mut rules = Rules::new(Path::new("journal"));
+        // Real lines from the fedora37 journal (short-precise rendering).
+        let a = b"app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope: Failed with result 'resources'.";
+        let b = b"Failed to start app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope - Application launched by gnome-session-binary.";
+        rules.systemd(1, Time::Unknown, None, a, a);
+        rules.systemd(2, Time::Unknown, None, b, b);
+        rules.systemd(3, Time::Unknown, None, b"Started foo.service.", b"");
+        let findings = rules.finish();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].evidence.len(), 2);
+        assert!(
+            findings[0]
+                .summary
+                .starts_with("unit app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope failed")
+        );
+    }
+
+    #[test]
+    fn denials_reach_the_rules_from_any_journal_identifier() {
+        // Written in the format of dbus-daemon's USER_AVC denials (the corpus has only
+        // its policy-load notices), as the journal's audit transport carries them.
+        let text = b"USER_AVC pid=1 uid=81 auid=4294967295 ses=4294967295 subj=system_u:system_r:system_dbusd_t:s0-s0:c0.c1023 msg='avc:  denied  { send_msg } for msgtype=method_call interface=org.freedesktop.login1.Manager member=Inhibit dest=:1.3 spid=1061 tpid=772 scontext=system_u:system_r:sddm_t:s0 tcontext=system_u:system_r:systemd_logind_t:s0 tclass=dbus permissive=0 exe=\"/usr/bin/dbus-daemon\"'";
+        let mut rules = Rules::new(Path::new("journal"));
+        rules.journal_message(&JournalMessage {
+            line: 3,
+            time: Time::Unknown,
+            identifier: b"",
+            kernel: false,
+            unit: None,
+            text,
+        });
+        let findings = rules.finish();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].kind, FindingKind::AvcDenial);
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert!(findings[0].summary.contains("{ send_msg }"));
+        assert!(findings[0].summary.contains("tclass=dbus"));
+    }
+
+    #[test]
+    fn secure_boot_refusal_is_not_just_a_failed_boot_option() {
+        // The form edk2's BdsDxe prints when Secure Boot rejects a boot loader.
+        let line = b"BdsDxe: failed to load Boot0001 \"UEFI QEMU DVD-ROM QM00005 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x2,0xFFFF,0x0): Access Denied";
+        let mut rules = Rules::new(Path::new("console.log"));
+        rules.firmware(7, line);
+        rules.firmware(8, b"BdsDxe: No bootable option or device was found.");
+        let findings = rules.finish();
+        assert_eq!(findings[0].kind, FindingKind::FirmwareRefusal);
+        assert_eq!(findings[1].kind, FindingKind::BootFailure);
+        assert_eq!(findings[1].line, 8);
+    }
+}
