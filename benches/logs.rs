@@ -76,9 +76,7 @@ fn journal_export(c: &mut Criterion) {
             black_box(fields)
         })
     });
-    group.bench_function("analyzer", |b| {
-        b.iter(|| black_box(analyze(&JournalExport, &data)))
-    });
+    group.bench_function("analyzer", |b| b.iter(|| black_box(analyze(&JournalExport, &data))));
     // What a user would write: a text-field regex per line, an empty line ends an entry.
     // It cannot read binary fields at all; it is the speed to beat, not a correct parser.
     let field = Regex::new(r"^([A-Z0-9_]+)=(.*)$").unwrap();
@@ -101,9 +99,7 @@ fn journal_export(c: &mut Criterion) {
 fn journal_json(c: &mut Criterion) {
     let data = repeated(&format!("{FEDORA37}.json"));
     let mut group = quick(c, "journal-json", data.len());
-    group.bench_function("analyzer", |b| {
-        b.iter(|| black_box(analyze(&JournalJson, &data)))
-    });
+    group.bench_function("analyzer", |b| b.iter(|| black_box(analyze(&JournalJson, &data))));
     // What a user would write: pull MESSAGE and SYSLOG_IDENTIFIER out of each line.
     let message = Regex::new(r#""MESSAGE":"((?:[^"\\]|\\.)*)""#).unwrap();
     let identifier = Regex::new(r#""SYSLOG_IDENTIFIER":"((?:[^"\\]|\\.)*)""#).unwrap();

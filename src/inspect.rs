@@ -70,10 +70,7 @@ pub fn inspect_paths(paths: &[PathBuf]) -> Report {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => walk(path, &mut files, &mut report),
             Ok(_) => files.push(path.clone()),
-            Err(source) => report.errors.push(InspectError::Unreadable {
-                path: path.clone(),
-                source,
-            }),
+            Err(source) => report.errors.push(InspectError::Unreadable { path: path.clone(), source }),
         }
     }
     for path in files {
@@ -95,9 +92,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
         Ok(entries) => entries,
         Err(source) => {
             let path = dir.to_path_buf();
-            report
-                .errors
-                .push(InspectError::Unreadable { path, source });
+            report.errors.push(InspectError::Unreadable { path, source });
             return;
         }
     };
@@ -110,9 +105,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
             // FIFOs and devices would block or never end.
             Ok(meta) if meta.is_file() => files.push(path),
             Ok(_) => {}
-            Err(source) => report
-                .errors
-                .push(InspectError::Unreadable { path, source }),
+            Err(source) => report.errors.push(InspectError::Unreadable { path, source }),
         }
     }
 }
@@ -120,10 +113,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
 /// Most severe first, then by file and line, so the cause tends to come first.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then_with(|| a.file.cmp(&b.file))
-            .then_with(|| a.line.cmp(&b.line))
+        b.severity.cmp(&a.severity).then_with(|| a.file.cmp(&b.file)).then_with(|| a.line.cmp(&b.line))
     });
 }
 
@@ -131,10 +121,7 @@ fn inspect_file(
     analyzers: &[Box<dyn Analyzer>],
     path: &Path,
 ) -> Result<(FileReport, Vec<Finding>), InspectError> {
-    let unreadable = |source| InspectError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
+    let unreadable = |source| InspectError::Unreadable { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(unreadable)?;
     inspect_reader(analyzers, file, path)
 }
@@ -145,15 +132,9 @@ pub fn inspect_reader(
     mut input: impl Read,
     path: &Path,
 ) -> Result<(FileReport, Vec<Finding>), InspectError> {
-    let unreadable = |source| InspectError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
+    let unreadable = |source| InspectError::Unreadable { path: path.to_path_buf(), source };
     let head = read_head(&mut input).map_err(unreadable)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let analyzer = detect(analyzers, &head, &name);
     let mut reader = BufReader::with_capacity(SNIFF_BYTES, Cursor::new(head).chain(input));
     let Some(analyzer) = analyzer else {
@@ -221,11 +202,7 @@ fn count_lines(reader: &mut impl BufRead) -> io::Result<u64> {
 pub fn exit_code(report: &Report) -> u8 {
     if !report.errors.is_empty() {
         2
-    } else if report
-        .findings
-        .iter()
-        .any(|f| f.severity >= Severity::Error)
-    {
+    } else if report.findings.iter().any(|f| f.severity >= Severity::Error) {
         1
     } else {
         0
@@ -245,19 +222,14 @@ pub fn render_text(report: &Report) -> String {
     }
     let hidden: usize = groups.iter().skip(FINDINGS_SHOWN).map(|g| g.len()).sum();
     if hidden > 0 {
-        out.push_str(&format!(
-            "\n{hidden} more findings (bootproof inspect --json lists them all)\n"
-        ));
+        out.push_str(&format!("\n{hidden} more findings (bootproof inspect --json lists them all)\n"));
     }
     out.push_str("\nfiles:\n");
     for file in &report.files {
         out.push_str(&file_line(file));
     }
     if !report.skipped_symlinks.is_empty() {
-        out.push_str(&format!(
-            "  ({} symlinks not followed)\n",
-            report.skipped_symlinks.len()
-        ));
+        out.push_str(&format!("  ({} symlinks not followed)\n", report.skipped_symlinks.len()));
     }
     for error in &report.errors {
         out.push_str(&format!("error: {error}\n"));
@@ -271,8 +243,7 @@ fn group_findings(findings: &[Finding]) -> Vec<Vec<&Finding>> {
     for finding in findings {
         let same = |g: &&mut Vec<&Finding>| {
             let first = g[0];
-            (first.severity, first.kind, &first.file)
-                == (finding.severity, finding.kind, &finding.file)
+            (first.severity, first.kind, &first.file) == (finding.severity, finding.kind, &finding.file)
         };
         match groups.iter_mut().find(same) {
             Some(group) => group.push(finding),
@@ -294,17 +265,12 @@ fn render_group(out: &mut String, group: &[&Finding]) {
             break;
         }
         if shown.iter().all(|s| s.summary != finding.summary) {
-            out.push_str(&format!(
-                "    also line {}: {}\n",
-                finding.line, finding.summary
-            ));
+            out.push_str(&format!("    also line {}: {}\n", finding.line, finding.summary));
             shown.push(finding);
         }
     }
-    let rest: Vec<&&Finding> = group
-        .iter()
-        .filter(|f| !shown.iter().any(|s| std::ptr::eq(*s, **f)))
-        .collect();
+    let rest: Vec<&&Finding> =
+        group.iter().filter(|f| !shown.iter().any(|s| std::ptr::eq(*s, **f))).collect();
     if rest.is_empty() {
         return;
     }
@@ -319,28 +285,18 @@ fn render_group(out: &mut String, group: &[&Finding]) {
 
 fn headline(report: &Report) -> String {
     let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
-    let (critical, errors, warnings) = (
-        count(Severity::Critical),
-        count(Severity::Error),
-        count(Severity::Warning),
-    );
+    let (critical, errors, warnings) =
+        (count(Severity::Critical), count(Severity::Error), count(Severity::Warning));
     if report.findings.is_empty() {
         return format!("no findings in {} files\n", report.files.len());
     }
-    format!(
-        "{critical} critical, {errors} errors, {warnings} warnings in {} files\n",
-        report.files.len()
-    )
+    format!("{critical} critical, {errors} errors, {warnings} warnings in {} files\n", report.files.len())
 }
 
 fn render_finding(out: &mut String, finding: &Finding) {
     let severity = format!("{:?}", finding.severity).to_uppercase();
     let kind = kind_name(finding.kind);
-    let time = finding
-        .time
-        .as_deref()
-        .map(|t| format!("  [{t}]"))
-        .unwrap_or_default();
+    let time = finding.time.as_deref().map(|t| format!("  [{t}]")).unwrap_or_default();
     out.push_str(&format!(
         "{severity} {kind}  {}:{}{time}\n  {}\n",
         finding.file.display(),
@@ -367,11 +323,7 @@ fn telling_evidence(evidence: &[String]) -> Vec<&str> {
         Some(at) => evidence.iter().skip(at + 1),
         None => evidence.iter().skip(1),
     };
-    first
-        .chain(rest)
-        .take(EVIDENCE_SHOWN)
-        .map(String::as_str)
-        .collect()
+    first.chain(rest).take(EVIDENCE_SHOWN).map(String::as_str).collect()
 }
 
 fn file_line(file: &FileReport) -> String {
@@ -391,10 +343,7 @@ fn file_line(file: &FileReport) -> String {
 
 /// The `--json` name of a finding kind.
 pub fn kind_name(kind: logs::FindingKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 #[derive(serde::Serialize)]
@@ -472,9 +421,7 @@ pub fn run_cli(paths: &[PathBuf], json: bool) -> ExitCode {
 /// Writes to stdout; a reader that went away (`| head`) is not an error worth a panic.
 fn print_out(text: &str) {
     let mut stdout = io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
         && e.kind() != io::ErrorKind::BrokenPipe
     {
         eprintln!("bootproof inspect: cannot write the report: {e}");

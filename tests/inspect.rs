@@ -4,9 +4,7 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use bootproof::inspect::{
-    detect, exit_code, inspect_paths, inspect_reader, render_json, render_text,
-};
+use bootproof::inspect::{detect, exit_code, inspect_paths, inspect_reader, render_json, render_text};
 use bootproof::logs::{self, FindingKind, LogKind, Severity};
 
 /// The corpus folder; fails with directions when it is absent, never passes silently.
@@ -42,76 +40,28 @@ const MINE: &[(&str, LogKind)] = &[
         "journal/derived-by-journalctl-252/fedora37-rpi4-nortc-boot-4c708e1fd0744336be16f3931aa861fb.short-precise.txt",
         LogKind::JournalShort,
     ),
-    (
-        "journal/export/fuzz-seed-semisynthetic/systemd-fuzz-journal-remote-sample.txt",
-        LogKind::JournalExport,
-    ),
-    (
-        "journal/export/kjournald-journalexportformat_binary_example.export",
-        LogKind::JournalExport,
-    ),
-    (
-        "journal/export/kjournald-journalexportformat_example.export",
-        LogKind::JournalExport,
-    ),
-    (
-        "journal/export/systemd-test-journal-data-journal-2.txt",
-        LogKind::JournalExport,
-    ),
-    (
-        "journal/short/rhcos-sosreport-journalctl_--no-pager_--catalog_--boot_-1",
-        LogKind::JournalShort,
-    ),
-    (
-        "anaconda/centos7-logssrv/journal.log",
-        LogKind::JournalShort,
-    ),
-    (
-        "anaconda/rocky9.1-paperdragon/journal.log",
-        LogKind::JournalShort,
-    ),
-    (
-        "sddm/kjournald-rpi4-sddm.journal.export",
-        LogKind::JournalExport,
-    ),
-    (
-        "sddm/kjournald-rpi4-sddm.journal.json",
-        LogKind::JournalJson,
-    ),
-    (
-        "sddm/kjournald-rpi4-sddm.journal.short-precise.txt",
-        LogKind::JournalShort,
-    ),
+    ("journal/export/fuzz-seed-semisynthetic/systemd-fuzz-journal-remote-sample.txt", LogKind::JournalExport),
+    ("journal/export/kjournald-journalexportformat_binary_example.export", LogKind::JournalExport),
+    ("journal/export/kjournald-journalexportformat_example.export", LogKind::JournalExport),
+    ("journal/export/systemd-test-journal-data-journal-2.txt", LogKind::JournalExport),
+    ("journal/short/rhcos-sosreport-journalctl_--no-pager_--catalog_--boot_-1", LogKind::JournalShort),
+    ("anaconda/centos7-logssrv/journal.log", LogKind::JournalShort),
+    ("anaconda/rocky9.1-paperdragon/journal.log", LogKind::JournalShort),
+    ("sddm/kjournald-rpi4-sddm.journal.export", LogKind::JournalExport),
+    ("sddm/kjournald-rpi4-sddm.journal.json", LogKind::JournalJson),
+    ("sddm/kjournald-rpi4-sddm.journal.short-precise.txt", LogKind::JournalShort),
     ("kernel/dmesg-centos6-rh_taint-warning-ygh", LogKind::Dmesg),
     ("kernel/dmesg-centos7-php_aws", LogKind::Dmesg),
     ("kernel/vmcore-dmesg-skomra.txt", LogKind::Dmesg),
     ("kernel/vmcore-dmesg-windxrunner.txt", LogKind::Dmesg),
     ("anaconda/fedora10-thebetjr/dmesg", LogKind::Dmesg),
     ("selinux/audit.log-centos7-php_aws", LogKind::Audit),
-    (
-        "systemctl/check_systemd-systemctl-list-units_failed.txt",
-        LogKind::SystemctlListUnits,
-    ),
-    (
-        "systemctl/check_systemd-systemctl-list-units_multiple-failure.txt",
-        LogKind::SystemctlListUnits,
-    ),
-    (
-        "systemctl/check_systemd-systemctl-list-units_ok.txt",
-        LogKind::SystemctlListUnits,
-    ),
-    (
-        "systemctl/check_systemd-systemctl-list-units_v246.txt",
-        LogKind::SystemctlListUnits,
-    ),
-    (
-        "firmware/ovmf-debug-TobleMiner-KVMGT.log",
-        LogKind::Firmware,
-    ),
-    (
-        "firmware/seabios-debug-gaberger-qemu-test.log",
-        LogKind::Firmware,
-    ),
+    ("systemctl/check_systemd-systemctl-list-units_failed.txt", LogKind::SystemctlListUnits),
+    ("systemctl/check_systemd-systemctl-list-units_multiple-failure.txt", LogKind::SystemctlListUnits),
+    ("systemctl/check_systemd-systemctl-list-units_ok.txt", LogKind::SystemctlListUnits),
+    ("systemctl/check_systemd-systemctl-list-units_v246.txt", LogKind::SystemctlListUnits),
+    ("firmware/ovmf-debug-TobleMiner-KVMGT.log", LogKind::Firmware),
+    ("firmware/seabios-debug-gaberger-qemu-test.log", LogKind::Firmware),
 ];
 
 /// Files of another parser's kind that these parsers may still read without being
@@ -132,11 +82,7 @@ const MY_KINDS: &[LogKind] = &[
 
 fn head_of(path: &Path) -> Vec<u8> {
     let mut head = Vec::new();
-    std::fs::File::open(path)
-        .unwrap()
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .unwrap();
+    std::fs::File::open(path).unwrap().take(64 * 1024).read_to_end(&mut head).unwrap();
     head
 }
 
@@ -168,11 +114,7 @@ fn other_corpus_files_are_not_claimed_by_these_parsers() {
     let mut files = Vec::new();
     all_files(&corpus(), &mut files);
     for path in files {
-        let relative = path
-            .strip_prefix(corpus())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let relative = path.strip_prefix(corpus()).unwrap().to_string_lossy().into_owned();
         let ours = MINE.iter().any(|(n, _)| *n == relative) || SHARED.contains(&relative.as_str());
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let found = detect(&analyzers, &head_of(&path), &name).map(|a| a.kind());
@@ -197,22 +139,9 @@ fn a_run_folder_report() {
         }
     }
     let severities: Vec<Severity> = report.findings.iter().map(|f| f.severity).collect();
-    assert!(
-        severities.windows(2).all(|w| w[0] >= w[1]),
-        "most severe first"
-    );
-    assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.kind == FindingKind::SoftLockup)
-    );
-    assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.kind == FindingKind::FailedUnit)
-    );
+    assert!(severities.windows(2).all(|w| w[0] >= w[1]), "most severe first");
+    assert!(report.findings.iter().any(|f| f.kind == FindingKind::SoftLockup));
+    assert!(report.findings.iter().any(|f| f.kind == FindingKind::FailedUnit));
     assert_eq!(exit_code(&report), 1);
 
     let text = render_text(&report);
@@ -222,10 +151,7 @@ fn a_run_folder_report() {
     let lockups = memchr::memmem::find_iter(&windxrunner, b"BUG: soft lockup").count();
     // The first lockup in full, two others (each on another CPU) by summary, the rest
     // by line.
-    assert!(
-        text.contains("also line 1355: BUG: soft lockup - CPU#1 stuck"),
-        "{text}"
-    );
+    assert!(text.contains("also line 1355: BUG: soft lockup - CPU#1 stuck"), "{text}");
     let rest = format!("and {} more like it in this file", lockups - 3);
     assert!(text.contains(&rest), "{text}");
     let first = &report.findings[0];
@@ -237,21 +163,14 @@ fn a_run_folder_report() {
 fn a_display_server_failure_is_not_hidden_behind_the_helper_crash() {
     let report = inspect_paths(&[corpus().join("sddm/kjournald-rpi4-sddm.journal.export")]);
     let text = render_text(&report);
-    assert!(
-        text.contains("SDDM: Auth: sddm-helper crashed (exit code 15)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("SDDM: Display server failed to start. Exiting"),
-        "{text}"
-    );
+    assert!(text.contains("SDDM: Auth: sddm-helper crashed (exit code 15)"), "{text}");
+    assert!(text.contains("SDDM: Display server failed to start. Exiting"), "{text}");
     assert_eq!(exit_code(&report), 1);
 }
 
 #[test]
 fn json_report_has_the_documented_shape() {
-    let report =
-        inspect_paths(&[corpus().join("systemctl/check_systemd-systemctl-list-units_failed.txt")]);
+    let report = inspect_paths(&[corpus().join("systemctl/check_systemd-systemctl-list-units_failed.txt")]);
     let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
     let keys = |v: &serde_json::Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -264,25 +183,16 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(file["kind"], "systemctl-list-units");
     assert_eq!(file["records"], 4);
     let finding = &json["findings"][0];
-    assert_eq!(
-        keys(finding),
-        ["evidence", "file", "kind", "line", "severity", "summary"]
-    );
+    assert_eq!(keys(finding), ["evidence", "file", "kind", "line", "severity", "summary"]);
     assert_eq!(finding["kind"], "failed-unit");
     assert_eq!(finding["severity"], "error");
     assert_eq!(finding["line"], 4);
-    assert!(
-        finding["evidence"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("smartd.service")
-    );
+    assert!(finding["evidence"][0].as_str().unwrap().starts_with("smartd.service"));
 }
 
 #[test]
 fn exit_codes() {
-    let clean =
-        inspect_paths(&[corpus().join("systemctl/check_systemd-systemctl-list-units_ok.txt")]);
+    let clean = inspect_paths(&[corpus().join("systemctl/check_systemd-systemctl-list-units_ok.txt")]);
     assert_eq!(exit_code(&clean), 0);
     let missing = inspect_paths(&[corpus().join("no-such-file")]);
     assert_eq!(exit_code(&missing), 2);
@@ -294,11 +204,8 @@ fn symlinks_inside_folders_are_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("var/log");
     std::fs::create_dir_all(&nested).unwrap();
-    std::os::unix::fs::symlink(
-        corpus().join("kernel/vmcore-dmesg-skomra.txt"),
-        nested.join("dmesg"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(corpus().join("kernel/vmcore-dmesg-skomra.txt"), nested.join("dmesg"))
+        .unwrap();
     std::os::unix::fs::symlink("/", dir.path().join("root")).unwrap();
     std::fs::write(nested.join("empty.log"), b"").unwrap();
     let report = inspect_paths(&[dir.path().to_path_buf()]);
@@ -328,17 +235,9 @@ impl Read for Generated {
     }
 }
 
-fn inspect_generated(
-    head: &[u8],
-    pattern: &'static [u8],
-    len: u64,
-) -> bootproof::inspect::FileReport {
+fn inspect_generated(head: &[u8], pattern: &'static [u8], len: u64) -> bootproof::inspect::FileReport {
     let analyzers = logs::registry();
-    let body = Generated {
-        pattern,
-        at: 0,
-        left: len,
-    };
+    let body = Generated { pattern, at: 0, left: len };
     let (file, _) = inspect_reader(&analyzers, head.chain(body), Path::new("generated")).unwrap();
     file
 }
@@ -360,10 +259,7 @@ fn a_100_mb_line_without_newline_after_a_journal_head() {
     let file = inspect_generated(head, b"x", 100 << 20);
     assert_eq!(file.kind, LogKind::JournalExport);
     assert_eq!((file.records, file.unparsed_lines, file.lines), (1, 1, 5));
-    assert!(
-        max_rss_kib() - before < 64 * 1024,
-        "memory grew with the line"
-    );
+    assert!(max_rss_kib() - before < 64 * 1024, "memory grew with the line");
 }
 
 #[test]
@@ -371,22 +267,13 @@ fn a_2_gb_sparse_file_is_streamed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.export");
     let head =
-        std::fs::read(corpus().join("journal/export/kjournald-journalexportformat_example.export"))
-            .unwrap();
+        std::fs::read(corpus().join("journal/export/kjournald-journalexportformat_example.export")).unwrap();
     std::fs::write(&path, &head).unwrap();
     // The rest reads as NUL bytes: one endless garbage line after two good entries.
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(2 << 30)
-        .unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_len(2 << 30).unwrap();
     let before = max_rss_kib();
     let report = inspect_paths(&[path]);
-    assert!(
-        max_rss_kib() - before < 64 * 1024,
-        "memory grew with the file"
-    );
+    assert!(max_rss_kib() - before < 64 * 1024, "memory grew with the file");
     let file = &report.files[0];
     assert_eq!(file.kind, LogKind::JournalExport);
     assert_eq!(file.records, 2);
@@ -398,11 +285,8 @@ fn a_2_gb_sparse_file_is_streamed() {
 #[test]
 fn binary_non_utf8_and_empty_inputs() {
     let analyzers = logs::registry();
-    let binary: Vec<u8> = (0..100_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    let (file, findings) =
-        inspect_reader(&analyzers, binary.as_slice(), Path::new("blob")).unwrap();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let (file, findings) = inspect_reader(&analyzers, binary.as_slice(), Path::new("blob")).unwrap();
     assert_eq!(file.kind, LogKind::Unknown);
     assert_eq!(file.records, 0);
     assert_eq!(file.unparsed_lines, file.lines);
@@ -414,9 +298,6 @@ fn binary_non_utf8_and_empty_inputs() {
     // A dmesg with one line of Latin-1 bytes: understood as a record, text made lossy.
     let dmesg = b"[    0.000000] Linux version 6.0\n[    1.000000] caf\xe9 \xff\n[    2.000000] Oops: 0002 [#1] SMP\n";
     let (file, findings) = inspect_reader(&analyzers, &dmesg[..], Path::new("dmesg")).unwrap();
-    assert_eq!(
-        (file.kind, file.records, file.unparsed_lines),
-        (LogKind::Dmesg, 3, 0)
-    );
+    assert_eq!((file.kind, file.records, file.unparsed_lines), (LogKind::Dmesg, 3, 0));
     assert_eq!(findings[0].kind, FindingKind::KernelOops);
 }

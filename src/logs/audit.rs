@@ -49,10 +49,7 @@ pub struct Avc<'a> {
 impl<'a> Avc<'a> {
     /// The value of `name`, without its quotes.
     pub fn field(&self, name: &str) -> Option<&'a [u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| *k == name.as_bytes())
-            .map(|(_, v)| *v)
+        self.fields.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
     }
 
     /// `permissive=1`: the access was logged but allowed.
@@ -63,13 +60,9 @@ impl<'a> Avc<'a> {
 
 fn stamp(input: &[u8]) -> IResult<&[u8], AuditStamp<'_>> {
     let time = recognize((digit1, opt(preceded(char('.'), digit1))));
-    delimited(
-        tag("audit("),
-        separated_pair(time, char(':'), digit1),
-        char(')'),
-    )
-    .map(|(time, serial)| AuditStamp { time, serial })
-    .parse(input)
+    delimited(tag("audit("), separated_pair(time, char(':'), digit1), char(')'))
+        .map(|(time, serial)| AuditStamp { time, serial })
+        .parse(input)
 }
 
 fn token(input: &[u8]) -> IResult<&[u8], &[u8]> {
@@ -86,19 +79,9 @@ fn record_type(input: &[u8]) -> IResult<&[u8], &[u8]> {
 
 /// `[node=N ]type=T msg=audit(S:N):` then the body.
 pub fn audit_record(input: &[u8]) -> IResult<&[u8], AuditRecord<'_>> {
-    let (body, (_, record_type, _, stamp, _)) = (
-        opt(node),
-        record_type,
-        space1,
-        delimited(tag("msg="), stamp, char(':')),
-        space0,
-    )
-        .parse(input)?;
-    let record = AuditRecord {
-        record_type,
-        stamp,
-        body,
-    };
+    let (body, (_, record_type, _, stamp, _)) =
+        (opt(node), record_type, space1, delimited(tag("msg="), stamp, char(':')), space0).parse(input)?;
+    let record = AuditRecord { record_type, stamp, body };
     Ok((&body[body.len()..], record))
 }
 
@@ -107,10 +90,7 @@ fn decision(input: &[u8]) -> IResult<&[u8], bool> {
     match word {
         b"denied" => Ok((rest, true)),
         b"granted" => Ok((rest, false)),
-        _ => Err(nom::Err::Error(nom::error::Error::new(
-            input,
-            nom::error::ErrorKind::Tag,
-        ))),
+        _ => Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Tag))),
     }
 }
 
@@ -119,12 +99,7 @@ fn permission(input: &[u8]) -> IResult<&[u8], &[u8]> {
 }
 
 fn permissions(input: &[u8]) -> IResult<&[u8], Vec<&[u8]>> {
-    delimited(
-        (char('{'), space0),
-        separated_list1(space1, permission),
-        (space0, char('}')),
-    )
-    .parse(input)
+    delimited((char('{'), space0), separated_list1(space1, permission), (space0, char('}'))).parse(input)
 }
 
 fn quoted(input: &[u8]) -> IResult<&[u8], &[u8]> {
@@ -152,12 +127,7 @@ pub fn avc_body(input: &[u8]) -> IResult<&[u8], Avc<'_>> {
         preceded(space1, permissions),
         preceded((space1, tag("for")), many0(field)),
     )
-        .map(|(denied, permissions, fields)| Avc {
-            stamp: None,
-            denied,
-            permissions,
-            fields,
-        })
+        .map(|(denied, permissions, fields)| Avc { stamp: None, denied, permissions, fields })
         .parse(input)
 }
 
@@ -166,9 +136,8 @@ pub fn avc_body(input: &[u8]) -> IResult<&[u8], Avc<'_>> {
 pub fn find_avc(line: &[u8]) -> Option<Avc<'_>> {
     let at = memchr::memmem::find(line, b"avc:")?;
     let (_, mut avc) = avc_body(&line[at..]).ok()?;
-    avc.stamp = memchr::memmem::find(&line[..at], b"audit(")
-        .and_then(|s| stamp(&line[s..at]).ok())
-        .map(|(_, st)| st);
+    avc.stamp =
+        memchr::memmem::find(&line[..at], b"audit(").and_then(|s| stamp(&line[s..at]).ok()).map(|(_, st)| st);
     Some(avc)
 }
 
@@ -223,10 +192,7 @@ mod tests {
         assert_eq!(avc.permissions, vec![&b"write"[..]]);
         assert_eq!(avc.field("pid"), Some(&b"18207"[..]));
         assert_eq!(avc.field("comm"), Some(&b"httpd"[..]));
-        assert_eq!(
-            avc.field("tcontext"),
-            Some(&b"unconfined_u:object_r:httpd_sys_content_t:s0"[..])
-        );
+        assert_eq!(avc.field("tcontext"), Some(&b"unconfined_u:object_r:httpd_sys_content_t:s0"[..]));
         assert_eq!(avc.field("tclass"), Some(&b"dir"[..]));
         assert!(avc.permissive());
         assert_eq!(avc.stamp.unwrap().serial, b"237");
@@ -258,11 +224,7 @@ mod tests {
             .filter(|l| l.starts_with(b"type=AVC ") && memchr::memmem::find(l, b"denied").is_some())
             .collect();
         let analysis = analyze_file(&AuditLog, &path);
-        let avcs: Vec<_> = analysis
-            .findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::AvcDenial)
-            .collect();
+        let avcs: Vec<_> = analysis.findings.iter().filter(|f| f.kind == FindingKind::AvcDenial).collect();
         assert_eq!(avcs.len(), expected.len());
         assert_eq!(avcs.len(), 48);
         assert_eq!(analysis.unparsed_lines, 0);

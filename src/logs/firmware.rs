@@ -35,9 +35,7 @@ const MARKERS: &[&str] = &[
 /// Text as a console shows it: carriage returns and ANSI escapes are normal there, NUL
 /// and other control bytes are not.
 fn is_text(line: &[u8]) -> bool {
-    !line
-        .iter()
-        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | 0x1b))
+    !line.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | 0x1b))
 }
 
 struct Firmware;
@@ -51,9 +49,7 @@ impl Analyzer for Firmware {
         // At the start of a line, as firmware prints them, not quoted in a document.
         let found = MARKERS
             .iter()
-            .filter(|m| {
-                lines::head_lines(head).any(|l| l.trim_ascii_start().starts_with(m.as_bytes()))
-            })
+            .filter(|m| lines::head_lines(head).any(|l| l.trim_ascii_start().starts_with(m.as_bytes())))
             .count();
         match found {
             0 => 0,
@@ -96,26 +92,18 @@ mod tests {
 
     #[test]
     fn successful_boots_have_no_finding() {
-        for name in [
-            "firmware/ovmf-debug-TobleMiner-KVMGT.log",
-            "firmware/seabios-debug-gaberger-qemu-test.log",
-        ] {
+        for name in
+            ["firmware/ovmf-debug-TobleMiner-KVMGT.log", "firmware/seabios-debug-gaberger-qemu-test.log"]
+        {
             let path = corpus_file(name);
             let head = std::fs::read(&path).unwrap();
-            assert!(
-                Firmware.sniff(&head[..head.len().min(65536)], name) >= 90,
-                "{name}"
-            );
+            assert!(Firmware.sniff(&head[..head.len().min(65536)], name) >= 90, "{name}");
             let analysis = analyze_file(&Firmware, &path);
             assert_eq!(analysis.lines, count_lines(&path), "{name}");
             assert_eq!(analysis.records + analysis.unparsed_lines, analysis.lines);
             // OVMF's "Image ... start failed: Unsupported" lines are drivers declining
             // hardware that is not there: normal, not findings.
-            assert!(
-                analysis.findings.is_empty(),
-                "{name}: {:?}",
-                analysis.findings
-            );
+            assert!(analysis.findings.is_empty(), "{name}: {:?}", analysis.findings);
         }
     }
 
@@ -127,18 +115,9 @@ mod tests {
             BdsDxe: No bootable option or device was found.\r\n\
             BdsDxe: Press any key to enter the Boot Manager Menu.\r\n";
         let mut input = Cursor::new(console.as_bytes());
-        let analysis = Firmware
-            .analyze(&mut input, Path::new("console.log"))
-            .unwrap();
-        let kinds: Vec<(FindingKind, u64)> =
-            analysis.findings.iter().map(|f| (f.kind, f.line)).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                (FindingKind::FirmwareRefusal, 2),
-                (FindingKind::BootFailure, 3)
-            ]
-        );
+        let analysis = Firmware.analyze(&mut input, Path::new("console.log")).unwrap();
+        let kinds: Vec<(FindingKind, u64)> = analysis.findings.iter().map(|f| (f.kind, f.line)).collect();
+        assert_eq!(kinds, vec![(FindingKind::FirmwareRefusal, 2), (FindingKind::BootFailure, 3)]);
         assert_eq!((analysis.records, analysis.unparsed_lines), (4, 0));
     }
 
@@ -152,9 +131,7 @@ mod tests {
         // prints it.
         console.extend_from_slice(b"[   12.345678] Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled\n");
         assert!(Firmware.sniff(&console, "console.log") >= 90);
-        let analysis = Firmware
-            .analyze(&mut Cursor::new(console), Path::new("console.log"))
-            .unwrap();
+        let analysis = Firmware.analyze(&mut Cursor::new(console), Path::new("console.log")).unwrap();
         assert_eq!(analysis.findings.len(), 1);
         let panic = &analysis.findings[0];
         assert_eq!(panic.kind, FindingKind::KernelPanic);

@@ -45,16 +45,8 @@ fn seconds(input: &[u8]) -> IResult<&[u8], &[u8]> {
 pub fn kernel_line(input: &[u8]) -> KernelLine<'_> {
     let parsed: IResult<&[u8], _> = (opt(level), opt(seconds), opt(char(' '))).parse(input);
     match parsed {
-        Ok((message, (level, seconds, _))) => KernelLine {
-            level,
-            seconds,
-            message,
-        },
-        Err(_) => KernelLine {
-            level: None,
-            seconds: None,
-            message: input,
-        },
+        Ok((message, (level, seconds, _))) => KernelLine { level, seconds, message },
+        Err(_) => KernelLine { level: None, seconds: None, message: input },
     }
 }
 
@@ -76,11 +68,7 @@ fn is_xorg_marked(message: &[u8]) -> bool {
 }
 
 /// Messages every boot log starts with; they tell a prefix-less dmesg apart.
-const BOOT_BANNERS: &[&str] = &[
-    "Linux version ",
-    "Command line: ",
-    "Initializing cgroup subsys",
-];
+const BOOT_BANNERS: &[&str] = &["Linux version ", "Command line: ", "Initializing cgroup subsys"];
 
 /// Raw kernel logs (`dmesg`, `vmcore-dmesg.txt`).
 struct KernelLog;
@@ -94,9 +82,7 @@ impl Analyzer for KernelLog {
         let prefixed = lines::share_of_lines(head, 3, has_kernel_prefix);
         let banner = lines::head_lines(head).take(50).any(|l| {
             let message = kernel_line(l).message;
-            BOOT_BANNERS
-                .iter()
-                .any(|b| message.starts_with(b.as_bytes()))
+            BOOT_BANNERS.iter().any(|b| message.starts_with(b.as_bytes()))
         });
         let named = file_name.contains("dmesg");
         // Xorg's log has the same `[seconds]` prefix, then a `(II)`-style marker.
@@ -145,18 +131,12 @@ mod tests {
         let l = kernel_line(b"<0>BUG: soft lockup - CPU#20 stuck for 67s! [libvirtd:21321]");
         assert_eq!(l.level, Some(&b"0"[..]));
         assert_eq!(l.seconds, None);
-        assert_eq!(
-            l.message,
-            b"BUG: soft lockup - CPU#20 stuck for 67s! [libvirtd:21321]"
-        );
+        assert_eq!(l.message, b"BUG: soft lockup - CPU#20 stuck for 67s! [libvirtd:21321]");
         let l = kernel_line(b"[  181.012660] Oops: 0010 [#1] SMP ");
         assert_eq!(l.seconds, Some(&b"181.012660"[..]));
         assert_eq!(l.message, b"Oops: 0010 [#1] SMP ");
         let l = kernel_line(b"Call Trace:");
-        assert_eq!(
-            (l.level, l.seconds, l.message),
-            (None, None, &b"Call Trace:"[..])
-        );
+        assert_eq!((l.level, l.seconds, l.message), (None, None, &b"Call Trace:"[..]));
     }
 
     #[test]
@@ -165,21 +145,12 @@ mod tests {
         let analysis = analyze_file(&KernelLog, &path);
         assert_eq!(analysis.lines, count_lines(&path));
         assert_eq!(analysis.records + analysis.unparsed_lines, analysis.lines);
-        let oops: Vec<_> = analysis
-            .findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::KernelOops)
-            .collect();
+        let oops: Vec<_> = analysis.findings.iter().filter(|f| f.kind == FindingKind::KernelOops).collect();
         assert_eq!(oops.len(), 1);
         assert_eq!(oops[0].line, 1062);
         assert_eq!(oops[0].time.as_deref(), Some("181.012541"));
         assert!(oops[0].summary.contains("NULL pointer dereference"));
-        assert!(
-            oops[0]
-                .evidence
-                .iter()
-                .any(|e| e.contains("Oops: 0010 [#1] SMP"))
-        );
+        assert!(oops[0].evidence.iter().any(|e| e.contains("Oops: 0010 [#1] SMP")));
         assert!(oops[0].evidence.iter().any(|e| e.contains("Call Trace:")));
         let warnings: Vec<u64> = analysis
             .findings
@@ -197,24 +168,10 @@ mod tests {
         let warning = &analysis.findings[0];
         assert_eq!(warning.kind, FindingKind::KernelWarning);
         assert_eq!(warning.line, 324);
-        assert!(
-            warning
-                .summary
-                .starts_with("WARNING: at kernel/rh_taint.c:13")
-        );
-        let trace = warning
-            .evidence
-            .iter()
-            .position(|e| e == "Call Trace:")
-            .unwrap();
+        assert!(warning.summary.starts_with("WARNING: at kernel/rh_taint.c:13"));
+        let trace = warning.evidence.iter().position(|e| e == "Call Trace:").unwrap();
         assert!(warning.evidence[trace + 1].contains("warn_slowpath_common"));
-        assert!(
-            warning
-                .evidence
-                .last()
-                .unwrap()
-                .starts_with("---[ end trace")
-        );
+        assert!(warning.evidence.last().unwrap().starts_with("---[ end trace"));
     }
 
     #[test]
@@ -223,19 +180,12 @@ mod tests {
         let text = std::fs::read(&path).unwrap();
         let expected = memchr::memmem::find_iter(&text, b"BUG: soft lockup").count();
         let analysis = analyze_file(&KernelLog, &path);
-        let lockups: Vec<_> = analysis
-            .findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::SoftLockup)
-            .collect();
+        let lockups: Vec<_> =
+            analysis.findings.iter().filter(|f| f.kind == FindingKind::SoftLockup).collect();
         assert_eq!(lockups.len(), expected);
         assert_eq!(lockups[0].line, 39);
         assert!(lockups[0].summary.contains("CPU#20 stuck for 67s"));
-        let oops = analysis
-            .findings
-            .iter()
-            .find(|f| f.kind == FindingKind::KernelOops)
-            .unwrap();
+        let oops = analysis.findings.iter().find(|f| f.kind == FindingKind::KernelOops).unwrap();
         assert_eq!(oops.line, 9481);
         assert!(oops.summary.contains("paging request"));
     }

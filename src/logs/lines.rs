@@ -33,11 +33,7 @@ pub struct LineReader<'r> {
 
 impl<'r> LineReader<'r> {
     pub fn new(input: &'r mut dyn BufRead) -> Self {
-        LineReader {
-            input,
-            buf: Vec::new(),
-            number: 0,
-        }
+        LineReader { input, buf: Vec::new(), number: 0 }
     }
 
     /// The next line, or `None` at the end of the stream. A last line without `\n` is
@@ -77,11 +73,7 @@ impl<'r> LineReader<'r> {
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        Ok(Some(Line {
-            number: self.number,
-            bytes: &self.buf,
-            oversize,
-        }))
+        Ok(Some(Line { number: self.number, bytes: &self.buf, oversize }))
     }
 
     /// Lines read so far.
@@ -103,12 +95,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn analysis(self, findings: Vec<Finding>) -> Analysis {
-        Analysis {
-            records: self.records,
-            unparsed_lines: self.unparsed_lines,
-            lines: self.lines,
-            findings,
-        }
+        Analysis { records: self.records, unparsed_lines: self.unparsed_lines, lines: self.lines, findings }
     }
 
     /// Every line is a record, a continuation or not understood.
@@ -119,19 +106,13 @@ impl Tally {
 
 /// The [`LogError`] for a read failure of `file`.
 pub fn io_error(file: &Path, source: io::Error) -> LogError {
-    LogError::Io {
-        path: file.to_path_buf(),
-        source,
-    }
+    LogError::Io { path: file.to_path_buf(), source }
 }
 
 /// Lossy text of a log line for evidence and summaries: invalid UTF-8 becomes U+FFFD and
 /// control characters are dropped so evidence cannot move a terminal's cursor.
 pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\t')
-        .collect()
+    String::from_utf8_lossy(bytes).chars().filter(|c| !c.is_control() || *c == '\t').collect()
 }
 
 /// `head` (a sniffing window) split into lines, ignoring a cut-off last line unless it
@@ -141,18 +122,12 @@ pub fn head_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
         Some(i) => &head[..i],
         None => head,
     };
-    complete
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    complete.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 /// Share (0..=100) of the non-empty lines of `head` accepted by `is_mine`, or 0 when
 /// fewer than `min_lines` lines are there to judge.
-pub fn share_of_lines<'h>(
-    head: &'h [u8],
-    min_lines: usize,
-    mut is_mine: impl FnMut(&'h [u8]) -> bool,
-) -> u8 {
+pub fn share_of_lines<'h>(head: &'h [u8], min_lines: usize, mut is_mine: impl FnMut(&'h [u8]) -> bool) -> u8 {
     let (mut total, mut mine) = (0usize, 0usize);
     for line in head_lines(head).filter(|l| !l.is_empty()) {
         total += 1;
@@ -172,12 +147,7 @@ pub fn format_realtime_us(us: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
@@ -234,9 +204,7 @@ mod tests {
 
     #[test]
     fn a_100_mb_line_is_capped_not_stored() {
-        let mut input = BufReader::new(Endless {
-            left: 100 * 1024 * 1024,
-        });
+        let mut input = BufReader::new(Endless { left: 100 * 1024 * 1024 });
         let mut reader = LineReader::new(&mut input);
         let line = reader.next_line().unwrap().unwrap();
         assert!(line.oversize);
@@ -249,10 +217,7 @@ mod tests {
     fn realtime_formats_as_utc() {
         // __REALTIME_TIMESTAMP of the first entry of the fedora37 export, whose
         // short-precise rendering (TZ=UTC) is "Oct 24 00:00:01.017222".
-        assert_eq!(
-            format_realtime_us(1_666_569_601_017_222),
-            "2022-10-24T00:00:01.017222Z"
-        );
+        assert_eq!(format_realtime_us(1_666_569_601_017_222), "2022-10-24T00:00:01.017222Z");
         assert_eq!(format_realtime_us(0), "1970-01-01T00:00:00.000000Z");
     }
 }

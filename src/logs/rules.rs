@@ -72,83 +72,23 @@ impl Rule {
 }
 
 const fn rule(pattern: &'static str, at: Match, kind: FindingKind, severity: Severity) -> Rule {
-    Rule {
-        pattern,
-        at,
-        kind,
-        severity,
-    }
+    Rule { pattern, at, kind, severity }
 }
 
 /// Kernel messages that start a report; the first match wins, so the panic comes before
 /// the "Out of memory" its message may contain.
 const KERNEL_RULES: &[Rule] = &[
-    rule(
-        "Kernel panic - not syncing",
-        Match::Contains,
-        FindingKind::KernelPanic,
-        Severity::Critical,
-    ),
-    rule(
-        "BUG: soft lockup",
-        Match::Contains,
-        FindingKind::SoftLockup,
-        Severity::Error,
-    ),
-    rule(
-        "BUG: unable to handle kernel",
-        Match::Contains,
-        FindingKind::KernelOops,
-        Severity::Error,
-    ),
-    rule(
-        "BUG: kernel NULL pointer dereference",
-        Match::Contains,
-        FindingKind::KernelOops,
-        Severity::Error,
-    ),
-    rule(
-        "general protection fault",
-        Match::Prefix,
-        FindingKind::KernelOops,
-        Severity::Error,
-    ),
-    rule(
-        "Oops: ",
-        Match::Prefix,
-        FindingKind::KernelOops,
-        Severity::Error,
-    ),
-    rule(
-        "kernel BUG at",
-        Match::Contains,
-        FindingKind::KernelBug,
-        Severity::Error,
-    ),
-    rule(
-        "BUG: ",
-        Match::Prefix,
-        FindingKind::KernelBug,
-        Severity::Error,
-    ),
-    rule(
-        "WARNING: ",
-        Match::Prefix,
-        FindingKind::KernelWarning,
-        Severity::Warning,
-    ),
-    rule(
-        "Out of memory: Kill",
-        Match::Contains,
-        FindingKind::OomKill,
-        Severity::Error,
-    ),
-    rule(
-        " segfault at ",
-        Match::Contains,
-        FindingKind::Segfault,
-        Severity::Warning,
-    ),
+    rule("Kernel panic - not syncing", Match::Contains, FindingKind::KernelPanic, Severity::Critical),
+    rule("BUG: soft lockup", Match::Contains, FindingKind::SoftLockup, Severity::Error),
+    rule("BUG: unable to handle kernel", Match::Contains, FindingKind::KernelOops, Severity::Error),
+    rule("BUG: kernel NULL pointer dereference", Match::Contains, FindingKind::KernelOops, Severity::Error),
+    rule("general protection fault", Match::Prefix, FindingKind::KernelOops, Severity::Error),
+    rule("Oops: ", Match::Prefix, FindingKind::KernelOops, Severity::Error),
+    rule("kernel BUG at", Match::Contains, FindingKind::KernelBug, Severity::Error),
+    rule("BUG: ", Match::Prefix, FindingKind::KernelBug, Severity::Error),
+    rule("WARNING: ", Match::Prefix, FindingKind::KernelWarning, Severity::Warning),
+    rule("Out of memory: Kill", Match::Contains, FindingKind::OomKill, Severity::Error),
+    rule(" segfault at ", Match::Contains, FindingKind::Segfault, Severity::Warning),
 ];
 
 /// A rule table with one pass over a message to tell whether any rule may match:
@@ -198,12 +138,7 @@ const KERNEL_REPORT_ENDS: &[&str] = &["---[ end trace", "---[ end Kernel panic"]
 
 /// SDDM messages (journal or sddm.log) that mean no graphical login.
 const SDDM_RULES: &[Rule] = &[
-    rule(
-        "sddm-helper crashed",
-        Match::Contains,
-        FindingKind::DisplayManagerFailure,
-        Severity::Error,
-    ),
+    rule("sddm-helper crashed", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Error),
     rule(
         "Display server failed to start",
         Match::Contains,
@@ -222,12 +157,7 @@ const SDDM_RULES: &[Rule] = &[
         FindingKind::DisplayManagerFailure,
         Severity::Error,
     ),
-    rule(
-        "Greeter stopped",
-        Match::Contains,
-        FindingKind::DisplayManagerFailure,
-        Severity::Warning,
-    ),
+    rule("Greeter stopped", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Warning),
     rule(
         "Auth: sddm-helper exited with",
         Match::Contains,
@@ -239,42 +169,17 @@ const SDDM_RULES: &[Rule] = &[
 /// Firmware (OVMF, SeaBIOS) messages; the first match wins, so a Secure Boot refusal is
 /// reported as such even when it is also a failed boot option.
 const FIRMWARE_RULES: &[Rule] = &[
-    rule(
-        "Access Denied",
-        Match::Contains,
-        FindingKind::FirmwareRefusal,
-        Severity::Error,
-    ),
-    rule(
-        "Security Violation",
-        Match::Contains,
-        FindingKind::FirmwareRefusal,
-        Severity::Error,
-    ),
+    rule("Access Denied", Match::Contains, FindingKind::FirmwareRefusal, Severity::Error),
+    rule("Security Violation", Match::Contains, FindingKind::FirmwareRefusal, Severity::Error),
     rule(
         "No bootable option or device was found",
         Match::Contains,
         FindingKind::BootFailure,
         Severity::Error,
     ),
-    rule(
-        "No bootable device",
-        Match::Contains,
-        FindingKind::BootFailure,
-        Severity::Error,
-    ),
-    rule(
-        "failed to load Boot",
-        Match::Contains,
-        FindingKind::BootFailure,
-        Severity::Warning,
-    ),
-    rule(
-        "Boot failed:",
-        Match::Contains,
-        FindingKind::BootFailure,
-        Severity::Warning,
-    ),
+    rule("No bootable device", Match::Contains, FindingKind::BootFailure, Severity::Error),
+    rule("failed to load Boot", Match::Contains, FindingKind::BootFailure, Severity::Warning),
+    rule("Boot failed:", Match::Contains, FindingKind::BootFailure, Severity::Warning),
 ];
 
 /// A unit that failed stops what depends on it: an error.
@@ -373,9 +278,8 @@ impl Rules {
 
     fn continue_report(&mut self, open: usize, message: &[u8], evidence: &[u8]) {
         let room_left = self.add_evidence(open, evidence);
-        let ended = KERNEL_REPORT_ENDS
-            .iter()
-            .any(|end| memchr::memmem::find(message, end.as_bytes()).is_some());
+        let ended =
+            KERNEL_REPORT_ENDS.iter().any(|end| memchr::memmem::find(message, end.as_bytes()).is_some());
         if ended || !room_left {
             self.open_report = None;
         }
@@ -395,11 +299,7 @@ impl Rules {
         };
         let field = |name| avc.field(name).map(text).unwrap_or_else(|| "?".into());
         let permissions: Vec<String> = avc.permissions.iter().map(|p| text(p)).collect();
-        let mode = if avc.permissive() {
-            " (permissive)"
-        } else {
-            ""
-        };
+        let mode = if avc.permissive() { " (permissive)" } else { "" };
         let summary = format!(
             "SELinux denied {{ {} }} to {} (pid {}): {} -> {} tclass={}{mode}",
             permissions.join(" "),
@@ -410,18 +310,8 @@ impl Rules {
             field("tclass"),
         );
         // Permissive denials were allowed: worth a look, not the cause of a failure.
-        let severity = if avc.permissive() {
-            Severity::Warning
-        } else {
-            Severity::Error
-        };
-        self.push(
-            (FindingKind::AvcDenial, severity),
-            line,
-            time,
-            summary,
-            evidence,
-        );
+        let severity = if avc.permissive() { Severity::Warning } else { Severity::Error };
+        self.push((FindingKind::AvcDenial, severity), line, time, summary, evidence);
     }
 
     /// One SDDM message (any of sddm, sddm-helper, sddm-greeter). `is_error`: SDDM
@@ -439,14 +329,7 @@ impl Rules {
 
     /// One systemd (PID 1 or user manager) message; `unit` is the journal's `UNIT=` or
     /// `USER_UNIT=` when known.
-    pub fn systemd(
-        &mut self,
-        line: u64,
-        time: Time,
-        unit: Option<&[u8]>,
-        message: &[u8],
-        evidence: &[u8],
-    ) {
+    pub fn systemd(&mut self, line: u64, time: Time, unit: Option<&[u8]>, message: &[u8], evidence: &[u8]) {
         let Some((named, severity)) = failed_unit(message) else {
             return;
         };
@@ -562,10 +445,7 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].kind, FindingKind::KernelOops);
         assert_eq!(findings[0].evidence.len(), 5);
-        assert_eq!(
-            findings[0].summary,
-            "BUG: unable to handle kernel NULL pointer dereference at (null)"
-        );
+        assert_eq!(findings[0].summary, "BUG: unable to handle kernel NULL pointer dereference at (null)");
     }
 
     #[test]
@@ -591,9 +471,7 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].evidence.len(), 2);
         assert!(
-            findings[0]
-                .summary
-                .starts_with("unit app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope failed")
+            findings[0].summary.starts_with("unit app-gnome-gnome\\x2dkeyring\\x2dssh-1655.scope failed")
         );
     }
 

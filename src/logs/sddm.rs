@@ -39,12 +39,7 @@ fn time(input: &[u8]) -> IResult<&[u8], &[u8]> {
 
 /// `(EE)`.
 fn level(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    delimited(
-        char('('),
-        take_while1(|b: u8| b.is_ascii_uppercase()),
-        char(')'),
-    )
-    .parse(input)
+    delimited(char('('), take_while1(|b: u8| b.is_ascii_uppercase()), char(')')).parse(input)
 }
 
 fn component(input: &[u8]) -> IResult<&[u8], &[u8]> {
@@ -53,18 +48,8 @@ fn component(input: &[u8]) -> IResult<&[u8], &[u8]> {
 
 /// `[time] (LEVEL) COMPONENT: message`.
 pub fn sddm_line(input: &[u8]) -> IResult<&[u8], SddmLine<'_>> {
-    (
-        time,
-        preceded(char(' '), level),
-        preceded(char(' '), component),
-        preceded(tag(" "), rest),
-    )
-        .map(|(time, level, component, message)| SddmLine {
-            time,
-            level,
-            component,
-            message,
-        })
+    (time, preceded(char(' '), level), preceded(char(' '), component), preceded(tag(" "), rest))
+        .map(|(time, level, component, message)| SddmLine { time, level, component, message })
         .parse(input)
 }
 
@@ -125,20 +110,13 @@ mod tests {
     #[test]
     fn display_server_failure_in_sddm_log() {
         let (_, l) =
-            sddm_line(b"[22:49:02.480] (EE) DAEMON: Could not start Display server on vt 1")
-                .unwrap();
-        assert_eq!(
-            (l.time, l.level, l.component),
-            (&b"22:49:02.480"[..], &b"EE"[..], &b"DAEMON"[..])
-        );
+            sddm_line(b"[22:49:02.480] (EE) DAEMON: Could not start Display server on vt 1").unwrap();
+        assert_eq!((l.time, l.level, l.component), (&b"22:49:02.480"[..], &b"EE"[..], &b"DAEMON"[..]));
         assert_eq!(l.message, b"Could not start Display server on vt 1");
 
         let mut input = Cursor::new(PASTED.as_bytes());
         let analysis = SddmLog.analyze(&mut input, Path::new("sddm.log")).unwrap();
-        assert_eq!(
-            (analysis.records, analysis.unparsed_lines, analysis.lines),
-            (3, 1, 4)
-        );
+        assert_eq!((analysis.records, analysis.unparsed_lines, analysis.lines), (3, 1, 4));
         assert_eq!(analysis.findings.len(), 1);
         let finding = &analysis.findings[0];
         assert_eq!(finding.kind, FindingKind::DisplayManagerFailure);
@@ -152,7 +130,8 @@ mod tests {
     #[test]
     fn sniffs_sddm_log_and_not_the_journal() {
         assert!(SddmLog.sniff(PASTED.as_bytes(), "sddm.log") >= 70);
-        let journal = b"Mar 13 15:36:56.399187 raspberrypi4 sddm[245]: Display server failed to start. Exiting\n";
+        let journal =
+            b"Mar 13 15:36:56.399187 raspberrypi4 sddm[245]: Display server failed to start. Exiting\n";
         assert_eq!(SddmLog.sniff(journal, "x"), 0);
     }
 }

@@ -56,10 +56,7 @@ fn state(input: &[u8]) -> IResult<&[u8], &[u8]> {
 fn unit_name(input: &[u8]) -> IResult<&[u8], &[u8]> {
     let (rest, name) = word(input)?;
     if memchr::memchr(b'.', name).is_none() {
-        return Err(nom::Err::Error(nom::error::Error::new(
-            input,
-            nom::error::ErrorKind::Verify,
-        )));
+        return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify)));
     }
     Ok((rest, name))
 }
@@ -73,29 +70,13 @@ pub fn unit_line(input: &[u8]) -> IResult<&[u8], UnitLine<'_>> {
         preceded(space1, state),
         preceded(space0, rest),
     )
-        .map(|(unit, load, active, sub, description)| UnitLine {
-            unit,
-            load,
-            active,
-            sub,
-            description,
-        })
+        .map(|(unit, load, active, sub, description)| UnitLine { unit, load, active, sub, description })
         .parse(input)
 }
 
 /// `  UNIT   LOAD   ACTIVE SUB    DESCRIPTION`.
 pub fn header_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    (
-        space0,
-        tag("UNIT"),
-        space1,
-        tag("LOAD"),
-        space1,
-        tag("ACTIVE"),
-        space1,
-        tag("SUB"),
-        rest,
-    )
+    (space0, tag("UNIT"), space1, tag("LOAD"), space1, tag("ACTIVE"), space1, tag("SUB"), rest)
         .map(|_| input)
         .parse(input)
 }
@@ -103,14 +84,8 @@ pub fn header_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
 /// The legend under the table and its footer lines, and the empty lines between them.
 fn legend_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
     alt((
-        preceded(
-            alt((tag("LOAD "), tag("ACTIVE "), tag("SUB "))),
-            preceded(space0, tag("=")),
-        ),
-        preceded(
-            (alt((digit1, tag("xxx"))), tag(" loaded units listed")),
-            rest,
-        ),
+        preceded(alt((tag("LOAD "), tag("ACTIVE "), tag("SUB "))), preceded(space0, tag("="))),
+        preceded((alt((digit1, tag("xxx"))), tag(" loaded units listed")), rest),
         tag("To show all installed unit files use"),
         preceded(space0, tag("0 loaded units listed")),
     ))
@@ -159,14 +134,10 @@ impl Analyzer for ListUnits {
     }
 
     fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
-        if lines::head_lines(head)
-            .take(3)
-            .any(|l| header_line(l).is_ok())
-        {
+        if lines::head_lines(head).take(3).any(|l| header_line(l).is_ok()) {
             return 95;
         }
-        let share =
-            lines::share_of_lines(head, 3, |l| unit_line(l).is_ok() || legend_line(l).is_ok());
+        let share = lines::share_of_lines(head, 3, |l| unit_line(l).is_ok() || legend_line(l).is_ok());
         if share >= 80 { 70 } else { 0 }
     }
 
@@ -207,17 +178,13 @@ mod tests {
         assert_eq!(tally.records, 4);
         assert_eq!(
             failed_units(&findings),
-            vec![(
-                4,
-                "unit smartd.service failed (load masked, active failed, sub dead)".to_string()
-            )]
+            vec![(4, "unit smartd.service failed (load masked, active failed, sub dead)".to_string())]
         );
     }
 
     #[test]
     fn two_failed_units() {
-        let (_, findings) =
-            run("systemctl/check_systemd-systemctl-list-units_multiple-failure.txt");
+        let (_, findings) = run("systemctl/check_systemd-systemctl-list-units_multiple-failure.txt");
         let units: Vec<u64> = failed_units(&findings).iter().map(|(l, _)| *l).collect();
         assert_eq!(units, vec![2, 4]);
     }
@@ -252,8 +219,7 @@ mod tests {
             failed_units(&findings),
             vec![(
                 205,
-                "unit nm-wait-online.service failed (load loaded, active failed, sub failed)"
-                    .to_string()
+                "unit nm-wait-online.service failed (load loaded, active failed, sub failed)".to_string()
             )]
         );
     }
@@ -263,17 +229,10 @@ mod tests {
         let (_, u) = unit_line(b"  dev-block-254:0.device                                                                                         loaded    active   plugged   /dev/block/254:0").unwrap();
         assert_eq!(
             (u.unit, u.load, u.active, u.sub),
-            (
-                &b"dev-block-254:0.device"[..],
-                &b"loaded"[..],
-                &b"active"[..],
-                &b"plugged"[..]
-            )
+            (&b"dev-block-254:0.device"[..], &b"loaded"[..], &b"active"[..], &b"plugged"[..])
         );
         assert_eq!(u.description, b"/dev/block/254:0");
-        let (_, u) =
-            unit_line("\u{25cf} smartd.service loaded failed failed S.M.A.R.T.".as_bytes())
-                .unwrap();
+        let (_, u) = unit_line("\u{25cf} smartd.service loaded failed failed S.M.A.R.T.".as_bytes()).unwrap();
         assert!(u.failed());
         assert_eq!(u.unit, b"smartd.service");
     }

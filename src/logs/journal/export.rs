@@ -67,9 +67,14 @@ enum Step<'a> {
     EntryEnd,
     /// A binary field whose value exceeds [`MAX_FIELD`]: `header` bytes of name and
     /// length, then `value` bytes to skip.
-    Oversize { header: usize, value: u64 },
+    Oversize {
+        header: usize,
+        value: u64,
+    },
     /// A line that is no field; `len` includes its `\n` when present.
-    Garbage { len: usize },
+    Garbage {
+        len: usize,
+    },
     /// More input is needed.
     Incomplete,
 }
@@ -97,10 +102,7 @@ fn field_name(input: &[u8]) -> IResult<&[u8], &[u8]> {
 
 /// `NAME=value\n`.
 fn text_field(input: &[u8]) -> IResult<&[u8], Field<'_>> {
-    (
-        terminated(field_name, tag("=")),
-        terminated(take_until("\n"), tag("\n")),
-    )
+    (terminated(field_name, tag("=")), terminated(take_until("\n"), tag("\n")))
         .map(|(name, value)| Field { name, value })
         .parse(input)
 }
@@ -128,11 +130,7 @@ fn step(input: &[u8]) -> Step<'_> {
             if len > MAX_LINE {
                 return Step::Garbage { len };
             }
-            return Step::Field {
-                field,
-                len,
-                lines: 1,
-            };
+            return Step::Field { field, len, lines: 1 };
         }
         Err(nom::Err::Incomplete(_)) if memchr::memchr(b'\n', input).is_none() => {
             return Step::Incomplete;
@@ -212,10 +210,7 @@ pub struct ExportParser {
 
 impl ExportParser {
     pub fn new() -> Self {
-        ExportParser {
-            line: 1,
-            ..ExportParser::default()
-        }
+        ExportParser { line: 1, ..ExportParser::default() }
     }
 
     /// Adds `chunk` to the stream and returns the entries it completes. Entries not
@@ -312,11 +307,7 @@ impl ExportParser {
                     self.last_dropped = Some(chunk[n - 1]);
                 }
                 let left = left - n as u64;
-                self.skip = if left == 0 {
-                    Skip::Nothing
-                } else {
-                    Skip::Bytes(left)
-                };
+                self.skip = if left == 0 { Skip::Nothing } else { Skip::Bytes(left) };
                 &chunk[n..]
             }
             Skip::Line => match memchr::memchr(b'\n', chunk) {
@@ -419,8 +410,7 @@ impl<'p> Entries<'p> {
         if let Ok((value, name)) = terminated(field_name, tag("=")).parse(rest)
             && memchr::memchr(b'\n', value).is_none()
         {
-            self.progress
-                .push(input, Field { name, value }, rest.len(), 1);
+            self.progress.push(input, Field { name, value }, rest.len(), 1);
             return self.emit(input, false);
         }
         let n = self.final_lines(rest);
@@ -459,10 +449,7 @@ impl<'p> Entries<'p> {
         *self.consumed += progress.pos;
         *self.line += progress.lines + extra;
         // Keep the offsets' allocation for the next entry.
-        *self.progress = Progress {
-            fields: progress.fields,
-            ..Progress::default()
-        };
+        *self.progress = Progress { fields: progress.fields, ..Progress::default() };
         self.progress.fields.clear();
         entry
     }
@@ -493,12 +480,7 @@ impl Progress {
         let start = input.as_ptr() as usize;
         let name = field.name.as_ptr() as usize - start;
         let value = field.value.as_ptr() as usize - start;
-        self.fields.push([
-            name,
-            name + field.name.len(),
-            value,
-            value + field.value.len(),
-        ]);
+        self.fields.push([name, name + field.name.len(), value, value + field.value.len()]);
         self.advance(len, lines, 0);
     }
 }

@@ -217,15 +217,11 @@ impl<'de> Visitor<'de> for ElementVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element<'de>, E> {
-        u8::try_from(v)
-            .map(Element::Byte)
-            .map_err(|_| E::custom(format!("byte value {v} is over 255")))
+        u8::try_from(v).map(Element::Byte).map_err(|_| E::custom(format!("byte value {v} is over 255")))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element<'de>, E> {
-        u8::try_from(v)
-            .map(Element::Byte)
-            .map_err(|_| E::custom(format!("byte value {v} is out of range")))
+        u8::try_from(v).map(Element::Byte).map_err(|_| E::custom(format!("byte value {v} is out of range")))
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Element<'de>, E> {
@@ -260,8 +256,7 @@ mod tests {
 
     #[test]
     fn repeated_field_keeps_its_first_value_and_null_is_absent() {
-        let line =
-            br#"{ "MESSAGE" : [ null, "first", "second" ], "_COMM" : "sddm", "UNIT" : null }"#;
+        let line = br#"{ "MESSAGE" : [ null, "first", "second" ], "_COMM" : "sddm", "UNIT" : null }"#;
         let entry = json_entry(line).unwrap();
         assert_eq!(entry.message.bytes(), Some(&b"first"[..]));
         let carried = entry.carried();
@@ -271,21 +266,14 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_unescaped() {
-        let line =
-            br#"{"SYSLOG_RAW":"<28>Oct 24 00:00:03 rpc.idmapd[406]: x\n","MESSAGE":"a\tb\u00e9"}"#;
+        let line = br#"{"SYSLOG_RAW":"<28>Oct 24 00:00:03 rpc.idmapd[406]: x\n","MESSAGE":"a\tb\u00e9"}"#;
         let entry = json_entry(line).unwrap();
         assert_eq!(entry.message.bytes(), Some("a\tb\u{e9}".as_bytes()));
     }
 
     #[test]
     fn not_an_entry_is_an_error() {
-        for bad in [
-            &b"[1,2]"[..],
-            b"{\"MESSAGE\":[300]}",
-            b"{\"MESSAGE\":\"x\"} trailing",
-            b"",
-            b"{",
-        ] {
+        for bad in [&b"[1,2]"[..], b"{\"MESSAGE\":[300]}", b"{\"MESSAGE\":\"x\"} trailing", b"", b"{"] {
             assert!(json_entry(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

@@ -20,11 +20,7 @@ use super::rules::{JournalMessage, Rules, Time};
 use super::{Analysis, Analyzer, Finding, FindingKind, LogError, LogKind, Severity};
 
 pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
-    vec![
-        Box::new(JournalExport),
-        Box::new(JournalJson),
-        Box::new(JournalShort),
-    ]
+    vec![Box::new(JournalExport), Box::new(JournalJson), Box::new(JournalShort)]
 }
 
 /// The fields of an entry that say what its message means, in any journal form.
@@ -46,10 +42,7 @@ fn carry(rules: &mut Rules, line: u64, fields: &CarriedFields) {
     let Some(text) = fields.message else {
         return;
     };
-    let time = fields
-        .realtime
-        .and_then(decimal)
-        .map_or(Time::Unknown, Time::RealtimeUs);
+    let time = fields.realtime.and_then(decimal).map_or(Time::Unknown, Time::RealtimeUs);
     rules.journal_message(&JournalMessage {
         line,
         time,
@@ -95,14 +88,8 @@ fn export_fields<'a>(entry: &Entry<'a>) -> CarriedFields<'a> {
 }
 
 /// Fields that every journal entry written by journald or journalctl carries.
-const JOURNAL_FIELD_NAMES: &[&[u8]] = &[
-    b"__CURSOR",
-    b"__REALTIME_TIMESTAMP",
-    b"MESSAGE",
-    b"_BOOT_ID",
-    b"PRIORITY",
-    b"SYSLOG_IDENTIFIER",
-];
+const JOURNAL_FIELD_NAMES: &[&[u8]] =
+    &[b"__CURSOR", b"__REALTIME_TIMESTAMP", b"MESSAGE", b"_BOOT_ID", b"PRIORITY", b"SYSLOG_IDENTIFIER"];
 
 /// `journalctl -o export`.
 pub struct JournalExport;
@@ -110,11 +97,7 @@ pub struct JournalExport;
 impl JournalExport {
     /// Streams `input` through the export parser; the tally counts a field-less entry
     /// and stray empty lines as not understood.
-    pub fn tally(
-        &self,
-        input: &mut dyn BufRead,
-        file: &Path,
-    ) -> Result<(Tally, Vec<Finding>), LogError> {
+    pub fn tally(&self, input: &mut dyn BufRead, file: &Path) -> Result<(Tally, Vec<Finding>), LogError> {
         let mut parser = ExportParser::new();
         let mut rules = Rules::new(file);
         let mut tally = Tally::default();
@@ -136,11 +119,7 @@ impl JournalExport {
         tally.unparsed_lines += parser.stray_lines();
         tally.lines += parser.stray_lines();
         let mut findings = rules.finish();
-        findings.extend(
-            truncated
-                .into_iter()
-                .map(|line| truncated_finding(file, line)),
-        );
+        findings.extend(truncated.into_iter().map(|line| truncated_finding(file, line)));
         Ok((tally, findings))
     }
 }
@@ -207,10 +186,7 @@ impl Analyzer for JournalExport {
 /// Whether an entry is well formed, and whether it has the fields journald writes.
 fn judge(entry: &Entry) -> (bool, bool) {
     let clean = !entry.fields.is_empty() && entry.unparsed_lines == 0;
-    let journal = entry
-        .fields
-        .iter()
-        .any(|f| JOURNAL_FIELD_NAMES.contains(&f.name));
+    let journal = entry.fields.iter().any(|f| JOURNAL_FIELD_NAMES.contains(&f.name));
     (clean, journal)
 }
 
@@ -218,11 +194,7 @@ fn judge(entry: &Entry) -> (bool, bool) {
 pub struct JournalJson;
 
 impl JournalJson {
-    pub fn tally(
-        &self,
-        input: &mut dyn BufRead,
-        file: &Path,
-    ) -> Result<(Tally, Vec<Finding>), LogError> {
+    pub fn tally(&self, input: &mut dyn BufRead, file: &Path) -> Result<(Tally, Vec<Finding>), LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
         let mut tally = Tally::default();
@@ -269,11 +241,7 @@ impl Analyzer for JournalJson {
 pub struct JournalShort;
 
 impl JournalShort {
-    pub fn tally(
-        &self,
-        input: &mut dyn BufRead,
-        file: &Path,
-    ) -> Result<(Tally, Vec<Finding>), LogError> {
+    pub fn tally(&self, input: &mut dyn BufRead, file: &Path) -> Result<(Tally, Vec<Finding>), LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
         let mut tally = Tally::default();

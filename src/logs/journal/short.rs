@@ -32,15 +32,7 @@ fn fraction(input: &[u8]) -> IResult<&[u8], &[u8]> {
 
 /// `HH:MM:SS[.ffffff]`.
 fn clock(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    recognize((
-        digits(2),
-        char(':'),
-        digits(2),
-        char(':'),
-        digits(2),
-        fraction,
-    ))
-    .parse(input)
+    recognize((digits(2), char(':'), digits(2), char(':'), digits(2), fraction)).parse(input)
 }
 
 /// `Oct 24 00:00:01.017222` (short, short-precise); the day may be space-padded.
@@ -53,26 +45,14 @@ fn syslog_time(input: &[u8]) -> IResult<&[u8], &[u8]> {
 /// `2022-10-24T00:00:01.017222+0000` (short-iso, short-iso-precise).
 fn iso_time(input: &[u8]) -> IResult<&[u8], &[u8]> {
     let date = (digits(4), char('-'), digits(2), char('-'), digits(2));
-    let zone = alt((
-        tag("Z"),
-        recognize((
-            alt((char('+'), char('-'))),
-            digits(2),
-            opt(char(':')),
-            digits(2),
-        )),
-    ));
+    let zone =
+        alt((tag("Z"), recognize((alt((char('+'), char('-'))), digits(2), opt(char(':')), digits(2)))));
     recognize((date, char('T'), clock, opt(zone))).parse(input)
 }
 
 /// `[    0.000000]` (short-monotonic).
 fn monotonic_time(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    recognize(delimited(
-        (char('['), space0),
-        (digit1, char('.'), digit1),
-        char(']'),
-    ))
-    .parse(input)
+    recognize(delimited((char('['), space0), (digit1, char('.'), digit1), char(']'))).parse(input)
 }
 
 fn time(input: &[u8]) -> IResult<&[u8], &[u8]> {
@@ -101,13 +81,7 @@ pub fn short_line(input: &[u8]) -> IResult<&[u8], ShortLine<'_>> {
         opt(pid),
         preceded((char(':'), opt(char(' '))), rest),
     )
-        .map(|(time, host, identifier, pid, message)| ShortLine {
-            time,
-            host,
-            identifier,
-            pid,
-            message,
-        })
+        .map(|(time, host, identifier, pid, message)| ShortLine { time, host, identifier, pid, message })
         .parse(input)
 }
 
@@ -141,17 +115,12 @@ mod tests {
 
     #[test]
     fn monotonic_iso_and_kernel_lines() {
-        let (_, l) = short_line(
-            b"[    0.000000] fedora kernel: Machine model: Raspberry Pi 4 Model B Rev 1.1",
-        )
-        .unwrap();
-        assert_eq!(
-            (l.time, l.identifier, l.pid),
-            (&b"[    0.000000]"[..], &b"kernel"[..], None)
-        );
-        assert_eq!(l.message, b"Machine model: Raspberry Pi 4 Model B Rev 1.1");
         let (_, l) =
-            short_line(b"2019-10-02T02:18:24+0000 localhost systemd[1]: Started foo.").unwrap();
+            short_line(b"[    0.000000] fedora kernel: Machine model: Raspberry Pi 4 Model B Rev 1.1")
+                .unwrap();
+        assert_eq!((l.time, l.identifier, l.pid), (&b"[    0.000000]"[..], &b"kernel"[..], None));
+        assert_eq!(l.message, b"Machine model: Raspberry Pi 4 Model B Rev 1.1");
+        let (_, l) = short_line(b"2019-10-02T02:18:24+0000 localhost systemd[1]: Started foo.").unwrap();
         assert_eq!(l.time, b"2019-10-02T02:18:24+0000");
         assert_eq!(l.message, b"Started foo.");
         let (_, l) = short_line(b"Jul  5 03:09:13 localhost kernel: x").unwrap();
@@ -161,7 +130,12 @@ mod tests {
     #[test]
     fn other_lines_are_not_short_lines() {
         assert!(short_line(b"[    0.000000] Initializing cgroup subsys cpuset").is_err());
-        assert!(short_line(b"-- Logs begin at Wed 2019-10-02 02:18:24 UTC, end at Wed 2019-10-02 02:54:34 UTC. --").is_err());
+        assert!(
+            short_line(
+                b"-- Logs begin at Wed 2019-10-02 02:18:24 UTC, end at Wed 2019-10-02 02:54:34 UTC. --"
+            )
+            .is_err()
+        );
         assert!(marker_line(b"-- Reboot --").is_ok());
         assert!(short_line(b"type=AVC msg=audit(1550015492.576:237): avc:  denied").is_err());
     }

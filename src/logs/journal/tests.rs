@@ -18,11 +18,7 @@ type OwnedEntry = (u64, u64, Vec<(Vec<u8>, Vec<u8>)>, bool);
 
 fn entries_in_chunks(data: &[u8], size: usize) -> (Vec<OwnedEntry>, u64) {
     let own = |e: Entry| {
-        let fields = e
-            .fields
-            .iter()
-            .map(|f| (f.name.to_vec(), f.value.to_vec()))
-            .collect();
+        let fields = e.fields.iter().map(|f| (f.name.to_vec(), f.value.to_vec())).collect();
         (e.line, e.lines, fields, e.truncated)
     };
     let mut parser = ExportParser::new();
@@ -43,10 +39,7 @@ fn tally_of(analyzer: Tallier, data: &[u8]) -> (Tally, Vec<Finding>) {
 }
 
 fn export_tally(data: &[u8]) -> (Tally, Vec<Finding>) {
-    tally_of(
-        &|r| JournalExport.tally(r, Path::new("x.export")).unwrap(),
-        data,
-    )
+    tally_of(&|r| JournalExport.tally(r, Path::new("x.export")).unwrap(), data)
 }
 
 #[test]
@@ -56,20 +49,13 @@ fn binary_fields_of_the_kjournald_example() {
     assert_eq!(entries.len(), 1);
     assert_eq!(stray, 0);
     let fields = &entries[0].2;
-    let value = |name: &[u8]| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let value = |name: &[u8]| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     assert_eq!(value(b"_SELINUX_CONTEXT"), Some(b"unconfined\n".to_vec()));
     assert_eq!(value(b"MESSAGE"), Some(b"foo\nbar".to_vec()));
     assert_eq!(value(b"_PID"), Some(b"19336".to_vec()));
     assert_eq!(
         entries[0].1,
-        count_lines(&corpus_file(
-            "journal/export/kjournald-journalexportformat_binary_example.export"
-        ))
+        count_lines(&corpus_file("journal/export/kjournald-journalexportformat_binary_example.export"))
     );
 }
 
@@ -83,11 +69,7 @@ fn any_chunking_gives_the_same_entries() {
     let cursors = memchr::memmem::find_iter(&data, b"\n__CURSOR=").count() + 1;
     assert_eq!(whole.len(), cursors);
     // WP_OBJECT holds pointer bytes, so journalctl wrote it in binary form.
-    let wp = whole
-        .iter()
-        .flat_map(|e| &e.2)
-        .find(|(n, _)| n == b"WP_OBJECT")
-        .unwrap();
+    let wp = whole.iter().flat_map(|e| &e.2).find(|(n, _)| n == b"WP_OBJECT").unwrap();
     assert_eq!(wp.1.len(), 8);
     assert!(std::str::from_utf8(&wp.1).is_err());
 }
@@ -106,10 +88,7 @@ fn export_accounts_for_every_line() {
         assert_eq!(tally.lines, count_lines(&path), "{name}");
         assert!(tally.accounts_for_every_line(), "{name}: {tally:?}");
         assert_eq!(tally.unparsed_lines, 0, "{name}");
-        assert!(
-            !findings.iter().any(|f| f.kind == FindingKind::TruncatedLog),
-            "{name}"
-        );
+        assert!(!findings.iter().any(|f| f.kind == FindingKind::TruncatedLog), "{name}");
     }
 }
 
@@ -117,22 +96,13 @@ fn export_accounts_for_every_line() {
 #[test]
 fn failed_units_agree_across_export_json_and_short() {
     let summaries = |findings: &[Finding]| -> Vec<(FindingKind, String)> {
-        findings
-            .iter()
-            .map(|f| (f.kind, f.summary.clone()))
-            .collect()
+        findings.iter().map(|f| (f.kind, f.summary.clone())).collect()
     };
     let (export, from_export) = export_tally(&read(&format!("{FEDORA37}.export")));
     let json_data = read(&format!("{FEDORA37}.json"));
-    let (json, from_json) = tally_of(
-        &|r| JournalJson.tally(r, Path::new("x.json")).unwrap(),
-        &json_data,
-    );
+    let (json, from_json) = tally_of(&|r| JournalJson.tally(r, Path::new("x.json")).unwrap(), &json_data);
     let short_data = read(&format!("{FEDORA37}.short-precise.txt"));
-    let (short, from_short) = tally_of(
-        &|r| JournalShort.tally(r, Path::new("x.txt")).unwrap(),
-        &short_data,
-    );
+    let (short, from_short) = tally_of(&|r| JournalShort.tally(r, Path::new("x.txt")).unwrap(), &short_data);
 
     let failed: Vec<_> = from_export
         .iter()
@@ -144,20 +114,15 @@ fn failed_units_agree_across_export_json_and_short() {
         .filter(|f| f.kind == FindingKind::FailedUnit && f.severity == Severity::Warning)
         .collect();
     assert_eq!(dependency.len(), 1);
-    assert!(dependency[0].summary.starts_with(
-        "unit org.gnome.SettingsDaemon.XSettings.service failed: Dependency failed for"
-    ));
     assert!(
-        failed[0]
+        dependency[0]
             .summary
-            .contains("gnome\\x2dkeyring\\x2dpkcs11-1650.scope")
+            .starts_with("unit org.gnome.SettingsDaemon.XSettings.service failed: Dependency failed for")
     );
+    assert!(failed[0].summary.contains("gnome\\x2dkeyring\\x2dpkcs11-1650.scope"));
     assert!(failed[0].summary.contains("'resources'"));
     assert_eq!(failed[0].evidence.len(), 2);
-    assert_eq!(
-        failed[0].time.as_deref(),
-        Some("2022-10-24T04:04:54.966974Z")
-    );
+    assert_eq!(failed[0].time.as_deref(), Some("2022-10-24T04:04:54.966974Z"));
     assert_eq!(summaries(&from_export), summaries(&from_json));
     assert_eq!(summaries(&from_export), summaries(&from_short));
     let times = |f: &[Finding]| f.iter().map(|f| f.time.clone()).collect::<Vec<_>>();
@@ -173,15 +138,9 @@ fn failed_units_agree_across_export_json_and_short() {
 #[test]
 fn sddm_failures_in_every_journal_form() {
     for (name, analyzer) in [
-        (
-            "sddm/kjournald-rpi4-sddm.journal.export",
-            &JournalExport as &dyn Analyzer,
-        ),
+        ("sddm/kjournald-rpi4-sddm.journal.export", &JournalExport as &dyn Analyzer),
         ("sddm/kjournald-rpi4-sddm.journal.json", &JournalJson),
-        (
-            "sddm/kjournald-rpi4-sddm.journal.short-precise.txt",
-            &JournalShort,
-        ),
+        ("sddm/kjournald-rpi4-sddm.journal.short-precise.txt", &JournalShort),
     ] {
         let path = corpus_file(name);
         let mut reader = BufReader::new(std::fs::File::open(&path).unwrap());
@@ -192,23 +151,11 @@ fn sddm_failures_in_every_journal_form() {
             .filter(|f| f.kind == FindingKind::DisplayManagerFailure)
             .map(|f| f.summary.as_str())
             .collect();
-        assert!(
-            sddm.contains(&"SDDM: Auth: sddm-helper crashed (exit code 15)"),
-            "{name}: {sddm:?}"
-        );
-        assert!(
-            sddm.contains(&"SDDM: Display server failed to start. Exiting"),
-            "{name}: {sddm:?}"
-        );
-        assert!(
-            sddm.contains(&"SDDM: Failed to read display number from pipe"),
-            "{name}"
-        );
-        let helper_exit = analysis
-            .findings
-            .iter()
-            .find(|f| f.summary == "SDDM: Auth: sddm-helper exited with 15")
-            .unwrap();
+        assert!(sddm.contains(&"SDDM: Auth: sddm-helper crashed (exit code 15)"), "{name}: {sddm:?}");
+        assert!(sddm.contains(&"SDDM: Display server failed to start. Exiting"), "{name}: {sddm:?}");
+        assert!(sddm.contains(&"SDDM: Failed to read display number from pipe"), "{name}");
+        let helper_exit =
+            analysis.findings.iter().find(|f| f.summary == "SDDM: Auth: sddm-helper exited with 15").unwrap();
         assert_eq!(helper_exit.severity, Severity::Warning);
         assert_eq!(analysis.unparsed_lines, 0, "{name}");
     }
@@ -219,26 +166,16 @@ fn avc_denials_and_catalog_lines_in_short_journals() {
     let path = corpus_file("anaconda/centos7-logssrv/journal.log");
     let data = std::fs::read(&path).unwrap();
     let denials = memchr::memmem::find_iter(&data, b"avc:  denied").count();
-    let (tally, findings) = tally_of(
-        &|r| JournalShort.tally(r, Path::new("journal.log")).unwrap(),
-        &data,
-    );
-    let avcs: Vec<_> = findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::AvcDenial)
-        .collect();
+    let (tally, findings) = tally_of(&|r| JournalShort.tally(r, Path::new("journal.log")).unwrap(), &data);
+    let avcs: Vec<_> = findings.iter().filter(|f| f.kind == FindingKind::AvcDenial).collect();
     assert_eq!(avcs.len(), denials);
     assert_eq!(avcs[0].time.as_deref(), Some("Jul 05 03:09:13"));
     assert!(avcs[0].summary.contains("in:imjournal"));
     assert!(tally.accounts_for_every_line());
 
-    let path =
-        corpus_file("journal/short/rhcos-sosreport-journalctl_--no-pager_--catalog_--boot_-1");
+    let path = corpus_file("journal/short/rhcos-sosreport-journalctl_--no-pager_--catalog_--boot_-1");
     let data = std::fs::read(&path).unwrap();
-    let (tally, _) = tally_of(
-        &|r| JournalShort.tally(r, Path::new("rhcos")).unwrap(),
-        &data,
-    );
+    let (tally, _) = tally_of(&|r| JournalShort.tally(r, Path::new("rhcos")).unwrap(), &data);
     assert_eq!(tally.lines, count_lines(&path));
     assert_eq!(tally.unparsed_lines, 0, "{tally:?}");
     assert!(tally.continuation_lines > 0);
@@ -253,10 +190,7 @@ fn truncated_export_is_reported_not_lost() {
     damaged.extend_from_slice(&binary[..cut]);
     let (tally, findings) = export_tally(&damaged);
     assert_eq!(tally.records, 3);
-    let truncated: Vec<_> = findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::TruncatedLog)
-        .collect();
+    let truncated: Vec<_> = findings.iter().filter(|f| f.kind == FindingKind::TruncatedLog).collect();
     assert_eq!(truncated.len(), 1);
     assert_eq!(truncated[0].line, count_lines_of(&data) + 1);
     assert!(tally.unparsed_lines > 0);
@@ -296,22 +230,11 @@ fn oversize_binary_value_is_skipped_in_bounded_memory() {
         }
         assert!(parser.buffered() < 2 * MAX_FIELD);
     }
-    seen.extend(parser.finish().map(|e| {
-        (
-            e.get(b"COREDUMP").map(<[u8]>::len),
-            false,
-            e.lines,
-            e.unparsed_lines,
-        )
-    }));
-    let value_lines = (value_len / 3) as u64;
-    assert_eq!(
-        seen,
-        vec![
-            (Some(0), true, 6 + value_lines, value_lines),
-            (None, false, 2, 0)
-        ]
+    seen.extend(
+        parser.finish().map(|e| (e.get(b"COREDUMP").map(<[u8]>::len), false, e.lines, e.unparsed_lines)),
     );
+    let value_lines = (value_len / 3) as u64;
+    assert_eq!(seen, vec![(Some(0), true, 6 + value_lines, value_lines), (None, false, 2, 0)]);
 }
 
 #[test]
@@ -323,10 +246,7 @@ fn hostile_input_is_counted_not_trusted() {
         assert_eq!(parser.feed(&chunk).count(), 0);
         assert!(parser.buffered() < 8 * MAX_FIELD);
     }
-    let last: Vec<_> = parser
-        .finish()
-        .map(|e| (e.lines, e.unparsed_lines, e.fields.len()))
-        .collect();
+    let last: Vec<_> = parser.finish().map(|e| (e.lines, e.unparsed_lines, e.fields.len())).collect();
     assert_eq!(last, vec![(1, 1, 0)]);
 
     // Garbage then a binary-looking length that would swallow the rest.
@@ -335,20 +255,11 @@ fn hostile_input_is_counted_not_trusted() {
     assert_eq!(tally.unparsed_lines, 1);
 
     // Binary data, non-UTF-8 lines, an empty file.
-    let noise: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let noise: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     for data in [&noise[..], b"\xff\xfe\n\x00\n", b""] {
         let (tally, _) = export_tally(data);
         assert!(tally.accounts_for_every_line(), "{tally:?}");
-        assert_eq!(
-            tally.lines,
-            if data.is_empty() {
-                0
-            } else {
-                count_lines_of(data)
-            }
-        );
+        assert_eq!(tally.lines, if data.is_empty() { 0 } else { count_lines_of(data) });
         let json = tally_of(&|r| JournalJson.tally(r, Path::new("j")).unwrap(), data).0;
         assert_eq!(json.records, 0);
         let short = tally_of(&|r| JournalShort.tally(r, Path::new("s")).unwrap(), data).0;
@@ -376,31 +287,17 @@ fn stream_ending_inside_a_dropped_value_counts_its_lines_once() {
 #[test]
 fn segfaults_from_kernel_lines() {
     let tb = read("anaconda/fedora43-bonsai-failed/anaconda-tb-yj11b8m4");
-    let kernel_lines: Vec<&[u8]> = tb
-        .split(|&b| b == b'\n')
-        .filter(|l| memchr::memmem::find(l, b" kernel: ").is_some())
-        .collect();
-    let expected = kernel_lines
-        .iter()
-        .filter(|l| memchr::memmem::find(l, b" segfault at ").is_some())
-        .count();
+    let kernel_lines: Vec<&[u8]> =
+        tb.split(|&b| b == b'\n').filter(|l| memchr::memmem::find(l, b" kernel: ").is_some()).collect();
+    let expected =
+        kernel_lines.iter().filter(|l| memchr::memmem::find(l, b" segfault at ").is_some()).count();
     assert!(expected > 0);
     let journal = kernel_lines.join(&b'\n');
-    let (tally, findings) = tally_of(
-        &|r| JournalShort.tally(r, Path::new("journal")).unwrap(),
-        &journal,
-    );
+    let (tally, findings) = tally_of(&|r| JournalShort.tally(r, Path::new("journal")).unwrap(), &journal);
     assert_eq!(tally.unparsed_lines, 0);
-    let segfaults: Vec<_> = findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::Segfault)
-        .collect();
+    let segfaults: Vec<_> = findings.iter().filter(|f| f.kind == FindingKind::Segfault).collect();
     assert_eq!(segfaults.len(), expected);
-    assert!(
-        segfaults[0]
-            .summary
-            .starts_with("lsof[21449]: segfault at 7ffcffd01718")
-    );
+    assert!(segfaults[0].summary.starts_with("lsof[21449]: segfault at 7ffcffd01718"));
     assert_eq!(segfaults[0].time.as_deref(), Some("Apr 19 09:06:24"));
 }
 
@@ -418,10 +315,7 @@ fn long_lines_are_judged_the_same_in_any_chunking() {
     let summary: Vec<(u64, usize)> = whole.iter().map(|e| (e.1, e.2.len())).collect();
     assert_eq!(summary, vec![(3, 1), (3, 1)]);
     let (tally, _) = export_tally(&data);
-    assert_eq!(
-        (tally.records, tally.unparsed_lines, tally.lines),
-        (2, 2, 6)
-    );
+    assert_eq!((tally.records, tally.unparsed_lines, tally.lines), (2, 2, 6));
 }
 
 /// Found by fuzzing: a binary length whose bytes hold 0x0a is a line break of the
