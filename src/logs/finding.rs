@@ -33,6 +33,7 @@ pub enum FindingKind {
     FirmwareRefusal,
     BootFailure,
     CommandFailed,
+    XServerFatal,
 }
 
 /// One thing that went wrong, pointing at the line that shows it.

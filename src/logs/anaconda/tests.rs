@@ -1,0 +1,332 @@
+//! The installer-log analyzers over the real corpus.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use super::corpus;
+use crate::logs::{Analysis, FindingKind, LogKind, Severity};
+
+/// Every installer file of the corpus this module must recognise, with its kind.
+const FILES: &[(&str, LogKind)] = &[
+    ("centos6-webskitters/Xorg.9.log", LogKind::XorgLog),
+    ("centos6-webskitters/anaconda.log", LogKind::AnacondaLog),
+    (
+        "centos6-webskitters/anaconda.program.log",
+        LogKind::ProgramLog,
+    ),
+    (
+        "centos6-webskitters/anaconda.storage.log",
+        LogKind::StorageLog,
+    ),
+    (
+        "centos6-webskitters/anaconda.yum.log",
+        LogKind::PackagingLog,
+    ),
+    ("centos7-logssrv/X.log", LogKind::XorgLog),
+    ("centos7-logssrv/anaconda.log", LogKind::AnacondaLog),
+    ("centos7-logssrv/journal.log", LogKind::JournalShort),
+    ("centos7-logssrv/packaging.log", LogKind::PackagingLog),
+    ("centos7-logssrv/program.log", LogKind::ProgramLog),
+    ("centos7-logssrv/storage.log", LogKind::StorageLog),
+    ("centos7-logssrv/syslog", LogKind::Syslog),
+    ("fedora10-thebetjr/anaconda.log", LogKind::AnacondaLog),
+    ("fedora10-thebetjr/anaconda.syslog", LogKind::Syslog),
+    (
+        "fedora43-bonsai-failed/anaconda-tb-yj11b8m4",
+        LogKind::AnacondaTraceback,
+    ),
+    ("fedora43-bonsai-failed/anaconda.log", LogKind::AnacondaLog),
+    ("fedora43-bonsai-failed/dnf.log", LogKind::DnfLog),
+    (
+        "fedora43-bonsai-failed/ks-script-2rkuvb8w.log",
+        LogKind::KsScriptLog,
+    ),
+    (
+        "fedora43-bonsai-failed/ks-script-ve0l83_b.log",
+        LogKind::KsScriptLog,
+    ),
+    (
+        "fedora43-bonsai-failed/packaging.log",
+        LogKind::PackagingLog,
+    ),
+    ("fedora43-bonsai-failed/program.log", LogKind::ProgramLog),
+    ("fedora43-bonsai-failed/storage.log", LogKind::StorageLog),
+    ("rocky9.1-paperdragon/anaconda.log", LogKind::AnacondaLog),
+    (
+        "rocky9.1-paperdragon/dnf.librepo.log",
+        LogKind::DnfLibrepoLog,
+    ),
+    ("rocky9.1-paperdragon/hawkey.log", LogKind::DnfLog),
+    ("rocky9.1-paperdragon/journal.log", LogKind::JournalShort),
+    (
+        "rocky9.1-paperdragon/ks-script-6p_ia1t7.log",
+        LogKind::KsScriptLog,
+    ),
+    (
+        "rocky9.1-paperdragon/ks-script-vbyvgaxc.log",
+        LogKind::KsScriptLog,
+    ),
+    ("rocky9.1-paperdragon/packaging.log", LogKind::PackagingLog),
+    ("rocky9.1-paperdragon/program.log", LogKind::ProgramLog),
+    ("rocky9.1-paperdragon/storage.log", LogKind::StorageLog),
+    ("rocky9.1-paperdragon/syslog", LogKind::Syslog),
+];
+
+fn head(path: &Path) -> Vec<u8> {
+    let data = std::fs::read(path).unwrap();
+    data[..data.len().min(64 * 1024)].to_vec()
+}
+
+fn best(path: &Path, name: &str) -> (LogKind, u8) {
+    let head = head(path);
+    super::analyzers()
+        .iter()
+        .map(|a| (a.kind(), a.sniff(&head, name)))
+        .max_by_key(|(_, score)| *score)
+        .unwrap()
+}
+
+fn analyze(relative: &str) -> Analysis {
+    let path = corpus::file(&format!("anaconda/{relative}"));
+    let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+    let (kind, _) = best(&path, &name);
+    let analyzer = super::analyzers()
+        .into_iter()
+        .find(|a| a.kind() == kind)
+        .unwrap();
+    let mut input = BufReader::new(std::fs::File::open(&path).unwrap());
+    analyzer.analyze(&mut input, &path).unwrap()
+}
+
+/// Lines as `wc -l` counts them, plus a last line without a newline.
+fn count_lines(data: &[u8]) -> u64 {
+    let newlines = data.iter().filter(|b| **b == b'\n').count() as u64;
+    newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"))
+}
+
+#[test]
+fn every_installer_file_is_detected_as_its_kind() {
+    for (relative, expected) in FILES {
+        let path = corpus::file(&format!("anaconda/{relative}"));
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let (kind, score) = best(&path, name);
+        assert_eq!(kind, *expected, "{relative} (score {score})");
+        assert!(score >= 60, "{relative}: weak score {score}");
+        // The content alone, under a neutral name, still says what most files are.
+        if !matches!(expected, LogKind::KsScriptLog | LogKind::JournalShort) {
+            let (kind, _) = best(&path, "captured.txt");
+            assert_eq!(kind, *expected, "{relative} without its name");
+        }
+    }
+}
+
+#[test]
+fn every_line_is_accounted_for() {
+    for (relative, kind) in FILES {
+        let data = corpus::read(&format!("anaconda/{relative}"));
+        let analysis = analyze(relative);
+        assert_eq!(analysis.lines, count_lines(&data), "{relative}");
+        if *kind == LogKind::AnacondaTraceback {
+            continue;
+        }
+        let (tally, _) = super::read_records(*kind, &mut &data[..], Path::new(relative)).unwrap();
+        assert_eq!(
+            tally.records + tally.continuation_lines + tally.unparsed_lines,
+            tally.lines,
+            "{relative}"
+        );
+        assert_eq!(tally.records, analysis.records, "{relative}");
+        // Unparsed lines are only those before the first record.
+        assert!(tally.unparsed_lines <= 2, "{relative}: {tally:?}");
+    }
+}
+
+#[test]
+fn nothing_error_level_in_the_successful_rocky_install() {
+    for (relative, _) in FILES.iter().filter(|(f, _)| f.starts_with("rocky9.1")) {
+        for finding in analyze(relative).findings {
+            assert!(
+                finding.severity < Severity::Error,
+                "{relative}: {finding:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fedora43_crash_dump_names_the_payload_failure_and_the_raising_frame() {
+    let path = corpus::file("anaconda/fedora43-bonsai-failed/anaconda-tb-yj11b8m4");
+    let mut input = BufReader::new(std::fs::File::open(&path).unwrap());
+    let dump = super::dump::parse(&mut input, &path).unwrap();
+    assert_eq!(dump.version.as_deref(), Some("43.44"));
+    assert_eq!(dump.traceback_line, 2);
+    assert!(dump.traceback.most_recent_first);
+    assert_eq!(dump.traceback.frames.len(), 7);
+    assert_eq!(
+        dump.traceback.exception_type(),
+        Some("pyanaconda.modules.common.errors.installation.PayloadInstallationError")
+    );
+    let innermost = dump.traceback.innermost().unwrap();
+    assert_eq!(
+        (
+            innermost.file.as_str(),
+            innermost.line,
+            innermost.function.as_str()
+        ),
+        (
+            "/usr/lib/python3.14/site-packages/dasbus/client/handler.py",
+            509,
+            "_handle_method_error"
+        )
+    );
+    let sections: Vec<_> = dump
+        .sections
+        .iter()
+        .map(|s| (s.name.as_str(), s.line, s.kind))
+        .collect();
+    for expected in [
+        ("journalctl", 304, Some(LogKind::JournalShort)),
+        ("/tmp/anaconda.log", 14412, Some(LogKind::AnacondaLog)),
+        ("/tmp/packaging.log", 14580, Some(LogKind::PackagingLog)),
+        ("/tmp/program.log", 17047, Some(LogKind::ProgramLog)),
+        ("/tmp/storage.log", 17069, Some(LogKind::StorageLog)),
+        ("/proc/cmdline", 17657, None),
+    ] {
+        assert!(
+            sections.contains(&expected),
+            "{expected:?} not in {sections:?}"
+        );
+    }
+
+    let crash = &dump.findings[0];
+    assert_eq!(
+        (crash.kind, crash.severity, crash.line),
+        (FindingKind::InstallerTraceback, Severity::Critical, 2)
+    );
+    assert!(
+        crash
+            .summary
+            .contains("PayloadInstallationError: Failed to download"),
+        "{}",
+        crash.summary
+    );
+    assert!(
+        crash
+            .summary
+            .contains("handler.py:509 in _handle_method_error"),
+        "{}",
+        crash.summary
+    );
+    // The same crash, logged again in the anaconda.log section, is not a second finding.
+    let same = dump
+        .findings
+        .iter()
+        .filter(|f| f.summary.starts_with(&crash.summary))
+        .count();
+    assert_eq!(same, 1);
+
+    let download = dump
+        .findings
+        .iter()
+        .find(|f| {
+            f.kind == FindingKind::PayloadError && f.summary.ends_with("[in /tmp/packaging.log]")
+        })
+        .expect("payload error from the packaging.log section");
+    assert_eq!((download.line, download.severity), (16983, Severity::Error));
+    assert!(
+        download.summary.contains("glibc-all-langpacks"),
+        "{}",
+        download.summary
+    );
+    // The three packages that failed are one finding with three lines of evidence.
+    assert_eq!(download.evidence.len(), 3);
+
+    // The storage section's FCoE probe errors are known to be harmless.
+    assert!(
+        !dump
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::StorageError)
+    );
+    // Through the Analyzer, the same findings and every line of the dump.
+    let analysis = analyze("fedora43-bonsai-failed/anaconda-tb-yj11b8m4");
+    assert_eq!(analysis.findings, dump.findings);
+    assert_eq!(analysis.unparsed_lines, 0);
+}
+
+#[test]
+fn command_failures_that_matter_are_found_and_probes_are_not() {
+    let program = analyze("centos7-logssrv/program.log");
+    let failed: Vec<_> = program
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::CommandFailed)
+        .collect();
+    // multipath -c, fcoe_edd.sh, spice-vdagent and checks of the live image are probes.
+    for finding in &failed {
+        assert!(!finding.summary.contains("multipath"), "{finding:?}");
+        assert!(!finding.summary.contains("/dev/loop"), "{finding:?}");
+    }
+    let rocky = analyze("rocky9.1-paperdragon/storage.log");
+    assert!(rocky.findings.is_empty(), "{:?}", rocky.findings);
+}
+
+#[test]
+fn tracebacks_inside_line_logs_carry_exception_and_frame() {
+    let data = corpus::read("anaconda/fedora43-bonsai-failed/anaconda-tb-yj11b8m4");
+    // The anaconda.log section alone, as if it were the file /tmp/anaconda.log.
+    let start = data
+        .windows(19)
+        .position(|w| w == b"\n/tmp/anaconda.log:")
+        .unwrap()
+        + 20;
+    let end = data
+        .windows(20)
+        .position(|w| w == b"\n/tmp/packaging.log:")
+        .unwrap();
+    let section = &data[start..end];
+    let (_, findings) = super::read_records(
+        LogKind::AnacondaLog,
+        &mut &section[..],
+        Path::new("anaconda.log"),
+    )
+    .unwrap();
+    let tb = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::InstallerTraceback)
+        .expect("the CRT exception traceback");
+    assert!(
+        tb.summary.contains("PayloadInstallationError"),
+        "{}",
+        tb.summary
+    );
+    assert!(
+        tb.summary
+            .contains("handler.py:509 in _handle_method_error"),
+        "{}",
+        tb.summary
+    );
+    assert_eq!(tb.time.as_deref(), Some("09:24:09,912"));
+
+    // CentOS 7: NetworkManager's harmless debug traceback is not the installer's.
+    let syslog = analyze("centos7-logssrv/syslog");
+    assert!(
+        !syslog
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::InstallerTraceback)
+    );
+}
+
+#[test]
+fn clock_jumping_backwards_keeps_every_record() {
+    // centos6 anaconda.log: 18:56:43 is followed by 00:26:43 after setuptime.
+    let analysis = analyze("centos6-webskitters/anaconda.log");
+    let data = corpus::read("anaconda/centos6-webskitters/anaconda.log");
+    let timed = data
+        .split(|b| *b == b'\n')
+        .filter(|l| super::grammar::anaconda_entry(l).is_some())
+        .count() as u64;
+    assert_eq!(analysis.records, timed);
+    assert!(memchr::memmem::find(&data, b"00:26:43,094 WARNING").is_some());
+}
