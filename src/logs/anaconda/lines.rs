@@ -159,6 +159,89 @@ impl Tally {
     }
 }
 
+/// Why a tool's output could not be read; every variant names the 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("line {line}: {message}")]
+    Malformed { line: u64, message: String },
+    #[error("line {line}: longer than {MAX_LINE} bytes")]
+    TooLong { line: u64 },
+}
+
+impl ParseError {
+    pub fn line(&self) -> u64 {
+        match self {
+            ParseError::Malformed { line, .. } | ParseError::TooLong { line } => *line,
+        }
+    }
+
+    pub fn malformed(line: u64, message: impl Into<String>) -> Self {
+        ParseError::Malformed {
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub fn into_log_error(self, path: &std::path::Path) -> crate::logs::LogError {
+        crate::logs::LogError::Malformed {
+            path: path.to_path_buf(),
+            line: self.line(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Calls `each` for every line of an in-memory tool output; an over-long line is an
+/// error, since tool output never has one.
+pub fn each_line(
+    input: &[u8],
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), ParseError>,
+) -> Result<u64, ParseError> {
+    let mut reader = input;
+    let mut lines = Lines::new(&mut reader);
+    let mut count = 0;
+    while let Some(line) = lines.next_line().expect("reading memory cannot fail") {
+        count = line.number;
+        if line.truncated {
+            return Err(ParseError::TooLong { line: line.number });
+        }
+        each(line.number, line.text)?;
+    }
+    Ok(count)
+}
+
+/// Reads a stream line by line into a tally, for the analyzers of tool outputs:
+/// `classify` says whether a line is a record, a continuation or not understood.
+pub fn tally_stream(
+    input: &mut dyn BufRead,
+    path: &std::path::Path,
+    mut classify: impl FnMut(&[u8]) -> LineClass,
+) -> Result<Tally, crate::logs::LogError> {
+    let mut tally = Tally::default();
+    let mut lines = Lines::new(input);
+    while let Some(line) = lines
+        .next_line()
+        .map_err(|source| crate::logs::LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+    {
+        match (line.truncated, classify(line.text)) {
+            (true, _) | (false, LineClass::Unparsed) => tally.unparsed(),
+            (false, LineClass::Record) => tally.record(),
+            (false, LineClass::Continuation) => tally.continuation(),
+        }
+    }
+    Ok(tally)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineClass {
+    Record,
+    Continuation,
+    Unparsed,
+}
+
 /// The first lines of a sniffed head, without a possibly cut-off last line.
 pub fn head_lines(head: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
     let complete = match memchr::memrchr(b'\n', head) {
