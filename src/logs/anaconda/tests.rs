@@ -330,3 +330,54 @@ fn clock_jumping_backwards_keeps_every_record() {
     assert_eq!(analysis.records, timed);
     assert!(memchr::memmem::find(&data, b"00:26:43,094 WARNING").is_some());
 }
+
+/// All analyzers of this branch: installer logs and tool outputs.
+fn all_mine() -> Vec<Box<dyn crate::logs::Analyzer>> {
+    let mut all = super::analyzers();
+    all.extend(crate::logs::sysctl::analyzers());
+    all.extend(crate::logs::btrfs::analyzers());
+    all.extend(crate::logs::luks::analyzers());
+    all.extend(crate::logs::lsblk::analyzers());
+    all
+}
+
+#[test]
+fn tool_outputs_and_installer_logs_are_told_apart_by_content() {
+    let tools: &[(&str, LogKind)] = &[
+        ("sysctl/rhcos-sosreport-sysctl_-a", LogKind::Sysctl),
+        (
+            "btrfs/extracted-from-libstorage-ng-btrfs1-mockup.btrfs_subvolume_list_-a_-puq.txt",
+            LogKind::BtrfsSubvolumeList,
+        ),
+        ("luks/leapp-luksDump_nvme0n1p3_luks1.txt", LogKind::LuksDump),
+        ("luks/leapp-luksDump_nvme0n1p3_luks2.txt", LogKind::LuksDump),
+        ("lsblk/rhcos-sosreport-lsblk_-t", LogKind::Lsblk),
+        ("lsblk/util-linux-lsblk-simple-lvm-topo", LogKind::Lsblk),
+        (
+            "lsblk/derived-by-lsblk-2.38.1/util-linux-dump-simple-nvme.lsblk-J.json",
+            LogKind::LsblkJson,
+        ),
+    ];
+    let installer = FILES.iter().map(|(f, k)| (format!("anaconda/{f}"), *k));
+    let everything = tools
+        .iter()
+        .map(|(f, k)| (f.to_string(), *k))
+        .chain(installer);
+    for (relative, expected) in everything {
+        let path = corpus::file(&relative);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let head = head(&path);
+        let mut scores: Vec<_> = all_mine()
+            .iter()
+            .map(|a| (a.sniff(&head, name), a.kind()))
+            .collect();
+        scores.sort();
+        let (best, kind) = scores.pop().unwrap();
+        let (runner_up, other) = scores.pop().unwrap();
+        assert_eq!(kind, expected, "{relative}");
+        assert!(
+            best > runner_up,
+            "{relative}: tie between {kind:?} and {other:?} at {best}"
+        );
+    }
+}
