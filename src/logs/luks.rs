@@ -354,7 +354,7 @@ impl Builder {
 
     fn finish(mut self, lines: u64) -> Result<LuksHeader, ParseError> {
         if self.header.version == 0 {
-            return Err(ParseError::malformed(lines, "no `Version:` line"));
+            return Err(ParseError::malformed(lines.max(1), "no `Version:` line"));
         }
         if self.header.version == 1 {
             if let (Some(name), Some(mode)) = self.luks1_cipher {

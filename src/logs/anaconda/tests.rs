@@ -381,3 +381,94 @@ fn tool_outputs_and_installer_logs_are_told_apart_by_content() {
         );
     }
 }
+
+/// Inputs no real log has: none may panic, each line is still accounted for.
+fn bad_inputs() -> Vec<(&'static str, Vec<u8>, u64)> {
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let binary_lines = binary.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    vec![
+        ("empty", Vec::new(), 0),
+        ("binary", binary, binary_lines),
+        (
+            "non-UTF-8 line",
+            b"19:31:43,453 ERR program: \xff\xfe bad\n\xc3\x28\n".to_vec(),
+            2,
+        ),
+        (
+            "truncated mid-line",
+            b"09:24:09,912 CRT exception: Traceback (most recent call last):\n  File \"/x.py\", line 1, in f\n    rai".to_vec(),
+            3,
+        ),
+        (
+            "truncated dump",
+            b"anaconda 43.44 exception report\nTraceback (most recent call first):\n  File \"/x.py\", line".to_vec(),
+            3,
+        ),
+    ]
+}
+
+#[test]
+fn bad_input_is_accounted_for_without_panicking() {
+    for analyzer in all_mine() {
+        for (what, data, lines) in bad_inputs() {
+            let kind = analyzer.kind();
+            match analyzer.analyze(&mut &data[..], Path::new(what)) {
+                Ok(a) => {
+                    assert_eq!(a.lines, lines, "{kind:?} on {what}");
+                    assert!(
+                        a.records + a.unparsed_lines <= a.lines,
+                        "{kind:?} on {what}"
+                    );
+                }
+                // Only a JSON document can be wrong as a whole; the error names a line.
+                Err(crate::logs::LogError::Malformed { line, .. }) => {
+                    assert_eq!(kind, LogKind::LsblkJson, "{what}");
+                    assert!(line <= lines.max(1), "{what}");
+                }
+                Err(e) => panic!("{kind:?} on {what}: {e}"),
+            }
+            assert!(
+                analyzer.sniff(&data, "x") < 90 || what.starts_with("truncated"),
+                "{kind:?} {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_100_mib_line_without_newline_is_one_unparsed_line() {
+    use std::io::Read;
+    for analyzer in all_mine().iter().filter(|a| a.kind() != LogKind::LsblkJson) {
+        let endless = std::io::repeat(b'x').take(100 << 20);
+        let mut input = BufReader::new(endless);
+        let a = analyzer.analyze(&mut input, Path::new("huge")).unwrap();
+        assert_eq!((a.lines, a.unparsed_lines), (1, 1), "{:?}", analyzer.kind());
+    }
+    // The JSON reader stops at its cap instead of growing.
+    let endless = std::io::repeat(b' ').take(100 << 20);
+    let err = crate::logs::lsblk::parse_json(&mut BufReader::new(endless)).unwrap_err();
+    assert!(err.to_string().contains("at most"), "{err}");
+}
+
+#[test]
+fn typed_parsers_reject_bad_input_with_a_line_number() {
+    let huge = vec![b'x'; super::MAX_LINE + 1];
+    for (what, data, _) in bad_inputs().into_iter().chain([("huge", huge, 1)]) {
+        let errors = [
+            crate::logs::sysctl::parse(&data).err(),
+            crate::logs::btrfs::parse_subvolume_list(&data).err(),
+            crate::logs::luks::parse_dump(&data).err(),
+            crate::logs::lsblk::parse_text(&data).err(),
+        ];
+        for (parser, error) in errors.iter().enumerate() {
+            match error {
+                Some(e) => assert!(e.line() >= 1, "parser {parser} on {what}: {e}"),
+                // An empty output is an empty list, except where a header is required.
+                None => assert!(
+                    what == "empty" && parser < 2,
+                    "parser {parser} accepted {what}"
+                ),
+            }
+        }
+    }
+}
