@@ -5,12 +5,12 @@
 //! Must not: read files (it is fed lines, so the `anaconda-tb-*` dump can feed it one
 //! embedded section at a time) or keep more than a bounded amount of evidence.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::grammar::{self, Entry};
 use super::lines::{Line, Tally};
-use super::rules::{self, Rule};
+use super::rules::{self, Rule, RuleSet};
 use super::traceback::{self, Builder};
 use super::traceback_summary;
 use crate::logs::{Finding, FindingKind, LogKind, Severity};
@@ -54,12 +54,45 @@ struct Capture {
     evidence: Vec<String>,
 }
 
-/// A command started in program.log and not yet finished.
+/// The command program.log last started, kept in buffers reused from one command to
+/// the next: program.log is mostly commands and their output, and allocating for each
+/// line would dominate reading it.
+#[derive(Default)]
 struct Command {
+    running: bool,
     line: u64,
-    time: Option<String>,
-    text: String,
-    output: Vec<String>,
+    time: Vec<u8>,
+    text: Vec<u8>,
+    /// The last [`MAX_OUTPUT`] output lines.
+    output: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Command {
+    fn start(&mut self, line: u64, time: Option<&[u8]>, text: &[u8]) {
+        self.running = true;
+        self.line = line;
+        self.time.clear();
+        self.time.extend_from_slice(time.unwrap_or_default());
+        self.text.clear();
+        self.text.extend_from_slice(clip(text));
+        self.spare.extend(self.output.drain(..));
+    }
+
+    fn push_output(&mut self, text: &[u8]) {
+        if !self.running {
+            return;
+        }
+        let mut slot = if self.output.len() == MAX_OUTPUT {
+            self.output.pop_front()
+        } else {
+            self.spare.pop()
+        }
+        .unwrap_or_default();
+        slot.clear();
+        slot.extend_from_slice(clip(text));
+        self.output.push_back(slot);
+    }
 }
 
 /// One log (or one section of a tb dump) being read.
@@ -69,11 +102,12 @@ pub struct Records {
     file: PathBuf,
     /// Set for a section of a tb dump: the path of the embedded file.
     section: Option<String>,
+    rules: RuleSet,
     tally: Tally,
     findings: Vec<Finding>,
     in_record: bool,
     capture: Option<Capture>,
-    command: Option<Command>,
+    command: Command,
     tracks_commands: bool,
     /// (rule index, finding index): repeats of a rule add evidence to one finding.
     aggregated: Vec<(usize, usize)>,
@@ -87,11 +121,12 @@ impl Records {
             grammar,
             file: file.to_path_buf(),
             section,
+            rules: RuleSet::for_kind(kind),
             tally: Tally::default(),
             findings: Vec::new(),
             in_record: false,
             capture: None,
-            command: None,
+            command: Command::default(),
             tracks_commands: matches!(kind, LogKind::ProgramLog | LogKind::StorageLog),
             aggregated: Vec::new(),
             seen_tracebacks: HashSet::new(),
@@ -142,7 +177,7 @@ impl Records {
         {
             self.on_program(number, &entry);
         }
-        if let Some((index, rule)) = rules::rule_for(self.kind, &entry) {
+        if let Some((index, rule)) = self.rules.first_match(&entry) {
             self.apply(index, rule, number, &entry);
         }
     }
@@ -155,9 +190,7 @@ impl Records {
             }
             self.end_capture();
         }
-        if let Some(command) = &mut self.command {
-            push_output(&mut command.output, text);
-        }
+        self.command.push_output(text);
     }
 
     fn start_capture(&mut self, number: u64, entry: &Entry<'_>) {
@@ -203,41 +236,39 @@ impl Records {
     fn on_program(&mut self, number: u64, entry: &Entry<'_>) {
         let message = entry.message;
         if let Some(text) = command_started(message) {
-            self.command = Some(Command {
-                line: number,
-                time: entry.time.map(lossy),
-                text: lossy(text),
-                output: Vec::new(),
-            });
+            self.command.start(number, entry.time, text);
         } else if let Some(code) = command_finished(message) {
-            if let Some(command) = self.command.take() {
-                self.command_done(command, code, number);
+            if std::mem::take(&mut self.command.running) {
+                self.command_done(code, number);
             }
-        } else if let Some(command) = &mut self.command {
-            push_output(&mut command.output, message);
+        } else {
+            self.command.push_output(message);
         }
     }
 
-    fn command_done(&mut self, command: Command, code: i64, number: u64) {
+    fn command_done(&mut self, code: i64, number: u64) {
         if code == 0 {
             return;
         }
-        let Some(severity) = rules::command_failure(&command.text) else {
+        let command = &self.command;
+        let text = lossy(&command.text);
+        let Some(severity) = rules::command_failure(&text) else {
             return;
         };
-        let mut evidence = vec![format!("Running... {}", command.text)];
-        evidence.extend(command.output);
+        let mut evidence = vec![format!("Running... {text}")];
+        evidence.extend(command.output.iter().map(|line| lossy(line)));
         evidence.push(format!("(line {number}) return code {code}"));
-        let summary = format!("command failed with code {code}: {}", command.text);
-        self.push(Finding {
+        let summary = format!("command failed with code {code}: {text}");
+        let finding = Finding {
             severity,
             kind: FindingKind::CommandFailed,
             file: self.file.clone(),
             line: command.line,
-            time: command.time,
+            time: (!command.time.is_empty()).then(|| lossy(&command.time)),
             summary: self.in_section(summary),
             evidence,
-        });
+        };
+        self.push(finding);
     }
 
     fn apply(&mut self, index: usize, rule: &Rule, number: u64, entry: &Entry<'_>) {
@@ -314,13 +345,6 @@ fn push_evidence(evidence: &mut Vec<String>, text: &[u8]) {
     if evidence.len() < MAX_EVIDENCE {
         evidence.push(lossy(clip(text)));
     }
-}
-
-fn push_output(output: &mut Vec<String>, text: &[u8]) {
-    if output.len() == MAX_OUTPUT {
-        output.remove(0);
-    }
-    output.push(lossy(clip(text)));
 }
 
 #[cfg(test)]

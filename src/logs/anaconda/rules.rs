@@ -10,6 +10,8 @@
 //! mean the install went wrong: nothing error-level may be reported for the successful
 //! Rocky 9.1 or CentOS 7 installs of the corpus.
 
+use memchr::memmem::Finder;
+
 use super::grammar::{Entry, Level};
 use crate::logs::{FindingKind, LogKind, Severity};
 
@@ -24,13 +26,48 @@ pub struct Rule {
     pub summary: &'static str,
 }
 
-impl Rule {
-    pub fn matches(&self, kind: LogKind, entry: &Entry<'_>) -> bool {
-        entry.level >= self.min_level
-            && self.logs.contains(&kind)
-            && entry.source.starts_with(self.source.as_bytes())
-            && (self.contains.is_empty()
-                || memchr::memmem::find(entry.message, self.contains.as_bytes()).is_some())
+/// The rules of one kind of log, with their searches built once: rules run on every
+/// entry, so they must cost next to nothing on the lines they do not match.
+pub struct RuleSet {
+    rules: Vec<(usize, &'static Rule, Option<Finder<'static>>)>,
+    /// No rule looks at entries below this level.
+    floor: Level,
+}
+
+impl RuleSet {
+    pub fn for_kind(kind: LogKind) -> RuleSet {
+        let rules: Vec<_> = RULES
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.logs.contains(&kind))
+            .map(|(index, rule)| {
+                let finder = (!rule.contains.is_empty()).then(|| Finder::new(rule.contains));
+                (index, rule, finder)
+            })
+            .collect();
+        let floor = rules
+            .iter()
+            .map(|(_, rule, _)| rule.min_level)
+            .min()
+            .unwrap_or(Level::Critical);
+        RuleSet { rules, floor }
+    }
+
+    /// The first rule that matches, with its index in [`RULES`].
+    pub fn first_match(&self, entry: &Entry<'_>) -> Option<(usize, &'static Rule)> {
+        if entry.level < self.floor {
+            return None;
+        }
+        self.rules
+            .iter()
+            .find(|(_, rule, finder)| {
+                entry.level >= rule.min_level
+                    && entry.source.starts_with(rule.source.as_bytes())
+                    && finder
+                        .as_ref()
+                        .is_none_or(|f| f.find(entry.message).is_some())
+            })
+            .map(|(index, rule, _)| (*index, *rule))
     }
 }
 
@@ -115,14 +152,7 @@ pub static RULES: &[Rule] = &[
     // Fedora 43 packaging.log (inside the tb) and its journal: the download that made
     // the install fail. Logged at WARNING, one line per package.
     Rule {
-        logs: &[
-            PackagingLog,
-            DnfLog,
-            DnfLibrepoLog,
-            AnacondaLog,
-            Syslog,
-            JournalShort,
-        ],
+        logs: &[PackagingLog, DnfLog, DnfLibrepoLog, JournalShort],
         min_level: Info,
         source: "",
         contains: "Failed to download '",
@@ -192,14 +222,6 @@ pub static RULES: &[Rule] = &[
         summary: "kickstart script command missing",
     },
 ];
-
-/// The first rule that matches, if any.
-pub fn rule_for(kind: LogKind, entry: &Entry<'_>) -> Option<(usize, &'static Rule)> {
-    RULES
-        .iter()
-        .enumerate()
-        .find(|(_, rule)| rule.matches(kind, entry))
-}
 
 /// Whose tracebacks in syslog or the journal are the installer's. NetworkManager logs
 /// (at debug level) a traceback from anaconda's secret agent on every CentOS 7 install

@@ -5,6 +5,9 @@
 //! journal entries of one process, `#012`-joined rsyslog lines, or the head of an
 //! `anaconda-tb-*` dump. Must not: decide severity or read files.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use nom::{
     IResult, Parser,
     bytes::complete::{tag, take_till1, take_while1},
@@ -83,7 +86,9 @@ fn frame(i: &[u8]) -> IResult<&[u8], Frame> {
 /// Starts a traceback: `Traceback (most recent call last):`, possibly after a prefix
 /// such as `Thread X has failed: `.
 pub fn starts_traceback(message: &[u8]) -> bool {
-    memchr::memmem::find(message, b"Traceback (most recent call").is_some()
+    static HEADER: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"Traceback (most recent call"));
+    HEADER.find(message).is_some()
 }
 
 /// Builds one traceback from its lines, fed one at a time.
