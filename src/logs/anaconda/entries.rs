@@ -222,7 +222,7 @@ impl Records {
         if !self.seen_tracebacks.insert(summary.clone()) {
             return;
         }
-        self.push(Finding {
+        self.findings.push(Finding {
             severity: Severity::Critical,
             kind: FindingKind::InstallerTraceback,
             file: self.file.clone(),
@@ -268,7 +268,7 @@ impl Records {
             summary: self.in_section(summary),
             evidence,
         };
-        self.push(finding);
+        self.findings.push(finding);
     }
 
     fn apply(&mut self, index: usize, rule: &Rule, number: u64, entry: &Entry<'_>) {
@@ -281,7 +281,7 @@ impl Records {
         }
         self.aggregated.push((index, self.findings.len()));
         let summary = format!("{}: {}", rule.summary, lossy(clip(entry.message)));
-        self.push(Finding {
+        self.findings.push(Finding {
             severity,
             kind,
             file: self.file.clone(),
@@ -298,14 +298,10 @@ impl Records {
             None => summary,
         }
     }
-
-    fn push(&mut self, finding: Finding) {
-        self.findings.push(finding);
-    }
 }
 
 /// `Running... cmd`, `Running in chroot '/mnt/sysroot'... cmd`, `Running [2] cmd ...`.
-fn command_started(message: &[u8]) -> Option<&[u8]> {
+pub(super) fn command_started(message: &[u8]) -> Option<&[u8]> {
     let rest = message.strip_prefix(b"Running")?;
     if let Some(cmd) = rest.strip_prefix(b"... ") {
         return Some(cmd);
@@ -321,7 +317,7 @@ fn command_started(message: &[u8]) -> Option<&[u8]> {
 }
 
 /// `Return code: N` or `...done [2] (exit code: N)`.
-fn command_finished(message: &[u8]) -> Option<i64> {
+pub(super) fn command_finished(message: &[u8]) -> Option<i64> {
     let digits = if let Some(code) = message.strip_prefix(b"Return code: ") {
         code
     } else if message.starts_with(b"...done [") {

@@ -409,11 +409,6 @@ pub fn script_entry(line: &[u8]) -> Option<Entry<'_>> {
     })
 }
 
-/// Is this line blank or indented, the shape of a continuation?
-pub fn is_indented(line: &[u8]) -> bool {
-    line.first().is_none_or(|b| *b == b' ' || *b == b'\t')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

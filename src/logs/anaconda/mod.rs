@@ -15,6 +15,7 @@ pub mod dump;
 mod entries;
 pub mod grammar;
 pub(crate) mod lines;
+pub mod program;
 mod rules;
 pub mod traceback;
 
