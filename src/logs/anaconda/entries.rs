@@ -8,7 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::grammar::{self, Entry};
+use super::grammar::{self, Entry, Level};
 use super::lines::{Line, Tally};
 use super::rules::{self, Rule, RuleSet};
 use super::traceback::{self, Builder};
@@ -182,7 +182,7 @@ impl Records {
         }
     }
 
-    fn on_continuation(&mut self, _number: u64, text: &[u8]) {
+    fn on_continuation(&mut self, number: u64, text: &[u8]) {
         if let Some(capture) = &mut self.capture {
             if capture.builder.feed(text) {
                 push_evidence(&mut capture.evidence, text);
@@ -191,6 +191,19 @@ impl Records {
             self.end_capture();
         }
         self.command.push_output(text);
+        if self.kind == LogKind::XorgLog {
+            // The X server prints `Fatal server error:` on a line of its own, without
+            // its uptime stamp.
+            let entry = Entry {
+                time: None,
+                level: Level::Info,
+                source: b"",
+                message: text,
+            };
+            if let Some((index, rule)) = self.rules.first_match(&entry) {
+                self.apply(index, rule, number, &entry);
+            }
+        }
     }
 
     fn start_capture(&mut self, number: u64, entry: &Entry<'_>) {

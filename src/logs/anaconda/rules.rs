@@ -119,6 +119,16 @@ pub static RULES: &[Rule] = &[
         outcome: None,
         summary: "",
     },
+    // anaconda.log, CentOS 6 (successful NFS install): the tree has no .treeinfo;
+    // anaconda then reads the repository metadata directly.
+    Rule {
+        logs: &[AnacondaLog],
+        min_level: Err,
+        source: "",
+        contains: "Error downloading treeinfo file",
+        outcome: None,
+        summary: "",
+    },
     // packaging.log, CentOS 7 (successful): yum's optional product-id plugin is not in
     // the installer image.
     Rule {

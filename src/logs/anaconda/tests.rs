@@ -472,3 +472,40 @@ fn typed_parsers_reject_bad_input_with_a_line_number() {
         }
     }
 }
+#[test]
+fn storage_and_x_server_rules_fire_on_their_lines_only() {
+    // No install in the corpus failed in storage or X, so their rules are shown on
+    // single real-format lines, and the real logs' harmless errors stay quiet.
+    let storage =
+        b"DEBUG:blivet:looking\nERROR:blivet:failed to create device: Partition too large\n";
+    let (_, found) = super::read_records(
+        LogKind::StorageLog,
+        &mut &storage[..],
+        Path::new("storage.log"),
+    )
+    .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].kind, found[0].severity, found[0].line),
+        (FindingKind::StorageError, Severity::Error, 2)
+    );
+    for quiet in [
+        "fedora43-bonsai-failed/storage.log",
+        "centos7-logssrv/storage.log",
+    ] {
+        assert!(analyze(quiet).findings.is_empty(), "{quiet}");
+    }
+
+    let x = b"[    24.357] (EE) no screens found(EE)\n[    24.358] (EE) \nFatal server error:\n[    24.358] (EE) no screens found(EE) \n";
+    let (_, found) =
+        super::read_records(LogKind::XorgLog, &mut &x[..], Path::new("X.log")).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].kind, found[0].line),
+        (FindingKind::XServerFatal, 3)
+    );
+    // centos6's HDA "PreInit returned 8" and centos7's AIGLX fallback are (EE) but not fatal.
+    for quiet in ["centos6-webskitters/Xorg.9.log", "centos7-logssrv/X.log"] {
+        assert!(analyze(quiet).findings.is_empty(), "{quiet}");
+    }
+}
