@@ -509,3 +509,31 @@ fn storage_and_x_server_rules_fire_on_their_lines_only() {
         assert!(analyze(quiet).findings.is_empty(), "{quiet}");
     }
 }
+
+#[test]
+fn rsyslog_folded_traceback_from_anaconda_is_unfolded() {
+    // The CentOS 7 syslog's folded NetworkManager traceback, as anaconda would log it.
+    let data = corpus::read("anaconda/centos7-logssrv/syslog");
+    let line = data
+        .split(|b| *b == b'\n')
+        .find(|l| memchr::memmem::find(l, b"Traceback (most recent call last):#012").is_some())
+        .unwrap();
+    let message = &line[memchr::memmem::find(line, b"agent failed").unwrap()..];
+    let mut folded = b"03:13:10,368 ERR anaconda:".to_vec();
+    folded.extend_from_slice(message);
+    let (_, found) =
+        super::read_records(LogKind::Syslog, &mut &folded[..], Path::new("syslog")).unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].summary.contains("UnknownMethodException"),
+        "{}",
+        found[0].summary
+    );
+    assert!(
+        found[0]
+            .summary
+            .contains("service.py:246 in _method_lookup"),
+        "{}",
+        found[0].summary
+    );
+}
