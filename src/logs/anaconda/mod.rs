@@ -196,10 +196,11 @@ fn sniff_line_log(kind: LogKind, head: &[u8], file_name: &str) -> u8 {
     if named {
         score += 15;
     }
-    if kind == LogKind::JournalShort && !named {
-        // Any journalctl output parses; the journal module owns those. journal.log is
-        // the installer's own copy, where anaconda's tracebacks are looked for.
-        score = score.min(45);
+    if kind == LogKind::JournalShort {
+        // Any journalctl output parses, and the journal module, which knows units,
+        // kernel and audit messages, owns journals: this analyzer only stands in for
+        // it on the installer's journal.log, looking for anaconda's tracebacks.
+        score = score.min(if named { 75 } else { 45 });
     }
     score.min(100) as u8
 }
