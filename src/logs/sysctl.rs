@@ -4,6 +4,7 @@
 //! analyzer that recognises the output. Must not: read `/proc/sys` itself or judge the
 //! values (a check does).
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -85,6 +86,21 @@ pub fn parse(input: &[u8]) -> Result<Vec<Sysctl>, ParseError> {
     Ok(settings)
 }
 
+/// Settings by key, as `sysctl -n key` would print them: the lines of a multi-line
+/// value (`dev.cdrom.info`) joined with newlines.
+pub fn by_key(settings: &[Sysctl]) -> BTreeMap<&str, String> {
+    let mut map: BTreeMap<&str, String> = BTreeMap::new();
+    for setting in settings {
+        map.entry(setting.key.as_str())
+            .and_modify(|value| {
+                value.push('\n');
+                value.push_str(&setting.value);
+            })
+            .or_insert_with(|| setting.value.clone());
+    }
+    map
+}
+
 pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
     vec![Box::new(SysctlAnalyzer)]
 }
@@ -158,6 +174,13 @@ mod tests {
         );
         assert_eq!(cdrom[1].value, "");
         assert_eq!(cdrom[2].value, "drive name:\t\tsr0");
+        let map = by_key(&settings);
+        assert_eq!(map["kernel.pid_max"], get("kernel.pid_max").value);
+        assert!(
+            map["dev.cdrom.info"]
+                .starts_with("CD-ROM information, Id: cdrom.c 3.20 2003/12/17\n\ndrive name:")
+        );
+        assert_eq!(map["dev.cdrom.info"].split('\n').count(), cdrom.len());
         // Every line but the one `sysctl:` diagnostic is a setting.
         let lines = data.iter().filter(|b| **b == b'\n').count();
         assert_eq!(settings.len(), lines - 1);

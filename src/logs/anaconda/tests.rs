@@ -537,3 +537,64 @@ fn rsyslog_folded_traceback_from_anaconda_is_unfolded() {
         found[0].summary
     );
 }
+
+#[test]
+fn real_warnings_keep_their_kind_and_stay_below_error() {
+    let script = analyze("rocky9.1-paperdragon/ks-script-6p_ia1t7.log");
+    assert_eq!(script.findings.len(), 1);
+    let missing = &script.findings[0];
+    assert_eq!(
+        (missing.kind, missing.severity, missing.line),
+        (FindingKind::CommandFailed, Severity::Warning, 2)
+    );
+    assert!(missing.summary.contains("restorecon: command not found"));
+
+    let dnf = analyze("fedora43-bonsai-failed/dnf.log");
+    assert_eq!(dnf.findings.len(), 1);
+    let excluded = &dnf.findings[0];
+    assert_eq!(
+        (excluded.kind, excluded.severity, excluded.line),
+        (FindingKind::PayloadError, Severity::Warning, 32)
+    );
+    assert_eq!(
+        excluded.evidence.len(),
+        4,
+        "the four ERROR lines are one finding"
+    );
+}
+
+#[test]
+fn a_failed_command_that_matters_is_an_error_with_its_output() {
+    // Rocky's program.log with its dosfs run turned into a failure, line for line.
+    let data = corpus::read("anaconda/rocky9.1-paperdragon/program.log");
+    let text = String::from_utf8(data)
+        .unwrap()
+        .replace("...done [1] (exit code: 0)", "...done [1] (exit code: 1)")
+        .replace(
+            "Running [1] mkdosfs --help ...",
+            "Running [1] mkfs.vfat /dev/vda1 ...",
+        );
+    let (_, found) = super::read_records(
+        LogKind::ProgramLog,
+        &mut text.as_bytes(),
+        Path::new("program.log"),
+    )
+    .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let failed = &found[0];
+    assert_eq!(
+        (failed.kind, failed.severity, failed.line),
+        (FindingKind::CommandFailed, Severity::Error, 10)
+    );
+    assert_eq!(
+        failed.summary,
+        "command failed with code 1: mkfs.vfat /dev/vda1"
+    );
+    assert_eq!(failed.evidence.last().unwrap(), "(line 48) return code 1");
+    assert!(
+        failed
+            .evidence
+            .iter()
+            .any(|l| l.contains("--help          Show this help"))
+    );
+}
