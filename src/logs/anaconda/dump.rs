@@ -10,6 +10,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::entries::{Records, grammar_for};
+use super::grammar::anaconda_entry;
 use super::lines::{Line, Lines, Tally};
 use super::traceback::{self, Builder, Traceback};
 use super::{name_kind, traceback_summary};
@@ -49,8 +50,10 @@ struct Reader<'f> {
     dump: Dump,
     part: Part,
     callbacks_seen: bool,
-    /// Tracebacks already reported, by summary without the section.
-    tracebacks: HashSet<String>,
+    /// Failures already reported (see [`same_failure`]).
+    seen: HashSet<(FindingKind, String)>,
+    /// Findings of the `journalctl:` section, merged after the files'.
+    from_journal: Vec<Finding>,
     section: Option<(Section, Option<Records>)>,
 }
 
@@ -69,7 +72,8 @@ pub fn parse(input: &mut dyn BufRead, file: &Path) -> Result<Dump, LogError> {
         },
         part: Part::Head,
         callbacks_seen: false,
-        tracebacks: HashSet::new(),
+        seen: HashSet::new(),
+        from_journal: Vec::new(),
         section: None,
     };
     while let Some(line) = lines.next_line().map_err(|source| LogError::Io {
@@ -125,8 +129,7 @@ impl Reader<'_> {
             .take(40)
             .map(|f| format!("File {f}"));
         let evidence = frames.chain(traceback.exception.clone()).collect();
-        self.tracebacks.insert(traceback_summary(&traceback));
-        self.dump.findings.push(Finding {
+        let crash = Finding {
             severity: Severity::Critical,
             kind: FindingKind::InstallerTraceback,
             file: self.file.to_path_buf(),
@@ -134,7 +137,9 @@ impl Reader<'_> {
             time: None,
             summary: traceback_summary(&traceback),
             evidence,
-        });
+        };
+        self.seen.insert(same_failure(&crash));
+        self.dump.findings.push(crash);
         self.dump.traceback = traceback;
     }
 
@@ -204,26 +209,49 @@ impl Reader<'_> {
         if let Some(records) = records {
             let (tally, findings) = records.finish();
             section.tally = tally;
-            // One crash shows in the journal, in its module's log and in anaconda.log.
-            for finding in findings {
-                if finding.kind == FindingKind::InstallerTraceback {
-                    let plain = finding.summary.split(" [in ").next().unwrap_or_default();
-                    if !self.tracebacks.insert(plain.to_owned()) {
-                        continue;
-                    }
-                }
-                self.dump.findings.push(finding);
+            if section.kind == Some(LogKind::JournalShort) {
+                self.from_journal.extend(findings);
+            } else {
+                self.merge(findings);
             }
         }
         self.dump.tally.add(section.tally);
         self.dump.sections.push(section);
     }
 
+    /// One failure shows in the journal, in its module's log and in anaconda.log: it is
+    /// reported once, from the first of the installer's own files that shows it, and
+    /// from the journal only when no file does (the journal's findings come last).
+    fn merge(&mut self, findings: Vec<Finding>) {
+        for finding in findings {
+            if self.seen.insert(same_failure(&finding)) {
+                self.dump.findings.push(finding);
+            }
+        }
+    }
+
     fn finish(mut self) -> Dump {
         self.end_traceback();
         self.end_section();
+        let from_journal = std::mem::take(&mut self.from_journal);
+        self.merge(from_journal);
         self.dump
     }
+}
+
+/// What makes two findings the same failure: a traceback's summary without the section,
+/// or a rule's first line without the journal's `LEVEL:logger:` prefix.
+fn same_failure(finding: &Finding) -> (FindingKind, String) {
+    let text = if finding.kind == FindingKind::InstallerTraceback {
+        finding.summary.split(" [in ").next().unwrap_or_default()
+    } else {
+        let first = finding.evidence.first().map_or("", String::as_str);
+        anaconda_entry(first.as_bytes())
+            .filter(|entry| entry.time.is_none())
+            .and_then(|entry| std::str::from_utf8(entry.message).ok())
+            .unwrap_or(first)
+    };
+    (finding.kind, text.to_owned())
 }
 
 /// `anaconda 43.44 exception report` → `43.44`

@@ -19,6 +19,10 @@ use crate::logs::{Finding, FindingKind, LogKind, Severity};
 const MAX_EVIDENCE: usize = 40;
 /// Output lines kept per running command (the last ones: they hold the error).
 const MAX_OUTPUT: usize = 8;
+/// Findings kept per log: far more than a person reads, few enough that a log of
+/// millions of failing lines cannot exhaust memory. Repeats of a rule are already one
+/// finding; this bounds distinct tracebacks and failed commands.
+const MAX_FINDINGS: usize = 1000;
 /// Longest evidence line kept, in bytes.
 const MAX_EVIDENCE_LINE: usize = 400;
 
@@ -232,10 +236,10 @@ impl Records {
             return;
         };
         let summary = traceback_summary(&capture.builder.finish());
-        if !self.seen_tracebacks.insert(summary.clone()) {
+        if self.findings.len() >= MAX_FINDINGS || !self.seen_tracebacks.insert(summary.clone()) {
             return;
         }
-        self.findings.push(Finding {
+        self.keep(Finding {
             severity: Severity::Critical,
             kind: FindingKind::InstallerTraceback,
             file: self.file.clone(),
@@ -281,7 +285,7 @@ impl Records {
             summary: self.in_section(summary),
             evidence,
         };
-        self.findings.push(finding);
+        self.keep(finding);
     }
 
     fn apply(&mut self, index: usize, rule: &Rule, number: u64, entry: &Entry<'_>) {
@@ -294,7 +298,7 @@ impl Records {
         }
         self.aggregated.push((index, self.findings.len()));
         let summary = format!("{}: {}", rule.summary, lossy(clip(entry.message)));
-        self.findings.push(Finding {
+        self.keep(Finding {
             severity,
             kind,
             file: self.file.clone(),
@@ -303,6 +307,12 @@ impl Records {
             summary: self.in_section(summary),
             evidence: vec![lossy(clip(entry.message))],
         });
+    }
+
+    fn keep(&mut self, finding: Finding) {
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        }
     }
 
     fn in_section(&self, summary: String) -> String {

@@ -241,6 +241,22 @@ fn fedora43_crash_dump_names_the_payload_failure_and_the_raising_frame() {
     // The three packages that failed are one finding with three lines of evidence.
     assert_eq!(download.evidence.len(), 3);
 
+    // The download failure is also in the journal section: reported once, from the file.
+    let payload = dump
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::PayloadError)
+        .count();
+    assert_eq!(payload, 1);
+    let lines: Vec<_> = dump
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::InstallerTraceback)
+        .map(|f| f.line)
+        .collect();
+    // The crash; the download task's traceback from packaging.log rather than from the
+    // journal; two unmount failures of earlier attempts that only the journal kept.
+    assert_eq!(lines, [2, 16987, 7498, 7592], "{:#?}", dump.findings);
     // The storage section's FCoE probe errors are known to be harmless.
     assert!(
         !dump
