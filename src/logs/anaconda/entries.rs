@@ -292,8 +292,12 @@ impl Records {
         let Some((kind, severity)) = rule.outcome else {
             return;
         };
-        if let Some(&(_, at)) = self.aggregated.iter().find(|(r, _)| *r == index) {
-            push_evidence(&mut self.findings[at].evidence, entry.message);
+        let earlier = self.aggregated.iter().find(|(r, _)| *r == index);
+        if let Some(finding) = earlier.and_then(|&(_, at)| self.findings.get_mut(at)) {
+            push_evidence(&mut finding.evidence, entry.message);
+            return;
+        }
+        if self.findings.len() >= MAX_FINDINGS {
             return;
         }
         self.aggregated.push((index, self.findings.len()));

@@ -614,3 +614,26 @@ fn a_failed_command_that_matters_is_an_error_with_its_output() {
             .any(|l| l.contains("--help          Show this help"))
     );
 }
+
+#[test]
+fn findings_per_log_are_capped_without_losing_the_accounting() {
+    // Thousands of distinct failing commands, then a rule's first match after the cap.
+    let mut log = String::new();
+    for i in 0..3000 {
+        log.push_str(&format!(
+            "03:09:25,488 INFO program: Running... mkfs.ext4 /dev/vd{i}\n"
+        ));
+        log.push_str("03:09:25,519 DEBUG program: Return code: 1\n");
+    }
+    // The second match would add evidence to a finding that was never kept.
+    log.push_str("ERROR:blivet:failed to commit\nERROR:blivet:failed again\n");
+    let (tally, found) = super::read_records(
+        LogKind::StorageLog,
+        &mut log.as_bytes(),
+        Path::new("storage.log"),
+    )
+    .unwrap();
+    assert_eq!(tally.records, 6002);
+    assert_eq!(found.len(), 1000);
+    assert!(found.iter().all(|f| f.kind == FindingKind::CommandFailed));
+}
