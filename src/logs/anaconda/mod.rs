@@ -267,7 +267,10 @@ fn family_member(entry: &Entry<'_>) -> u8 {
         2
     } else if source == b"librepo" {
         3
-    } else if entry.level == Level::Notice || source == b"kernel" || starts(b"systemd") {
+    } else if entry.time.is_some()
+        && (entry.level == Level::Notice || source == b"kernel" || starts(b"systemd"))
+    {
+        // Untimed kernel lines (`<6>…`) are any ring buffer dump, not anaconda's rsyslog.
         4
     } else if entry.time.is_none() {
         6

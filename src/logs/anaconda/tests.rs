@@ -637,3 +637,17 @@ fn findings_per_log_are_capped_without_losing_the_accounting() {
     assert_eq!(found.len(), 1000);
     assert!(found.iter().all(|f| f.kind == FindingKind::CommandFailed));
 }
+#[test]
+fn kernel_ring_buffers_are_not_claimed_as_installer_syslog() {
+    // vmcore-dmesg uses the same `<N>message` form as anaconda 11's anaconda.syslog;
+    // only the installer's file name makes that form the installer's.
+    let vmcore = corpus::file("kernel/vmcore-dmesg-windxrunner.txt");
+    let (_, score) = best(&vmcore, "vmcore-dmesg.txt");
+    assert!(score <= 60, "{score}");
+    let (kind, score) = best(
+        &corpus::file("anaconda/fedora10-thebetjr/anaconda.syslog"),
+        "anaconda.syslog",
+    );
+    assert_eq!(kind, LogKind::Syslog);
+    assert!(score > 60, "{score}");
+}
