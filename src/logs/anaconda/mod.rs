@@ -205,6 +205,16 @@ fn sniff_line_log(kind: LogKind, head: &[u8], file_name: &str) -> u8 {
     score.min(100) as u8
 }
 
+/// The logs that share anaconda's line grammar, in the order `classify` counts them.
+const FAMILY: [LogKind; 6] = [
+    LogKind::ProgramLog,
+    LogKind::StorageLog,
+    LogKind::PackagingLog,
+    LogKind::DnfLibrepoLog,
+    LogKind::Syslog,
+    LogKind::AnacondaLog,
+];
+
 /// Which installer log a head of entries is, by who logs in it.
 fn classify(kind: LogKind, entries: &[Entry<'_>], head: &[u8]) -> Option<LogKind> {
     match kind {
@@ -214,69 +224,68 @@ fn classify(kind: LogKind, entries: &[Entry<'_>], head: &[u8]) -> Option<LogKind
         }
         _ => {}
     }
-    let mut counts = [0u32; 7];
-    for entry in entries {
-        counts[family_member(entry) as usize] += 1;
+    let mut counts = [0u32; FAMILY.len()];
+    for member in entries.iter().filter_map(family_member) {
+        if let Some(slot) = FAMILY.iter().position(|k| *k == member) {
+            counts[slot] += 1;
+        }
     }
+    let [program, specific @ .., _] = counts;
     let n = entries.len() as u32;
-    const ORDER: [LogKind; 6] = [
-        LogKind::ProgramLog,
-        LogKind::StorageLog,
-        LogKind::PackagingLog,
-        LogKind::DnfLibrepoLog,
-        LogKind::Syslog,
-        LogKind::AnacondaLog,
-    ];
+    let specific = specific.into_iter().max().unwrap_or(0);
     // storage.log runs commands too: only a log of (nearly) nothing but commands is
-    // program.log.
-    // RHEL 6 logs program output without a logger name, so there commands are only
-    // the largest share.
-    let specific = counts[1..5].iter().copied().max().unwrap_or(0);
+    // program.log. RHEL 6 logs program output without a logger name, so there commands
+    // are only the largest share.
     let nameless = entries.iter().filter(|e| e.source.is_empty()).count() as u32;
-    let rhel6_program = nameless * 2 > n && counts[0] * 3 >= n && counts[0] > specific;
-    if counts[0] * 10 >= n * 8 || rhel6_program {
+    let rhel6_program = nameless * 2 > n && program * 3 >= n && program > specific;
+    if program * 10 >= n * 8 || rhel6_program {
         return Some(LogKind::ProgramLog);
     }
-    let best = (1..6).max_by_key(|&i| (counts[i], usize::from(i == 5)))?;
-    Some(ORDER[best])
+    // Ties go to anaconda.log, the log of everything else.
+    (1..FAMILY.len())
+        .max_by_key(|&slot| (counts[slot], FAMILY[slot] == LogKind::AnacondaLog))
+        .map(|slot| FAMILY[slot])
 }
 
-/// Index into `classify`'s order of the log an entry typically comes from; 6 = says
-/// nothing (anaconda.log always has times, so an untimed entry of an unknown logger is
-/// from storage.log or packaging.log, but not which).
-fn family_member(entry: &Entry<'_>) -> u8 {
+/// The log an entry typically comes from; `None` when it says nothing (anaconda.log
+/// always has times, so an untimed entry of an unknown logger is from storage.log or
+/// packaging.log, but not which).
+fn family_member(entry: &Entry<'_>) -> Option<LogKind> {
     let source = entry.source;
     let message = entry.message;
     let starts = |prefix: &[u8]| source.starts_with(prefix);
-    if source == b"program" || source == b"loader" || message.starts_with(b"Running... ") {
-        0
-    } else if source == b"blivet"
-        || starts(b"anaconda.modules.storage")
-        || STORAGE_HINTS
-            .iter()
-            .any(|hint| memchr::memmem::find(message, hint).is_some())
-    {
-        1
-    } else if source == b"dnf"
-        || source == b"packaging"
-        || starts(b"yum")
-        || starts(b"dnf.")
-        || starts(b"anaconda.modules.payloads")
-        || entry.time.is_some_and(|t| t.contains(&b'-'))
-    {
-        2
-    } else if source == b"librepo" {
-        3
-    } else if entry.time.is_some()
-        && (entry.level == Level::Notice || source == b"kernel" || starts(b"systemd"))
-    {
-        // Untimed kernel lines (`<6>…`) are any ring buffer dump, not anaconda's rsyslog.
-        4
-    } else if entry.time.is_none() {
-        6
-    } else {
-        5
-    }
+    Some(
+        if source == b"program" || source == b"loader" || message.starts_with(b"Running... ") {
+            LogKind::ProgramLog
+        } else if source == b"blivet"
+            || starts(b"anaconda.modules.storage")
+            || STORAGE_HINTS
+                .iter()
+                .any(|hint| memchr::memmem::find(message, hint).is_some())
+        {
+            LogKind::StorageLog
+        } else if source == b"dnf"
+            || source == b"packaging"
+            || starts(b"yum")
+            || starts(b"dnf.")
+            || starts(b"anaconda.modules.payloads")
+            || entry.time.is_some_and(|t| t.contains(&b'-'))
+        {
+            LogKind::PackagingLog
+        } else if source == b"librepo" {
+            LogKind::DnfLibrepoLog
+        } else if entry.time.is_some()
+            && (entry.level == Level::Notice || source == b"kernel" || starts(b"systemd"))
+        {
+            // Untimed kernel lines (`<6>…`) are any ring buffer dump, not anaconda's
+            // rsyslog.
+            LogKind::Syslog
+        } else if entry.time.is_none() {
+            return None;
+        } else {
+            LogKind::AnacondaLog
+        },
+    )
 }
 
 /// RHEL 6 storage.log has no logger names; its messages name blivet's classes.
