@@ -114,7 +114,9 @@ impl Reader<'_> {
             self.dump.traceback_line = line.number;
             self.part = Part::Traceback(Builder::new(line.text));
         } else {
-            self.dump.tally.unparsed();
+            // A dump without its traceback (cut short, or hand-made) still has sections.
+            self.part = Part::Body;
+            self.body(line);
         }
     }
 
@@ -171,8 +173,11 @@ impl Reader<'_> {
             && !self.in_file_section()
             && !name.is_empty()
             && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        // Tool output inside a section can hold `/dev/sda1:` on its own line; anaconda
+        // only collects files, never devices.
         let file = self.callbacks_seen
             && name.first() == Some(&b'/')
+            && !name.starts_with(b"/dev/")
             && !name.iter().any(|b| b.is_ascii_whitespace());
         (block || callback || file).then(|| String::from_utf8_lossy(name).into_owned())
     }

@@ -651,3 +651,18 @@ fn kernel_ring_buffers_are_not_claimed_as_installer_syslog() {
     assert_eq!(kind, LogKind::Syslog);
     assert!(score > 60, "{score}");
 }
+
+#[test]
+fn a_dump_without_traceback_still_reads_its_sections() {
+    let dump = b"Registered callbacks:\njournalctl:\nApr 19 09:24:09 host anaconda[1]: hi\n/tmp/storage.log:\nINFO:program:Running... blkid\n/dev/sda1:\nDEBUG:program:Return code: 0\nERROR:blivet:boom\n";
+    let parsed = super::dump::parse(&mut &dump[..], Path::new("tb")).unwrap();
+    let names: Vec<_> = parsed.sections.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Registered callbacks", "journalctl", "/tmp/storage.log"]
+    );
+    assert_eq!(parsed.tally.lines, 8);
+    assert_eq!(parsed.tally.unparsed_lines, 0);
+    let storage = &parsed.findings[0];
+    assert_eq!((storage.kind, storage.line), (FindingKind::StorageError, 8));
+}
