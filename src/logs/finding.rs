@@ -35,6 +35,7 @@ pub enum FindingKind {
     CommandFailed,
     /// The log ends in the middle of a record: the capture was cut short.
     TruncatedLog,
+    XServerFatal,
 }
 
 /// One thing that went wrong, pointing at the line that shows it.

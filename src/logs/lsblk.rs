@@ -1,7 +1,428 @@
-//! Parsers for lsblk output (to be written).
+//! `lsblk` output: the text table (tree, `-l` list, `-f`, `-t`, any `-o` columns) and
+//! `-J` JSON.
+//!
+//! Owns: the typed device tree ([`parse_text`], [`parse_json`]) that scenario checks
+//! compare, and the analyzers that recognise both forms. Must not: run lsblk or judge
+//! the layout.
+//!
+//! The text table is read by column position: lsblk left-aligns text columns under
+//! their header and right-aligns numbers, so a value always overlaps its header word,
+//! even when the value is empty in other rows (`FSTYPE` of a whole disk).
 
-use super::Analyzer;
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use nom::{
+    IResult, Parser,
+    branch::alt,
+    bytes::complete::tag,
+    combinator::{map, recognize},
+    multi::many0,
+    sequence::terminated,
+};
+use serde_json::Value;
+
+pub use super::anaconda::lines::ParseError;
+use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+use super::{Analysis, Analyzer, LogError, LogKind};
+
+/// Largest `-J` document read; lsblk's JSON is a few KiB even with hundreds of devices.
+pub const MAX_JSON: u64 = 16 << 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockDevice {
+    pub name: String,
+    /// `TYPE`: disk, part, lvm, crypt, loop, rom, …
+    pub kind: Option<String>,
+    pub size: Option<String>,
+    pub fstype: Option<String>,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    pub mountpoints: Vec<String>,
+    /// Every column as printed, by header name (`MAJ:MIN`, `PHY-SEC`, `SCHED`, …).
+    pub columns: Vec<(String, String)>,
+    pub children: Vec<BlockDevice>,
+    /// Line of the text table; `None` for JSON.
+    pub line: Option<u64>,
+}
+
+impl BlockDevice {
+    pub fn column(&self, name: &str) -> Option<&str> {
+        self.columns.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn set(&mut self, name: &str, value: String) {
+        match name {
+            "NAME" => self.name = value.clone(),
+            "TYPE" => self.kind = Some(value.clone()),
+            "SIZE" => self.size = Some(value.clone()),
+            "FSTYPE" => self.fstype = Some(value.clone()),
+            "LABEL" => self.label = Some(value.clone()),
+            "UUID" => self.uuid = Some(value.clone()),
+            "MOUNTPOINT" | "MOUNTPOINTS" => self.mountpoints.push(value.clone()),
+            _ => {}
+        }
+        self.columns.push((name.to_owned(), value));
+    }
+}
+
+/// One level of the tree drawn before a name: `|-`, `` `- ``, `├─`, `└─`, or an
+/// ancestor's `| `, `│ `, `  `.
+fn branch(i: &str) -> IResult<&str, &str> {
+    alt((tag("|-"), tag("`-"), tag("├─"), tag("└─"))).parse(i)
+}
+
+fn ancestor(i: &str) -> IResult<&str, &str> {
+    alt((tag("| "), tag("│ "), tag("  "))).parse(i)
+}
+
+/// The tree drawing before a device name and the device's depth (0 = top level).
+fn tree(i: &str) -> IResult<&str, usize> {
+    alt((
+        map(recognize(terminated(many0(ancestor), branch)), |p: &str| p.chars().count() / 2),
+        map(tag(""), |_| 0),
+    ))
+    .parse(i)
+}
+
+/// A header word and its columns (in characters).
+struct Column {
+    name: String,
+    start: usize,
+    end: usize,
+}
+
+fn header(text: &str) -> Option<Vec<Column>> {
+    let columns: Vec<Column> = words(text)
+        .map(|(start, word)| Column { name: word.to_owned(), start, end: start + word.chars().count() })
+        .collect();
+    let is_header = columns.first().is_some_and(|c| c.name == "NAME" || c.name == "KNAME")
+        && columns.iter().all(|c| {
+            c.name.bytes().all(|b| b.is_ascii_uppercase() || b"-:%".contains(&b) || b.is_ascii_digit())
+        });
+    is_header.then_some(columns)
+}
+
+/// Blank-separated words with their starting column in characters.
+fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut column = 0;
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let blanks = rest.chars().take_while(|c| *c == ' ').count();
+        column += blanks;
+        rest = &rest[blanks..];
+        if rest.is_empty() {
+            return None;
+        }
+        let len = rest.find(' ').unwrap_or(rest.len());
+        let (word, after) = rest.split_at(len);
+        let start = column;
+        column += word.chars().count();
+        rest = after;
+        Some((start, word))
+    })
+}
+
+/// The header column a value at `start..end` belongs to: the one it overlaps most, else
+/// the nearest.
+fn column_of(columns: &[Column], start: usize, end: usize) -> usize {
+    let overlap = |c: &Column| end.min(c.end).saturating_sub(start.max(c.start));
+    let distance = |c: &Column| c.start.abs_diff(start).min(c.end.abs_diff(end));
+    (0..columns.len())
+        .max_by_key(|&i| (overlap(&columns[i]), std::cmp::Reverse(distance(&columns[i]))))
+        .unwrap_or(0)
+}
+
+fn row(columns: &[Column], text: &str, number: u64) -> (usize, BlockDevice) {
+    let (after_tree, depth) = tree(text).unwrap_or((text, 0));
+    let indent = text[..text.len() - after_tree.len()].chars().count();
+    let mut values: Vec<Vec<&str>> = vec![Vec::new(); columns.len()];
+    for (start, word) in words(after_tree) {
+        let start = start + indent;
+        let at = column_of(columns, start, start + word.chars().count());
+        values[at].push(word);
+    }
+    // The tree drawing belongs to the name, whatever column it overlaps.
+    let mut device = BlockDevice { line: Some(number), ..BlockDevice::default() };
+    for (column, words) in columns.iter().zip(values) {
+        if !words.is_empty() {
+            device.set(&column.name, words.join(" "));
+        }
+    }
+    (depth, device)
+}
+
+/// Attaches `device` at `depth` under the last device one level up.
+fn attach(roots: &mut Vec<BlockDevice>, depth: usize, device: BlockDevice) {
+    let mut siblings = roots;
+    for _ in 0..depth {
+        if siblings.is_empty() {
+            break;
+        }
+        let last = siblings.len() - 1;
+        siblings = &mut siblings[last].children;
+    }
+    siblings.push(device);
+}
+
+/// The devices of a text table, children under their parents.
+pub fn parse_text(input: &[u8]) -> Result<Vec<BlockDevice>, ParseError> {
+    let mut columns: Option<Vec<Column>> = None;
+    let mut roots = Vec::new();
+    each_line(input, |number, bytes| {
+        let text = std::str::from_utf8(bytes).map_err(|_| ParseError::malformed(number, "not UTF-8"))?;
+        match &columns {
+            None => {
+                columns =
+                    Some(header(text).ok_or_else(|| ParseError::malformed(number, "no NAME … header line"))?);
+            }
+            Some(_) if text.trim().is_empty() => {}
+            Some(columns) => {
+                let (depth, device) = row(columns, text, number);
+                if device.name.is_empty() {
+                    return Err(ParseError::malformed(number, "row without a device name"));
+                }
+                attach(&mut roots, depth, device);
+            }
+        }
+        Ok(())
+    })?;
+    if columns.is_none() {
+        return Err(ParseError::malformed(1, "empty lsblk output"));
+    }
+    Ok(roots)
+}
+
+/// The devices of `lsblk -J`, read from a stream of at most [`MAX_JSON`] bytes.
+pub fn parse_json(input: &mut dyn Read) -> Result<Vec<BlockDevice>, ParseError> {
+    let value: Value = serde_json::from_reader(input.take(MAX_JSON)).map_err(|e| {
+        ParseError::malformed(e.line() as u64, format!("lsblk JSON (at most {MAX_JSON} bytes): {e}"))
+    })?;
+    let devices = value
+        .get("blockdevices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParseError::malformed(1, "no \"blockdevices\" array"))?;
+    Ok(devices.iter().map(json_device).collect())
+}
+
+/// lsblk 2.38 writes booleans and a `mountpoints` array; older releases wrote strings
+/// and one `mountpoint`, so every scalar is taken as its text.
+fn json_device(value: &Value) -> BlockDevice {
+    let mut device = BlockDevice::default();
+    let Some(object) = value.as_object() else {
+        return device;
+    };
+    for (key, value) in object {
+        let name = key.to_ascii_uppercase();
+        match value {
+            Value::Array(items) if key == "children" => {
+                device.children = items.iter().map(json_device).collect();
+            }
+            Value::Array(items) => {
+                for item in items.iter().filter_map(scalar) {
+                    device.set(&name, item);
+                }
+            }
+            other => {
+                if let Some(text) = scalar(other) {
+                    device.set(&name, text);
+                }
+            }
+        }
+    }
+    device
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
 
 pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
+    vec![Box::new(Text), Box::new(Json)]
+}
+
+struct Text;
+
+impl Analyzer for Text {
+    fn kind(&self) -> LogKind {
+        LogKind::Lsblk
+    }
+
+    /// A `NAME MAJ:MIN …` header of upper-case column names is unmistakable.
+    fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
+        let first = head_lines(head, 1).next().unwrap_or_default();
+        let columns = std::str::from_utf8(first).ok().and_then(header);
+        match columns {
+            Some(columns) if is_text(head) && columns.len() >= 2 => 90,
+            _ => 0,
+        }
+    }
+
+    fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
+        let mut seen_header = false;
+        let tally = tally_stream(input, file, |bytes| {
+            let text = std::str::from_utf8(bytes).ok();
+            if seen_header {
+                match text {
+                    Some(t) if !t.trim().is_empty() => LineClass::Record,
+                    _ => LineClass::Unparsed,
+                }
+            } else if text.and_then(header).is_some() {
+                seen_header = true;
+                LineClass::Record
+            } else {
+                LineClass::Unparsed
+            }
+        })?;
+        Ok(tally.into_analysis(Vec::new()))
+    }
+}
+
+struct Json;
+
+impl Analyzer for Json {
+    fn kind(&self) -> LogKind {
+        LogKind::LsblkJson
+    }
+
+    fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
+        let starts_object = head.trim_ascii_start().starts_with(b"{");
+        if starts_object && memchr::memmem::find(head, b"\"blockdevices\"").is_some() { 98 } else { 0 }
+    }
+
+    /// A JSON document is one record; its other lines continue it.
+    fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
+        let mut counted = LineCounter { input, newlines: 0, last: None };
+        parse_json(&mut counted).map_err(|e| e.into_log_error(file))?;
+        let lines = counted.newlines + u64::from(counted.last.is_some_and(|b| b != b'\n'));
+        Ok(Analysis { records: lines.min(1), lines, ..Analysis::default() })
+    }
+}
+
+/// Counts the lines passing through, for the line accounting of a JSON document.
+struct LineCounter<'r> {
+    input: &'r mut dyn BufRead,
+    newlines: u64,
+    last: Option<u8>,
+}
+
+impl Read for LineCounter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        if n > 0 {
+            self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::anaconda::corpus;
+
+    fn names(devices: &[BlockDevice]) -> Vec<&str> {
+        devices.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    #[test]
+    fn tree_table_with_children_and_mountpoints() {
+        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk")).unwrap();
+        assert_eq!(names(&all), ["sda", "sr0"]);
+        assert_eq!(names(&all[0].children), ["sda1", "sda2", "sda3"]);
+        let sda3 = &all[0].children[2];
+        assert_eq!(sda3.mountpoints, ["/sysroot"]);
+        assert_eq!((sda3.size.as_deref(), sda3.kind.as_deref()), (Some("125.9G"), Some("part")));
+        assert_eq!((sda3.column("MAJ:MIN"), sda3.line), (Some("8:3"), Some(5)));
+        assert!(all[0].mountpoints.is_empty());
+        assert_eq!(all[1].kind.as_deref(), Some("rom"));
+    }
+
+    #[test]
+    fn list_form_with_filesystems() {
+        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk_-f_-a_-l")).unwrap();
+        assert_eq!(names(&all), ["sda", "sda1", "sda2", "sda3", "sr0"]);
+        assert_eq!(all[0].fstype, None);
+        assert_eq!((all[1].fstype.as_deref(), all[1].uuid.as_deref()), (Some("vfat"), Some("9AF0-40EA")));
+        assert_eq!(all[1].label, None);
+        assert_eq!(
+            (all[3].label.as_deref(), all[3].mountpoints.as_slice()),
+            (Some("root"), &["/sysroot".to_owned()][..])
+        );
+        assert_eq!(all[4].uuid.as_deref(), Some("2019-08-28-14-05-37-00"));
+    }
+
+    #[test]
+    fn topology_columns() {
+        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk_-t")).unwrap();
+        let sda1 = &all[0].children[0];
+        assert_eq!(sda1.column("PHY-SEC"), Some("4096"));
+        assert_eq!(sda1.column("SCHED"), Some("mq-deadline"));
+        assert_eq!(all[1].column("LOG-SEC"), Some("2048"));
+    }
+
+    #[test]
+    fn lvm_children_and_json_agree_with_text() {
+        let text = parse_text(&corpus::read("lsblk/util-linux-lsblk-simple-lvm-basic")).unwrap();
+        let json_path = corpus::file("lsblk/derived-by-lsblk-2.38.1/util-linux-dump-simple-lvm.lsblk-J.json");
+        let json = parse_json(&mut std::fs::File::open(json_path).unwrap()).unwrap();
+        assert_eq!(names(&text), names(&json));
+        for (t, j) in text.iter().zip(&json) {
+            assert_eq!(names(&t.children), names(&j.children), "{}", t.name);
+            assert_eq!(t.kind, j.kind);
+            assert_eq!(t.mountpoints, j.mountpoints, "{}", t.name);
+        }
+        assert_eq!(text[0].children[0].name, "vg_foo.4059-lv_foo.4059");
+        assert_eq!(text[0].children[0].column("KNAME"), Some("dm-0"));
+        let sdb1 = &json.iter().find(|d| d.name == "sdb").unwrap().children[0];
+        assert_eq!(sdb1.mountpoints, ["/home/archive"]);
+        assert_eq!(sdb1.column("rm"), Some("false"));
+    }
+
+    #[test]
+    fn unicode_tree_glyphs() {
+        let table = "NAME        MAJ:MIN RM  SIZE RO TYPE  MOUNTPOINTS\nvda         252:0    0   20G  0 disk  \n├─vda1      252:1    0    1G  0 part  /boot\n└─vda2      252:2    0   19G  0 part  \n  └─luks-x  253:0    0   19G  0 crypt /\n";
+        let all = parse_text(table.as_bytes()).unwrap();
+        let vda2 = &all[0].children[1];
+        assert_eq!(names(&all[0].children), ["vda1", "vda2"]);
+        assert_eq!(vda2.children[0].kind.as_deref(), Some("crypt"));
+        assert_eq!(vda2.children[0].mountpoints, ["/"]);
+    }
+
+    #[test]
+    fn analyzers_detect_every_lsblk_file_and_errors_name_the_line() {
+        let dir = corpus::dir().join("lsblk");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.extend(
+            std::fs::read_dir(dir.join("derived-by-lsblk-2.38.1")).unwrap().map(|e| e.unwrap().path()),
+        );
+        let mut seen = 0;
+        for path in files.iter().filter(|p| p.is_file()) {
+            let data = std::fs::read(path).unwrap();
+            let json = path.extension().is_some_and(|e| e == "json");
+            let (ours, other): (&dyn Analyzer, &dyn Analyzer) =
+                if json { (&Json, &Text) } else { (&Text, &Json) };
+            assert!(ours.sniff(&data, "x") >= 90, "{}", path.display());
+            assert_eq!(other.sniff(&data, "x"), 0, "{}", path.display());
+            let a = ours.analyze(&mut &data[..], path).unwrap();
+            assert_eq!(a.unparsed_lines, 0, "{}", path.display());
+            assert_eq!(
+                a.lines,
+                data.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(!data.ends_with(b"\n"))
+            );
+            if !json {
+                parse_text(&data).unwrap();
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 10);
+        assert_eq!(parse_text(b"NAME SIZE\nsda 1G\n\xff\n").unwrap_err().line(), 3);
+        assert_eq!(parse_json(&mut &b"{\"blockdevices\": [\n{\"name\": }"[..]).unwrap_err().line(), 2);
+    }
 }

@@ -1,7 +1,0 @@
-//! Parsers for anaconda output (to be written).
-
-use super::Analyzer;
-
-pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
-}
