@@ -202,6 +202,9 @@ fn built(recipe: &Recipe, path: PathBuf) -> BuiltImage {
     }
 }
 
+/// The static C library on Debian (amd64); `gcc -static` fails without it.
+const STATIC_LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.a";
+
 /// Host tools a build of `recipe` runs.
 fn requirements(recipe: &Recipe) -> Vec<Requirement> {
     let mut reqs = vec![
@@ -213,6 +216,8 @@ fn requirements(recipe: &Recipe) -> Vec<Requirement> {
         Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
         Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
         Requirement::command("dd", "coreutils", "coreutils", "writing the ESP into the disk"),
+        Requirement::command("gcc", "gcc", "gcc", "the guest's static vsock agent"),
+        Requirement::file(STATIC_LIBC, "libc6-dev", "glibc-static", "linking the vsock agent statically"),
     ];
     if recipe.boot == recipe::Boot::Uki {
         reqs.push(Requirement::command("objcopy", "binutils", "binutils", "the UKI"));
