@@ -106,3 +106,49 @@ async fn qemu_guest_agent_protocol_against_a_real_qemu_ga() {
     assert!(logged.contains("guest-sync-delimited") && logged.contains("guest-exec-status"), "{logged}");
     ga.kill().await.unwrap();
 }
+
+/// Boots the tiny guest with `agent`, gets its agent, runs [`exercise`] on it, and
+/// presses the power button (which the guest must still obey while it serves).
+async fn tiny_guest_agent(agent: bootproof::profile::AgentKind, transport: &str) {
+    use bootproof::vm::boot::{host_facts, resolve_image};
+    use bootproof::vm::{Ending, Vm, VmOptions, plan::Plan, rundir::RunLayout};
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this test boots a real VM and the host lacks what it needs:\n{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile = bootproof::profile::resolve("uefi").unwrap();
+    profile.agent = agent;
+    let layout = RunLayout::create(&dir.path().join("run")).unwrap();
+    let image = resolve_image("reference:tiny").unwrap();
+    let host = host_facts(&profile, &layout.share_dir()).unwrap();
+    let plan = Plan::new(&profile, Some(&image), &host, &layout).unwrap();
+    let mut vm = Vm::launch(plan, VmOptions::default()).await.unwrap();
+    let a = vm.agent(host.accel.scale(Duration::from_secs(60))).await.unwrap_or_else(|e| {
+        panic!("{e}\nconsole: {:#?}", vm.console().tail());
+    });
+    eprintln!("{transport}: agent ready {:.2?} after QEMU started", vm.elapsed());
+    assert_eq!(a.transport(), transport);
+    let same = vm.agent(Duration::from_millis(1)).await.unwrap();
+    assert_eq!(same.transport(), transport, "the first agent is kept");
+    for _ in 0..3 {
+        let out = a.run("true", Duration::from_secs(30)).await.unwrap();
+        eprintln!("{transport}: round trip of `true` {:.3?}", out.duration);
+    }
+    exercise(&a, Duration::from_secs(3)).await;
+    let logged = std::fs::read_to_string(layout.agent_log()).unwrap();
+    assert!(logged.contains("echo hello"), "{logged}");
+    let ending = vm.shutdown(host.accel.scale(Duration::from_secs(20))).await;
+    assert_eq!(ending, Ending::Exited { status: Some(0), reason: Some("guest-shutdown".into()) });
+}
+
+/// `auto` offers both virtio-serial ports; the tiny guest has no qemu-guest-agent, so
+/// the shell on hvc0 must be the one that answers.
+#[tokio::test]
+async fn tiny_guest_over_the_shell_console() {
+    tiny_guest_agent(bootproof::profile::AgentKind::Auto, "shell").await;
+}
+
+#[tokio::test]
+async fn tiny_guest_over_vsock() {
+    tiny_guest_agent(bootproof::profile::AgentKind::Vsock, "vsock").await;
+}

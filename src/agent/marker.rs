@@ -30,7 +30,8 @@ const CHUNK: usize = 512;
 pub fn script(id: &str, command: &str, guest_timeout: Duration) -> String {
     let encoded = b64(command.as_bytes());
     let d = format!("\"$bp_{id}\"");
-    let mut s = format!("bp_{id}=$(mktemp -d)\n");
+    // Without a /tmp, mktemp fails; a directory of our own name serves as well.
+    let mut s = format!("bp_{id}=$(mktemp -d 2>/dev/null || (mkdir -p /tmp/bp-{id} && echo /tmp/bp-{id}))\n");
     for chunk in encoded.as_bytes().chunks(CHUNK) {
         s += &format!("printf %s '{}' >>{d}/c\n", String::from_utf8_lossy(chunk));
     }
@@ -43,6 +44,22 @@ pub fn script(id: &str, command: &str, guest_timeout: Duration) -> String {
          printf '%s-%s %s\\n' BPR {id} \"$(cat {d}/r)\"; rm -rf {d}\n"
     );
     s
+}
+
+/// A probe: answered by the shell's `printf` builtin alone, so a backlog of probes sent
+/// before the guest's shell started costs it no processes.
+pub fn probe_script(id: &str) -> String {
+    format!("printf '%s-%s\\n' BPP {id}\n")
+}
+
+/// Looks for the answer to probe `id`: how many bytes it used up, or how many can be
+/// dropped while it has not come yet.
+pub fn scan_probe(buf: &[u8], id: &str) -> Result<usize, usize> {
+    let answer = format!("BPP-{id}\n");
+    match find(buf, answer.as_bytes()) {
+        Some(at) => Ok(at + answer.len()),
+        None => Err(buf.len().saturating_sub(answer.len())),
+    }
 }
 
 /// One command's answer, decoded.
@@ -213,6 +230,14 @@ mod tests {
         let s = script("9", &"x".repeat(10_000), Duration::from_millis(1500));
         assert!(s.lines().all(|l| l.len() < 1024), "a line is too long");
         assert!(s.contains("timeout 2 sh -c"));
+    }
+
+    #[test]
+    fn a_probe_is_one_builtin_and_its_echo_is_no_answer() {
+        let script = probe_script("ab");
+        assert_eq!(script, "printf '%s-%s\\n' BPP ab\n");
+        assert_eq!(scan_probe(script.as_bytes(), "ab"), Err(script.len() - "BPP-ab\n".len()));
+        assert_eq!(scan_probe(b"xBPP-ab\nrest", "ab"), Ok(8));
     }
 
     #[test]

@@ -157,11 +157,11 @@ impl Agent {
                 ))
             }
             Transport::Shell(s) => {
-                let r = s.run(command, timeout).await;
+                let r = s.run(&self.log, command, timeout).await;
                 shell_reply(r.map_err(|e| e.into_agent_error(SHELL, command, timeout))?)
             }
             Transport::Vsock(v) => {
-                let r = v.run(command, timeout).await;
+                let r = v.run(&self.log, command, timeout).await;
                 shell_reply(r.map_err(|e| e.into_agent_error(vsock::NAME, command, timeout))?)
             }
         }
@@ -196,12 +196,12 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Agent, AgentError> {
         let s = shell::Shell::new(Box::new(stream));
-        s.run("true", timeout).await.map_err(|e| e.into_agent_error(SHELL, "true", timeout))?;
+        s.probe(&log, timeout).await.map_err(|e| e.into_agent_error(SHELL, "a probe", timeout))?;
         Ok(Agent { transport: Transport::Shell(s), log })
     }
 }
 
-const SHELL: &str = "shell";
+const SHELL: &str = shell::NAME;
 
 fn shell_reply(r: marker::Reply) -> Result<(i32, Vec<u8>, Vec<u8>), AgentError> {
     let cut = |name, data: Vec<u8>| {
@@ -258,36 +258,28 @@ pub async fn connect(ports: &Ports, timeout: Duration) -> Result<Agent, AgentErr
         return Err(AgentError::NotAvailable { tried, why: why.into() });
     }
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let round = PROBE_ROUND.min(left);
         let started = Instant::now();
-        let (q, v, s) = tokio::join!(
-            async { Some(qga.as_ref()?.probe(round).await) },
-            async { Some(vsock.as_ref()?.run("true", round).await) },
-            async { Some(shell.as_ref()?.run("true", round).await) },
-        );
-        let transport = match (q, v, s) {
-            (Some(Ok(())), _, _) => qga.clone().map(Transport::Qga),
-            (_, Some(Ok(_)), _) => vsock.clone().map(Transport::Vsock),
-            (_, _, Some(Ok(_))) => shell.clone().map(Transport::Shell),
-            (q, v, s) => {
-                last = round_failures(q, v, s);
-                None
-            }
+        let (best, failures) = probe_round(ports, PROBE_ROUND.min(left)).await;
+        let transport = match best {
+            Some(0) => qga.clone().map(Transport::Qga),
+            Some(1) => vsock.clone().map(Transport::Vsock),
+            Some(_) => shell.clone().map(Transport::Shell),
+            None => None,
         };
         if let Some(transport) = transport {
             let agent = Agent { transport, log: log.clone() };
-            agent.log.write(agent.transport(), "ready", &format!("after {:.3?}", started.elapsed()));
+            agent.log.write(agent.transport(), "ready", &format!("answered in {:.3?}", started.elapsed()));
             return Ok(agent);
         }
         if Instant::now() >= deadline {
             let why = format!(
                 "waited {timeout:?}; the guest must run qemu-guest-agent on port org.qemu.guest_agent.0, a shell \
                  on /dev/hvc0, or a shell on vsock port {}; see console.log and agent.log in the run \
-                 directory (last: {last})",
-                vsock::PORT
+                 directory (last round: {})",
+                vsock::PORT,
+                failures.join("; ")
             );
             return Err(AgentError::NotAvailable { tried, why });
         }
@@ -296,31 +288,51 @@ pub async fn connect(ports: &Ports, timeout: Duration) -> Result<Agent, AgentErr
     }
 }
 
-fn round_failures<A, B>(
-    q: Option<Result<(), AgentError>>,
-    v: Option<Result<A, shell::ExchangeError>>,
-    s: Option<Result<B, shell::ExchangeError>>,
-) -> String {
-    let describe = |e: shell::ExchangeError| match e {
-        shell::ExchangeError::Timeout => "no answer".to_string(),
-        shell::ExchangeError::Io(e) => e.to_string(),
-        shell::ExchangeError::Garbled(d) => d,
-    };
-    let mut parts = Vec::new();
-    if let Some(Err(e)) = q {
-        parts.push(format!(
-            "{}: {}",
-            qga::NAME,
-            if matches!(e, AgentError::Timeout { .. }) { "no answer".into() } else { e.to_string() }
-        ));
+/// How long a preferred transport still gets once a lesser one answered in a round.
+const PREFERENCE_GRACE: Duration = Duration::from_millis(300);
+
+/// Probes every channel at once for up to `round`: the rank of the best that answered
+/// (0 qemu-guest-agent, 1 vsock, 2 shell), and what the others said. A probe left
+/// running when a better one wins holds only its own channel, which is not chosen.
+async fn probe_round(ports: &Ports, round: Duration) -> (Option<usize>, Vec<String>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Result<(), String>)>();
+    if let Some(q) = ports.qga.clone() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = q.probe(round).await.map_err(|e| match e {
+                AgentError::Timeout { .. } => "no answer".to_string(),
+                e => e.to_string(),
+            });
+            let _ = tx.send((0, r));
+        });
     }
-    if let Some(Err(e)) = v {
-        parts.push(format!("{}: {}", vsock::NAME, describe(e)));
+    if let Some(v) = ports.vsock.clone() {
+        let (tx, log) = (tx.clone(), ports.log.clone());
+        tokio::spawn(async move {
+            let _ = tx.send((1, v.probe(&log, round).await.map_err(|e| e.describe())));
+        });
     }
-    if let Some(Err(e)) = s {
-        parts.push(format!("{SHELL}: {}", describe(e)));
+    if let Some(s) = ports.shell.clone() {
+        let (tx, log) = (tx.clone(), ports.log.clone());
+        tokio::spawn(async move {
+            let _ = tx.send((2, s.probe(&log, round).await.map_err(|e| e.describe())));
+        });
     }
-    parts.join("; ")
+    drop(tx);
+    let names = [qga::NAME, vsock::NAME, SHELL];
+    let mut until = tokio::time::Instant::now() + round;
+    let (mut best, mut failures) = (None::<usize>, Vec::new());
+    while let Ok(Some((rank, result))) = tokio::time::timeout_at(until, rx.recv()).await {
+        match result {
+            Ok(()) if rank == 0 => return (Some(0), failures),
+            Ok(()) => {
+                best = Some(best.map_or(rank, |b| b.min(rank)));
+                until = until.min(tokio::time::Instant::now() + PREFERENCE_GRACE);
+            }
+            Err(e) => failures.push(format!("{}: {e}", names[rank])),
+        }
+    }
+    (best, failures)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::marker::{self, Reply, Scan};
-use super::{AgentError, Stream};
+use super::{AgentError, AgentLog, Stream};
 
 /// Seconds the guest's `timeout` adds to the caller's, so the host gives up first and
 /// the guest still ends the command soon after.
@@ -43,43 +43,114 @@ impl ExchangeError {
             ExchangeError::Garbled(detail) => AgentError::Protocol { transport, detail },
         }
     }
+
+    pub(super) fn describe(&self) -> String {
+        match self {
+            ExchangeError::Timeout => "no answer".to_string(),
+            ExchangeError::Io(e) => e.to_string(),
+            ExchangeError::Garbled(d) => d.clone(),
+        }
+    }
 }
 
-/// Sends `command` and reads until its answer, or until `deadline`. `pending` holds
-/// bytes read earlier that may contain this answer's start (or stale ones).
-pub(super) async fn exchange<S: Stream + ?Sized>(
+/// Where an exchange logs what it sends and receives, and whether it nudges.
+pub(super) struct Wire<'a> {
+    pub log: &'a AgentLog,
+    pub transport: &'static str,
+    /// Send an empty line whenever the guest has been silent for [`NUDGE`]. Input to
+    /// a virtio console that arrives while the guest's hvc tty is closed (or while it
+    /// is busy) can sit in the port until the host writes again (seen under TCG with
+    /// the 6.1 kernel); to a shell an empty line is nothing.
+    pub nudge: bool,
+}
+
+/// Silence after which the shell transport nudges.
+const NUDGE: Duration = Duration::from_millis(100);
+
+/// Runs `command` with the marker protocol: sends its script, reads until the answer.
+/// `pending` holds bytes read earlier that may contain it (or stale answers).
+pub(super) async fn command<S: Stream + ?Sized>(
     io: &mut S,
     pending: &mut Vec<u8>,
+    wire: Wire<'_>,
     command: &str,
     timeout: Duration,
     deadline: Instant,
 ) -> Result<Reply, ExchangeError> {
     let id = format!("{:x}", marker::random_id());
     let script = marker::script(&id, command, timeout + GUEST_GRACE);
+    let answered = |pending: &mut Vec<u8>| match marker::scan(pending, &id) {
+        Scan::Done { reply, used } => {
+            pending.drain(..used);
+            Some(Ok(reply))
+        }
+        Scan::Garbled { detail, used } => {
+            pending.drain(..used);
+            Some(Err(ExchangeError::Garbled(detail)))
+        }
+        Scan::Incomplete { discard } => {
+            pending.drain(..discard);
+            None
+        }
+    };
+    exchange(io, pending, wire, &script, answered, deadline).await
+}
+
+/// Sends a probe and waits for its answer.
+pub(super) async fn probe<S: Stream + ?Sized>(
+    io: &mut S,
+    pending: &mut Vec<u8>,
+    wire: Wire<'_>,
+    deadline: Instant,
+) -> Result<(), ExchangeError> {
+    let id = format!("{:x}", marker::random_id());
+    let answered = |pending: &mut Vec<u8>| match marker::scan_probe(pending, &id) {
+        Ok(used) => {
+            pending.drain(..used);
+            Some(Ok(()))
+        }
+        Err(discard) => {
+            pending.drain(..discard);
+            None
+        }
+    };
+    exchange(io, pending, wire, &marker::probe_script(&id), answered, deadline).await
+}
+
+async fn exchange<S: Stream + ?Sized, T>(
+    io: &mut S,
+    pending: &mut Vec<u8>,
+    wire: Wire<'_>,
+    script: &str,
+    mut answered: impl FnMut(&mut Vec<u8>) -> Option<Result<T, ExchangeError>>,
+    deadline: Instant,
+) -> Result<T, ExchangeError> {
     let work = async {
+        wire.log.write(wire.transport, ">", script);
         io.write_all(script.as_bytes()).await.map_err(ExchangeError::Io)?;
         io.flush().await.map_err(ExchangeError::Io)?;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            match marker::scan(pending, &id) {
-                Scan::Done { reply, used } => {
-                    pending.drain(..used);
-                    return Ok(reply);
-                }
-                Scan::Garbled { detail, used } => {
-                    pending.drain(..used);
-                    return Err(ExchangeError::Garbled(detail));
-                }
-                Scan::Incomplete { discard } => {
-                    pending.drain(..discard);
-                }
+            if let Some(result) = answered(pending) {
+                return result;
             }
-            let n = io.read(&mut chunk).await.map_err(ExchangeError::Io)?;
+            let n = if wire.nudge {
+                match tokio::time::timeout(NUDGE, io.read(&mut chunk)).await {
+                    Ok(n) => n.map_err(ExchangeError::Io)?,
+                    Err(_) => {
+                        io.write_all(b"\n").await.map_err(ExchangeError::Io)?;
+                        continue;
+                    }
+                }
+            } else {
+                io.read(&mut chunk).await.map_err(ExchangeError::Io)?
+            };
             if n == 0 {
                 let eof =
                     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the guest closed the channel");
                 return Err(ExchangeError::Io(eof));
             }
+            wire.log.write(wire.transport, "<", &String::from_utf8_lossy(&chunk[..n]));
             pending.extend_from_slice(&chunk[..n]);
         }
     };
@@ -98,17 +169,40 @@ pub(super) struct Shell {
     port: Arc<Mutex<Port>>,
 }
 
+pub(super) const NAME: &str = "shell";
+
 impl Shell {
     pub(super) fn new(io: Box<dyn Stream>) -> Shell {
         Shell { port: Arc::new(Mutex::new(Port { io, pending: Vec::new() })) }
     }
 
     /// Runs `command`; waiting for an earlier command's turn counts against `timeout`.
-    pub(super) async fn run(&self, command: &str, timeout: Duration) -> Result<Reply, ExchangeError> {
+    pub(super) async fn run(
+        &self,
+        log: &AgentLog,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Reply, ExchangeError> {
         let deadline = Instant::now() + timeout;
         let mut port =
             tokio::time::timeout_at(deadline, self.port.lock()).await.map_err(|_| ExchangeError::Timeout)?;
         let Port { io, pending } = &mut *port;
-        exchange(io.as_mut(), pending, command, timeout, deadline).await
+        self::command(
+            io.as_mut(),
+            pending,
+            Wire { log, transport: NAME, nudge: true },
+            command,
+            timeout,
+            deadline,
+        )
+        .await
+    }
+
+    pub(super) async fn probe(&self, log: &AgentLog, timeout: Duration) -> Result<(), ExchangeError> {
+        let deadline = Instant::now() + timeout;
+        let mut port =
+            tokio::time::timeout_at(deadline, self.port.lock()).await.map_err(|_| ExchangeError::Timeout)?;
+        let Port { io, pending } = &mut *port;
+        probe(io.as_mut(), pending, Wire { log, transport: NAME, nudge: true }, deadline).await
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::Stream;
 use super::marker::Reply;
-use super::shell::{ExchangeError, exchange};
+use super::shell::{self, ExchangeError, Wire};
+use super::{AgentLog, Stream};
 
 pub(super) const NAME: &str = "vsock";
 
@@ -38,11 +38,23 @@ pub enum Vsock {
 }
 
 impl Vsock {
-    pub(super) async fn run(&self, command: &str, timeout: Duration) -> Result<Reply, ExchangeError> {
+    pub(super) async fn run(
+        &self,
+        log: &AgentLog,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Reply, ExchangeError> {
         let deadline = Instant::now() + timeout;
         let mut io = self.connect(deadline).await?;
-        let mut pending = Vec::new();
-        exchange(io.as_mut(), &mut pending, command, timeout, deadline).await
+        let wire = Wire { log, transport: NAME, nudge: false };
+        shell::command(io.as_mut(), &mut Vec::new(), wire, command, timeout, deadline).await
+    }
+
+    pub(super) async fn probe(&self, log: &AgentLog, timeout: Duration) -> Result<(), ExchangeError> {
+        let deadline = Instant::now() + timeout;
+        let mut io = self.connect(deadline).await?;
+        shell::probe(io.as_mut(), &mut Vec::new(), Wire { log, transport: NAME, nudge: false }, deadline)
+            .await
     }
 
     /// Connects, retrying until `deadline`: the guest may not listen yet.

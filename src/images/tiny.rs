@@ -80,7 +80,7 @@ fn kernel_version(b: &Build, root: &Path) -> Result<String, ImageError> {
 fn initramfs(b: &mut Build, r: &Recipe, root: &Path, kver: &str, work: &Path) -> Result<PathBuf, ImageError> {
     let order = module_order(b, r, root, kver)?;
     let tree = work.join("initramfs");
-    for dir in ["bin", "dev", "proc", "sys", "mnt/bootproof", "mnt/input", "etc/bootproof"] {
+    for dir in ["bin", "dev", "proc", "sys", "tmp", "mnt/bootproof", "mnt/input", "etc/bootproof"] {
         b.create_dir(&tree.join(dir))?;
     }
     copy(b, &root.join("bin/busybox"), &tree.join("bin/busybox"))?;
