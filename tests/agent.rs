@@ -101,6 +101,8 @@ async fn qemu_guest_agent_protocol_against_a_real_qemu_ga() {
     };
     let agent = Agent::qga(stream, log(dir.path()), Duration::from_secs(10)).await.unwrap();
     assert_eq!(agent.transport(), "qemu-guest-agent");
+    let out = agent.run("true", Duration::from_secs(10)).await.unwrap();
+    eprintln!("qemu-guest-agent: round trip of `true` {:.3?}", out.duration);
     exercise(&agent, Duration::from_secs(2)).await;
     let logged = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
     assert!(logged.contains("guest-sync-delimited") && logged.contains("guest-exec-status"), "{logged}");

@@ -8,8 +8,8 @@
 //! wrong: QGA replies carry no id, so after a timeout the next request resyncs first.
 //!
 //! QGA 7.2 cannot kill a process it started. On a timeout bootproof asks it to run
-//! `kill -9 <pid>` (best effort: it works when the agent is still responsive and the
-//! guest has `kill`), and reports the timeout either way.
+//! `pkill -9 -P <pid>; kill -9 <pid>` (best effort: it works when the agent is still
+//! responsive and the guest has those tools), and reports the timeout either way.
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -150,7 +150,7 @@ impl Qga {
                     command: command.to_string(),
                     timeout,
                     transport: NAME,
-                    after: "QGA cannot kill it; bootproof asked QGA to run `kill -9` on it (best effort)",
+                    after: "QGA cannot kill it; bootproof asked QGA to `kill -9` it and its children (best effort)",
                 })
             }
             other => other,
@@ -180,11 +180,12 @@ impl Qga {
         }
     }
 
-    /// Best effort: `kill -9 pid` through QGA, then one status read so QGA forgets it.
+    /// Best effort: kill the process and its children through QGA (not its process
+    /// group: that is QGA's own), then one status read so QGA forgets it.
     async fn kill(&self, pid: i64) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let kill = json!({"execute": "guest-exec", "arguments": {
-            "path": "/bin/sh", "arg": ["-c", format!("kill -9 {pid}")]}});
+            "path": "/bin/sh", "arg": ["-c", format!("pkill -9 -P {pid}; kill -9 {pid}")]}});
         if self.request(kill, deadline).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = self.request(status_request(pid), deadline).await;

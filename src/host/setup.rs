@@ -138,11 +138,7 @@ pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
     if let Some(path) = installed() {
         return Ok(path);
     }
-    let argv = ["cargo", "install", "--locked", "--root"]
-        .map(String::from)
-        .into_iter()
-        .chain([tools_dir().to_string_lossy().into_owned(), tool.krate.to_string()])
-        .collect::<Vec<_>>();
+    let argv = cargo_install_command(tool, &tools_dir());
     let command = argv.join(" ");
     if auto_install_disabled() || find_command("cargo").is_none() {
         let hint = if auto_install_disabled() {
@@ -170,6 +166,12 @@ pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
             status: status.map_or_else(|e| e.to_string(), |s| s.to_string()),
         }),
     }
+}
+
+/// The command that installs `tool` under `root` (its program lands in `root/bin`).
+fn cargo_install_command(tool: CargoTool, root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    ["cargo", "install", "--locked", "--root", &root, tool.krate].map(String::from).to_vec()
 }
 
 fn tool_path(tool: CargoTool) -> PathBuf {
@@ -315,6 +317,12 @@ mod tests {
         assert_eq!(argv.join(" "), "apt-get install -y --no-install-recommends ovmf swtpm");
         let argv = PackageManager::Dnf.install_command(&["edk2-ovmf"]);
         assert_eq!(argv.join(" "), "dnf install -y edk2-ovmf");
+    }
+
+    #[test]
+    fn cargo_tools_install_into_the_given_root() {
+        let argv = cargo_install_command(crate::host::VHOST_DEVICE_VSOCK, Path::new("/c/tools"));
+        assert_eq!(argv.join(" "), "cargo install --locked --root /c/tools vhost-device-vsock");
     }
 
     #[test]

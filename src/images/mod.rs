@@ -4,7 +4,9 @@
 //! initramfs whose `/init` ([`recipe::TINY_INIT`]) prints one report line on the serial
 //! console (`bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok`), writes it into the
 //! `bootproof` 9p share and the disk's `scratch` partition, runs an optional hook from
-//! the read-only `bootproof-input` share, and powers off. Three images carry it:
+//! the read-only `bootproof-input` share, and powers off; with a guest agent channel
+//! (virtio console, vsock) it serves a shell there instead and waits for the power
+//! button (see `docs/agent.md`). Three images carry it:
 //!
 //! - `tiny`: raw GPT disk, ESP with a UKI at `\EFI\BOOT\BOOTX64.EFI`, 1 MiB `scratch`.
 //! - `tiny-iso`: hybrid ISO with the same UKI (boots as `-cdrom` and as a disk).
