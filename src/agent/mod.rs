@@ -188,7 +188,7 @@ impl Agent {
         Ok(Agent { transport: Transport::Qga(q), log })
     }
 
-    /// A POSIX shell on any stream (a console, a socket), once it answers a command
+    /// A POSIX shell on any stream (a console, a socket), once it answers a probe
     /// within `timeout`. It needs `base64`, `timeout`, `mktemp` and `head -c`.
     pub async fn shell(
         stream: impl Stream + 'static,

@@ -256,13 +256,14 @@ impl Qga {
 }
 
 /// Reads until at least one complete line is buffered, and returns its messages.
+/// Only chunks with a line end trigger parsing, so a 20 MB reply costs one pass.
 async fn next_messages(port: &mut Port) -> std::io::Result<Vec<Value>> {
+    let messages = take_messages(&mut port.pending);
+    if !messages.is_empty() {
+        return Ok(messages);
+    }
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let messages = take_messages(&mut port.pending);
-        if !messages.is_empty() {
-            return Ok(messages);
-        }
         let n = port.io.read(&mut chunk).await?;
         if n == 0 {
             return Err(std::io::Error::new(
@@ -271,6 +272,12 @@ async fn next_messages(port: &mut Port) -> std::io::Result<Vec<Value>> {
             ));
         }
         port.pending.extend_from_slice(&chunk[..n]);
+        if chunk[..n].contains(&b'\n') {
+            let messages = take_messages(&mut port.pending);
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+        }
     }
 }
 

@@ -79,18 +79,28 @@ pub(super) async fn command<S: Stream + ?Sized>(
 ) -> Result<Reply, ExchangeError> {
     let id = format!("{:x}", marker::random_id());
     let script = marker::script(&id, command, timeout + GUEST_GRACE);
-    let answered = |pending: &mut Vec<u8>| match marker::scan(pending, &id) {
-        Scan::Done { reply, used } => {
-            pending.drain(..used);
-            Some(Ok(reply))
-        }
-        Scan::Garbled { detail, used } => {
-            pending.drain(..used);
-            Some(Err(ExchangeError::Garbled(detail)))
-        }
-        Scan::Incomplete { discard } => {
-            pending.drain(..discard);
-            None
+    // The whole answer is parsed once its last line has come: looking for that line
+    // in new bytes only keeps a 20 MB answer linear.
+    let last = format!("BPR-{id} ");
+    let mut searched = 0;
+    let answered = move |pending: &mut Vec<u8>| {
+        let from = searched.min(pending.len()).saturating_sub(last.len() + 16);
+        searched = pending.len();
+        memchr::memmem::find(&pending[from..], last.as_bytes())?;
+        match marker::scan(pending, &id) {
+            Scan::Done { reply, used } => {
+                pending.drain(..used);
+                Some(Ok(reply))
+            }
+            Scan::Garbled { detail, used } => {
+                pending.drain(..used);
+                Some(Err(ExchangeError::Garbled(detail)))
+            }
+            Scan::Incomplete { discard } => {
+                pending.drain(..discard);
+                searched -= discard;
+                None
+            }
         }
     };
     exchange(io, pending, wire, &script, answered, deadline).await
