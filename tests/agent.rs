@@ -163,3 +163,17 @@ async fn tiny_guest_over_the_shell_console() {
 async fn tiny_guest_over_vsock() {
     tiny_guest_agent(bootproof::profile::AgentKind::Vsock, "vsock").await;
 }
+
+/// Nothing on the other end: the constructors say which agent stayed silent, and how
+/// long they waited, instead of a command timeout.
+#[tokio::test]
+async fn a_silent_peer_is_not_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, _silent) = tokio::net::UnixStream::pair().unwrap();
+    let e = Agent::qga(ours, log(dir.path()), Duration::from_millis(300)).await.err().unwrap();
+    assert!(matches!(&e, AgentError::NotAvailable { tried, .. } if tried == &["qemu-guest-agent"]), "{e}");
+    assert!(e.to_string().contains("300ms"), "{e}");
+    let (ours, _silent) = tokio::net::UnixStream::pair().unwrap();
+    let e = Agent::shell(ours, log(dir.path()), Duration::from_millis(300)).await.err().unwrap();
+    assert!(matches!(&e, AgentError::NotAvailable { tried, .. } if tried == &["shell"]), "{e}");
+}

@@ -184,7 +184,10 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Agent, AgentError> {
         let q = qga::Qga::new(Box::new(stream), log.clone());
-        q.probe(timeout).await?;
+        q.probe(timeout).await.map_err(|e| match e {
+            AgentError::Timeout { .. } => silent(qga::NAME, timeout, "is qemu-ga running on the other end?"),
+            e => e,
+        })?;
         Ok(Agent { transport: Transport::Qga(q), log })
     }
 
@@ -196,12 +199,19 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Agent, AgentError> {
         let s = shell::Shell::new(Box::new(stream));
-        s.probe(&log, timeout).await.map_err(|e| e.into_agent_error(SHELL, "a probe", timeout))?;
+        s.probe(&log, timeout).await.map_err(|e| match e {
+            shell::ExchangeError::Timeout => silent(SHELL, timeout, "is a shell reading the other end?"),
+            e => e.into_agent_error(SHELL, "a probe", timeout),
+        })?;
         Ok(Agent { transport: Transport::Shell(s), log })
     }
 }
 
 const SHELL: &str = shell::NAME;
+
+fn silent(transport: &'static str, timeout: Duration, hint: &str) -> AgentError {
+    AgentError::NotAvailable { tried: vec![transport], why: format!("no answer within {timeout:?}; {hint}") }
+}
 
 fn shell_reply(r: marker::Reply) -> Result<(i32, Vec<u8>, Vec<u8>), AgentError> {
     let cut = |name, data: Vec<u8>| {
