@@ -60,12 +60,14 @@ pub(super) struct Wire<'a> {
     /// Send an empty line whenever the guest has been silent for [`NUDGE`]. Over a
     /// virtio console (TCG, Debian's 6.1 kernel) a command's answer came only after
     /// the host wrote once or twice more: with a 1 s nudge every round trip took 1 or
-    /// 2 s, with 50 ms it takes 100-150 ms. To a shell an empty line is nothing.
+    /// 2 s; nudging from 50 ms on, 100-200 ms. To a shell an empty line is nothing.
     pub nudge: bool,
 }
 
-/// Silence after which the shell transport nudges.
+/// Silence after which the shell transport nudges; it doubles while the guest stays
+/// silent (a long command), so a waiting shell gets a few empty lines a second, not 20.
 const NUDGE: Duration = Duration::from_millis(50);
+const NUDGE_MAX: Duration = Duration::from_millis(400);
 
 /// Runs `command` with the marker protocol: sends its script, reads until the answer.
 /// `pending` holds bytes read earlier that may contain it (or stale answers).
@@ -140,15 +142,20 @@ async fn exchange<S: Stream + ?Sized, T>(
         io.write_all(script.as_bytes()).await.map_err(ExchangeError::Io)?;
         io.flush().await.map_err(ExchangeError::Io)?;
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut silence = NUDGE;
         loop {
             if let Some(result) = answered(pending) {
                 return result;
             }
             let n = if wire.nudge {
-                match tokio::time::timeout(NUDGE, io.read(&mut chunk)).await {
-                    Ok(n) => n.map_err(ExchangeError::Io)?,
+                match tokio::time::timeout(silence, io.read(&mut chunk)).await {
+                    Ok(n) => {
+                        silence = NUDGE;
+                        n.map_err(ExchangeError::Io)?
+                    }
                     Err(_) => {
                         io.write_all(b"\n").await.map_err(ExchangeError::Io)?;
+                        silence = (silence * 2).min(NUDGE_MAX);
                         continue;
                     }
                 }
