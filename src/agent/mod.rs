@@ -70,8 +70,12 @@ pub enum AgentError {
          allows guest-exec (it may be blocked with --block-rpcs or an allow-list)"
     )]
     Refused { request: String, class: String, desc: String },
-    #[error("no guest agent answered (tried: {}): {why}", if tried.is_empty() { "nothing".to_string() } else { tried.join(", ") })]
+    #[error("no guest agent answered (tried: {}): {why}", listed(tried))]
     NotAvailable { tried: Vec<&'static str>, why: String },
+}
+
+fn listed(tried: &[&str]) -> String {
+    if tried.is_empty() { "nothing".to_string() } else { tried.join(", ") }
 }
 
 /// A byte stream to an agent: a socket QEMU connected, or a vsock connection.
@@ -264,7 +268,8 @@ pub async fn connect(ports: &Ports, timeout: Duration) -> Result<Agent, AgentErr
             .filter_map(|(has, name)| has.then_some(name))
             .collect();
     if tried.is_empty() {
-        let why = "the VM has no agent channel; set `agent = \"auto\"` (or \"qga\", \"shell\", \"vsock\") in its profile";
+        let why = "the VM has no agent channel; set `agent = \"auto\"` (or \"qga\", \"shell\", \"vsock\") \
+                   in its profile";
         return Err(AgentError::NotAvailable { tried, why: why.into() });
     }
     let deadline = Instant::now() + timeout;

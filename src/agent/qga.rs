@@ -317,7 +317,11 @@ mod tests {
 
     #[test]
     fn messages_skip_resync_bytes_noise_and_keep_partial_lines() {
-        let mut buf = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n\xff{\"return\": 7}\nnot json\n{\"return\": {\"pi".to_vec();
+        let mut buf = [
+            &b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n"[..],
+            b"\xff{\"return\": 7}\nnot json\n{\"return\": {\"pi",
+        ]
+        .concat();
         let msgs = take_messages(&mut buf);
         assert_eq!(msgs.len(), 2);
         assert_eq!(reply(&msgs[0]), Some(Err(("GenericError".into(), "JSON parse error".into()))));

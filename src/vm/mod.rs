@@ -1,8 +1,9 @@
 //! A running VM: the launcher, process supervision, and the run directory.
 //!
 //! Owns: turning a [`plan::Plan`] into QEMU (and swtpm, vhost-device-vsock) processes,
-//! wiring the serial console, QMP and the guest agent's channels, and stopping them: gracefully, on a timeout after collecting
-//! evidence, or by killing the process group when the [`Vm`] is dropped.
+//! wiring the serial console, QMP and the guest agent's channels, and stopping them:
+//! gracefully, on a timeout after collecting evidence, or by killing the process group
+//! when the [`Vm`] is dropped.
 //! Must not: decide what a test expects; that is the caller's (`boot`, scenarios).
 
 pub mod argv;
@@ -165,7 +166,8 @@ impl Vm {
         self.started.elapsed()
     }
 
-    /// Process ids of QEMU and swtpm, for supervision tests and diagnostics.
+    /// Process ids of QEMU and its helpers (swtpm, vhost-device-vsock), for supervision
+    /// tests and diagnostics.
     pub fn pids(&self) -> Vec<u32> {
         let helpers = [&self.swtpm, &self.vsock_device];
         self.qemu.pid().into_iter().chain(helpers.into_iter().flatten().filter_map(|s| s.pid())).collect()
@@ -240,7 +242,7 @@ impl Vm {
         ev
     }
 
-    /// Kills QEMU and swtpm (their whole process groups) and reaps them.
+    /// Kills QEMU and its helpers (their whole process groups) and reaps them.
     pub async fn kill(&mut self) {
         self.qemu.kill().await;
         for helper in [&mut self.swtpm, &mut self.vsock_device].into_iter().flatten() {
