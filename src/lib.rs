@@ -7,6 +7,7 @@
 //! the guest shows is written to that directory as it happens; [`logs`] turns the
 //! captured logs into findings.
 
+pub mod agent;
 pub mod cache;
 pub mod console;
 pub mod host;

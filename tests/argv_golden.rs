@@ -27,12 +27,17 @@ fn host(profile: &Profile) -> HostFacts {
         accel: Accel::Tcg,
         firmware,
         share_security: ShareSecurity::MappedXattr,
+        kernel_vsock: false,
     }
 }
 
 fn golden(name: &str, profile: &Profile, image: &Image) {
+    golden_on(name, profile, image, &host(profile));
+}
+
+fn golden_on(name: &str, profile: &Profile, image: &Image, host: &HostFacts) {
     let layout = RunLayout::at("/run/bootproof/r1");
-    let plan = Plan::new(profile, Some(image), &host(profile), &layout).unwrap();
+    let plan = Plan::new(profile, Some(image), host, &layout).unwrap();
     let args: Vec<String> = argv(&plan).iter().map(|a| a.to_string_lossy().into_owned()).collect();
     // One option per line, so a diff shows exactly which device group changed.
     let mut text = String::new();
@@ -104,6 +109,22 @@ fn every_device_group_has_a_golden_argv() {
     )
     .unwrap();
     golden("everything-installer-iso", &p, &Image::Iso { path: "/isos/installer.iso".into() });
+}
+
+#[test]
+fn every_agent_transport_has_a_golden_argv() {
+    let image = Image::Disk { path: "/images/guest.qcow2".into(), format: None };
+    for agent in ["auto", "qga", "shell", "vsock"] {
+        let p =
+            Profile::parse(&format!("name = \"agent-{agent}\"\nagent = \"{agent}\"\n"), Path::new("a.toml"))
+                .unwrap();
+        golden(&format!("agent-{agent}"), &p, &image);
+    }
+    // With /dev/vhost-vsock the kernel's device serves vsock (not available here).
+    let p =
+        Profile::parse("name = \"agent-vsock-kernel\"\nagent = \"vsock\"\n", Path::new("a.toml")).unwrap();
+    let kernel = HostFacts { kernel_vsock: true, ..host(&p) };
+    golden_on("agent-vsock-kernel", &p, &image, &kernel);
 }
 
 #[test]

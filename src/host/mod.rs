@@ -22,6 +22,13 @@ pub const SWTPM_TOOLS: Requirement =
 pub const OVMF_DEBIAN: Requirement =
     Requirement::file("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf", "edk2-ovmf", "UEFI firmware");
 
+/// The vhost-user device behind the vsock agent transport.
+pub const VHOST_DEVICE_VSOCK: setup::CargoTool = setup::CargoTool {
+    command: "vhost-device-vsock",
+    krate: "vhost-device-vsock",
+    why: "the vsock guest agent (profile agent = \"vsock\")",
+};
+
 /// Everything a run needs; installs what is missing when allowed (see [`setup`]).
 pub fn ensure_runtime() -> Result<(), setup::SetupError> {
     let mut reqs = vec![QEMU, QEMU_IMG, SWTPM, SWTPM_TOOLS];

@@ -4,6 +4,10 @@
 //! Installing happens only as root, on an apt-get (Debian/Ubuntu) or dnf (Fedora) host,
 //! and only while `BOOTPROOF_AUTO_INSTALL` is not `0`. Otherwise the error carries the
 //! one command the user has to run.
+//!
+//! Tools no distribution packages (vhost-device-vsock) are Rust crates: installed with
+//! `cargo install --root <cache>/tools`, which needs no root, while
+//! `BOOTPROOF_AUTO_INSTALL` is not `0`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,6 +109,73 @@ pub enum SetupError {
     Missing { missing: Vec<Requirement>, command: String, hint: &'static str },
     #[error("`{command}` failed ({status}); missing still: {}", describe(missing))]
     InstallFailed { command: String, status: String, missing: Vec<Requirement> },
+    #[error("missing on this host: {tool} (for {why})\n  install with: {command}{hint}")]
+    ToolMissing { tool: &'static str, why: &'static str, command: String, hint: &'static str },
+    #[error(
+        "`{command}` failed ({status}), so {tool} (for {why}) is still missing; see the cargo output above"
+    )]
+    ToolInstallFailed { tool: &'static str, why: &'static str, command: String, status: String },
+}
+
+/// A program that comes from crates.io rather than a distribution package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CargoTool {
+    pub command: &'static str,
+    pub krate: &'static str,
+    pub why: &'static str,
+}
+
+/// Where `cargo install --root` puts bootproof's own tools (`bin/` below it).
+pub fn tools_dir() -> PathBuf {
+    crate::cache::cache_dir().join("tools")
+}
+
+/// Finds `tool` on PATH or in the tools directory, installing it there with cargo when
+/// it is missing and installing is allowed (prints the command it runs).
+pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
+    let installed =
+        || find_command(tool.command).or_else(|| find_command(&tool_path(tool).to_string_lossy()));
+    if let Some(path) = installed() {
+        return Ok(path);
+    }
+    let argv = cargo_install_command(tool, &tools_dir());
+    let command = argv.join(" ");
+    if auto_install_disabled() || find_command("cargo").is_none() {
+        let hint = if auto_install_disabled() {
+            " (BOOTPROOF_AUTO_INSTALL=0 kept bootproof from installing it)"
+        } else {
+            " (cargo is not on PATH: install Rust with rustup first)"
+        };
+        return Err(SetupError::ToolMissing { tool: tool.command, why: tool.why, command, hint });
+    }
+    let _lock = InstallLock::take();
+    if let Some(path) = installed() {
+        return Ok(path);
+    }
+    eprintln!("bootproof: installing {} (about a minute): {command}", tool.command);
+    use std::os::fd::AsFd;
+    let status = std::io::stderr().as_fd().try_clone_to_owned().and_then(|err| {
+        Command::new("cargo").args(&argv[1..]).stdout(std::process::Stdio::from(err)).status()
+    });
+    match (installed(), status) {
+        (Some(path), _) => Ok(path),
+        (None, status) => Err(SetupError::ToolInstallFailed {
+            tool: tool.command,
+            why: tool.why,
+            command,
+            status: status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+        }),
+    }
+}
+
+/// The command that installs `tool` under `root` (its program lands in `root/bin`).
+fn cargo_install_command(tool: CargoTool, root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    ["cargo", "install", "--locked", "--root", &root, tool.krate].map(String::from).to_vec()
+}
+
+fn tool_path(tool: CargoTool) -> PathBuf {
+    tools_dir().join("bin").join(tool.command)
 }
 
 fn describe(missing: &[Requirement]) -> String {
@@ -246,6 +317,12 @@ mod tests {
         assert_eq!(argv.join(" "), "apt-get install -y --no-install-recommends ovmf swtpm");
         let argv = PackageManager::Dnf.install_command(&["edk2-ovmf"]);
         assert_eq!(argv.join(" "), "dnf install -y edk2-ovmf");
+    }
+
+    #[test]
+    fn cargo_tools_install_into_the_given_root() {
+        let argv = cargo_install_command(crate::host::VHOST_DEVICE_VSOCK, Path::new("/c/tools"));
+        assert_eq!(argv.join(" "), "cargo install --locked --root /c/tools vhost-device-vsock");
     }
 
     #[test]

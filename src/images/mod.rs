@@ -4,7 +4,9 @@
 //! initramfs whose `/init` ([`recipe::TINY_INIT`]) prints one report line on the serial
 //! console (`bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok`), writes it into the
 //! `bootproof` 9p share and the disk's `scratch` partition, runs an optional hook from
-//! the read-only `bootproof-input` share, and powers off. Three images carry it:
+//! the read-only `bootproof-input` share, and powers off; with a guest agent channel
+//! (virtio console, vsock) it serves a shell there instead and waits for the power
+//! button (see `docs/agent.md`). Three images carry it:
 //!
 //! - `tiny`: raw GPT disk, ESP with a UKI at `\EFI\BOOT\BOOTX64.EFI`, 1 MiB `scratch`.
 //! - `tiny-iso`: hybrid ISO with the same UKI (boots as `-cdrom` and as a disk).
@@ -202,6 +204,9 @@ fn built(recipe: &Recipe, path: PathBuf) -> BuiltImage {
     }
 }
 
+/// The static C library on Debian (amd64); `gcc -static` fails without it.
+const STATIC_LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.a";
+
 /// Host tools a build of `recipe` runs.
 fn requirements(recipe: &Recipe) -> Vec<Requirement> {
     let mut reqs = vec![
@@ -213,6 +218,8 @@ fn requirements(recipe: &Recipe) -> Vec<Requirement> {
         Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
         Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
         Requirement::command("dd", "coreutils", "coreutils", "writing the ESP into the disk"),
+        Requirement::command("gcc", "gcc", "gcc", "the guest's static vsock agent"),
+        Requirement::file(STATIC_LIBC, "libc6-dev", "glibc-static", "linking the vsock agent statically"),
     ];
     if recipe.boot == recipe::Boot::Uki {
         reqs.push(Requirement::command("objcopy", "binutils", "binutils", "the UKI"));

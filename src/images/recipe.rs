@@ -15,6 +15,9 @@ pub const RECIPE_VERSION: u32 = 1;
 /// The busybox `/init` shared by every tiny image.
 pub const TINY_INIT: &str = include_str!("tiny/init.sh");
 
+/// The tiny guest's vsock agent, compiled statically into the initramfs.
+pub const TINY_VSOCK_SHELL: &str = include_str!("tiny/vsock-shell.c");
+
 /// `quiet` keeps the serial log to what the guest says; `panic=-1` reboots at once
 /// instead of hanging a test until its timeout if `/init` ever dies.
 pub const TINY_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
@@ -66,6 +69,8 @@ pub struct Recipe {
     pub modules: Vec<&'static str>,
     pub cmdline: &'static str,
     pub init: &'static str,
+    /// C source of `/bin/vsock-shell`.
+    pub vsock_shell: &'static str,
     pub boot: Boot,
     pub medium: Medium,
 }
@@ -91,6 +96,7 @@ impl Recipe {
             modules: TINY_MODULES.to_vec(),
             cmdline: TINY_CMDLINE,
             init: TINY_INIT,
+            vsock_shell: TINY_VSOCK_SHELL,
             boot,
             medium,
         })
@@ -134,6 +140,7 @@ impl Recipe {
             text += &format!("grub.cfg\n{}", self.grub_cfg());
         }
         text += &format!("init\n{}", self.init);
+        text += &format!("vsock-shell.c\n{}", self.vsock_shell);
         text
     }
 
@@ -197,10 +204,12 @@ mod tests {
     fn any_recipe_change_changes_the_hash() {
         let base = Recipe::named("tiny").unwrap();
         let h = base.hash(&debs());
-        let mut changes: Vec<Recipe> = Vec::new();
-        changes.push(Recipe { version: base.version + 1, ..base.clone() });
-        changes.push(Recipe { init: "#!/bin/sh\npoweroff -f\n", ..base.clone() });
-        changes.push(Recipe { cmdline: "console=ttyS0", ..base.clone() });
+        let mut changes: Vec<Recipe> = vec![
+            Recipe { version: base.version + 1, ..base.clone() },
+            Recipe { init: "#!/bin/sh\npoweroff -f\n", ..base.clone() },
+            Recipe { cmdline: "console=ttyS0", ..base.clone() },
+            Recipe { vsock_shell: "int main(void) { return 0; }\n", ..base.clone() },
+        ];
         let mut fewer = base.clone();
         fewer.modules.pop();
         changes.push(fewer);

@@ -80,10 +80,11 @@ fn kernel_version(b: &Build, root: &Path) -> Result<String, ImageError> {
 fn initramfs(b: &mut Build, r: &Recipe, root: &Path, kver: &str, work: &Path) -> Result<PathBuf, ImageError> {
     let order = module_order(b, r, root, kver)?;
     let tree = work.join("initramfs");
-    for dir in ["bin", "dev", "proc", "sys", "mnt/bootproof", "mnt/input", "etc/bootproof"] {
+    for dir in ["bin", "dev", "proc", "sys", "tmp", "mnt/bootproof", "mnt/input", "etc/bootproof"] {
         b.create_dir(&tree.join(dir))?;
     }
     copy(b, &root.join("bin/busybox"), &tree.join("bin/busybox"))?;
+    vsock_shell(b, r, work, &tree.join("bin/vsock-shell"))?;
     let init = tree.join("init");
     b.write(&init, r.init)?;
     b.io(&init, fs::set_permissions(&init, fs::Permissions::from_mode(0o755)))?;
@@ -106,6 +107,13 @@ fn initramfs(b: &mut Build, r: &Recipe, root: &Path, kver: &str, work: &Path) ->
     let initrd = work.join("initrd.img");
     b.io(&initrd, fs::rename(work.join("initrd.cpio.gz"), &initrd))?;
     Ok(initrd)
+}
+
+/// Compiles the recipe's vsock agent, static and stripped (the initramfs has no libc).
+fn vsock_shell(b: &mut Build, r: &Recipe, work: &Path, out: &Path) -> Result<(), ImageError> {
+    let source = work.join("vsock-shell.c");
+    b.write(&source, r.vsock_shell)?;
+    b.run(Command::new("gcc").args(["-static", "-O2", "-s", "-Wall", "-o"]).arg(out).arg(&source))
 }
 
 /// Runs depmod on the unpacked kernel (its package ships no `modules.dep`) and orders

@@ -52,6 +52,9 @@ pub struct Profile {
     pub extra_args: Vec<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Which guest agent channels the machine gets (see [`crate::agent`]).
+    #[serde(default)]
+    pub agent: AgentKind,
 }
 
 fn default_memory() -> u64 {
@@ -116,6 +119,23 @@ pub enum Display {
     None,
     /// A standard VGA framebuffer, never shown in a window, for screenshots over QMP.
     Std,
+}
+
+/// The guest agent channels a machine offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// None: a plain boot, with no device the guest did not ask for.
+    #[default]
+    None,
+    /// The qemu-guest-agent port and the shell console port; whichever answers.
+    Auto,
+    /// qemu-guest-agent on virtio-serial port `org.qemu.guest_agent.0`.
+    Qga,
+    /// A guest shell on virtio console port `org.bootproof.shell.0` (`/dev/hvc0`).
+    Shell,
+    /// A guest shell on a vsock port (vhost-user-vsock, or the kernel's vhost-vsock).
+    Vsock,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -393,6 +413,7 @@ mod tests {
             display = "std"
             cdrom = "x.iso"
             extra_args = ["-rtc", "base=utc"]
+            agent = "auto"
             [[disk]]
             path = "a.qcow2"
             interface = "nvme"
@@ -416,6 +437,14 @@ mod tests {
         assert!(p.shares[0].readonly);
         assert_eq!(p.timeouts.boot, Duration::from_secs(300));
         assert_eq!(p.timeouts.shutdown, Duration::from_secs(30));
+        assert_eq!(p.agent, AgentKind::Auto);
+    }
+
+    #[test]
+    fn agent_defaults_to_none_and_lists_the_choices() {
+        assert_eq!(Profile::parse("", Path::new("p.toml")).unwrap().agent, AgentKind::None);
+        let (_, _, message) = err("agent = \"ssh\"\n");
+        assert!(message.contains("`qga`") && message.contains("`vsock`"), "{message}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use crate::host::accel::Accel;
 use crate::profile::{DiskInterface, Display, Machine};
 
-use super::plan::{Drive, Plan};
+use super::plan::{Drive, Plan, VsockDevice};
 
 /// The full argv, program first.
 pub fn argv(plan: &Plan) -> Vec<OsString> {
@@ -19,6 +19,8 @@ pub fn argv(plan: &Plan) -> Vec<OsString> {
     drive_args(&mut a, plan);
     kernel_args(&mut a, plan);
     share_args(&mut a, plan);
+    agent_serial_args(&mut a, plan);
+    vsock_args(&mut a, plan);
     a.0.extend(plan.extra_args.iter().map(OsString::from));
     a.0
 }
@@ -178,6 +180,45 @@ fn share_args(a: &mut Args, plan: &Plan) {
         let opts = format!(",security_model={}{ro}", plan.share_security.as_str());
         a.push("-fsdev", path_value(&format!("local,id=fsdev{i},path="), &s.path, &opts));
         a.push("-device", format!("virtio-9p-pci,fsdev=fsdev{i},mount_tag={}", s.tag));
+    }
+}
+
+/// The qemu-guest-agent and shell ports share one virtio-serial bus. Like the console,
+/// QEMU connects to sockets bootproof listens on, so a command written before the
+/// guest opens its port waits in the socket instead of being lost. The agent shell is
+/// a `virtconsole` (guest `/dev/hvc0`, a tty) so any image's getty or shell can serve
+/// it; the guest agent's port name is the one qemu-guest-agent looks for.
+fn agent_serial_args(a: &mut Args, plan: &Plan) {
+    let (qga, shell) = (plan.agent.qga, plan.agent.shell);
+    if !qga && !shell {
+        return;
+    }
+    let l = &plan.layout;
+    a.push("-device", "virtio-serial-pci,id=agentbus");
+    if qga {
+        a.push("-chardev", path_value("socket,id=qga0,path=", &l.qga_socket(), ""));
+        a.push("-device", "virtserialport,bus=agentbus.0,chardev=qga0,name=org.qemu.guest_agent.0");
+    }
+    if shell {
+        a.push("-chardev", path_value("socket,id=shell0,path=", &l.shell_socket(), ""));
+        a.push("-device", "virtconsole,bus=agentbus.0,chardev=shell0,name=org.bootproof.shell.0");
+    }
+}
+
+/// vsock for the agent. vhost-user-vsock moves the device into vhost-device-vsock,
+/// which must map guest memory: hence RAM from a shared memfd, attached as the one
+/// NUMA node. The kernel's vhost-vsock needs only a context id.
+fn vsock_args(a: &mut Args, plan: &Plan) {
+    match plan.agent.vsock {
+        None => {}
+        Some(VsockDevice::VhostUser) => {
+            let mem = format!("memory-backend-memfd,id=mem,size={}M,share=on", plan.memory_mib);
+            a.push("-object", mem);
+            a.push("-numa", "node,memdev=mem");
+            a.push("-chardev", path_value("socket,id=vsock0,path=", &plan.layout.vhost_vsock_socket(), ""));
+            a.push("-device", "vhost-user-vsock-pci,chardev=vsock0");
+        }
+        Some(VsockDevice::Kernel { cid }) => a.push("-device", format!("vhost-vsock-pci,guest-cid={cid}")),
     }
 }
 

@@ -142,6 +142,7 @@ pub fn host_facts(profile: &Profile, share_dir: &Path) -> Result<HostFacts, Boot
         accel: verdict.accel,
         firmware: ovmf::resolve(&profile.firmware)?,
         share_security: super::share::security_for(share_dir),
+        kernel_vsock: Path::new("/dev/vhost-vsock").exists(),
     })
 }
 

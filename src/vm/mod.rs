@@ -1,8 +1,9 @@
 //! A running VM: the launcher, process supervision, and the run directory.
 //!
-//! Owns: turning a [`plan::Plan`] into QEMU (and swtpm) processes, wiring the serial
-//! console and QMP, and stopping them: gracefully, on a timeout after collecting
-//! evidence, or by killing the process group when the [`Vm`] is dropped.
+//! Owns: turning a [`plan::Plan`] into QEMU (and swtpm, vhost-device-vsock) processes,
+//! wiring the serial console, QMP and the guest agent's channels, and stopping them:
+//! gracefully, on a timeout after collecting evidence, or by killing the process group
+//! when the [`Vm`] is dropped.
 //! Must not: decide what a test expects; that is the caller's (`boot`, scenarios).
 
 pub mod argv;
@@ -19,10 +20,11 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 
+use crate::agent::{Agent, AgentError, AgentLog};
 use crate::console::{CaptureFiles, Console};
 use crate::host::setup::find_command;
 use crate::qmp::Qmp;
-use plan::{Drive, Plan};
+use plan::{Drive, Plan, VsockDevice};
 use process::Supervised;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,10 @@ pub enum VmError {
     NoConnect { channel: &'static str, timeout: Duration, run_dir: PathBuf },
     #[error(transparent)]
     Qmp(#[from] crate::qmp::QmpError),
+    #[error(transparent)]
+    Setup(#[from] crate::host::setup::SetupError),
+    #[error("vhost-device-vsock did not start ({status}); its messages:\n{log}")]
+    VsockDevice { status: String, log: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
@@ -78,8 +84,11 @@ pub struct Vm {
     plan: Plan,
     qemu: Supervised,
     swtpm: Option<Supervised>,
+    vsock_device: Option<Supervised>,
     console: Console,
     qmp: Qmp,
+    agent_ports: crate::agent::Ports,
+    agent: tokio::sync::OnceCell<Agent>,
     started: Instant,
 }
 
@@ -100,6 +109,11 @@ impl Vm {
         } else {
             None
         };
+        let agent_listeners = AgentListeners::bind(&plan)?;
+        let vsock_device = match plan.agent.vsock {
+            Some(VsockDevice::VhostUser) => Some(start_vsock_device(layout).await?),
+            _ => None,
+        };
         let argv = argv::argv(&plan);
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
@@ -117,7 +131,18 @@ impl Vm {
         };
         let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
         let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
-        Ok(Vm { plan, qemu, swtpm, console, qmp, started })
+        let agent_ports = agent_listeners.accept(&plan, started).await?;
+        let agent = tokio::sync::OnceCell::new();
+        Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, started })
+    }
+
+    /// The guest agent, once one answers on the plan's channels (qemu-guest-agent
+    /// preferred, then vsock, then the shell), waiting up to `timeout` (not scaled for
+    /// TCG; the caller knows what its guest needs). The first success is kept: later
+    /// calls return it at once. A failed wait can be retried.
+    pub async fn agent(&self, timeout: Duration) -> Result<Agent, AgentError> {
+        let agent = self.agent.get_or_try_init(|| crate::agent::connect(&self.agent_ports, timeout)).await?;
+        Ok(agent.clone())
     }
 
     pub fn console(&self) -> &Console {
@@ -141,9 +166,11 @@ impl Vm {
         self.started.elapsed()
     }
 
-    /// Process ids of QEMU and swtpm, for supervision tests and diagnostics.
+    /// Process ids of QEMU and its helpers (swtpm, vhost-device-vsock), for supervision
+    /// tests and diagnostics.
     pub fn pids(&self) -> Vec<u32> {
-        self.qemu.pid().into_iter().chain(self.swtpm.as_ref().and_then(|s| s.pid())).collect()
+        let helpers = [&self.swtpm, &self.vsock_device];
+        self.qemu.pid().into_iter().chain(helpers.into_iter().flatten().filter_map(|s| s.pid())).collect()
     }
 
     /// Waits for QEMU to exit by itself.
@@ -160,6 +187,10 @@ impl Vm {
             if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait()).await.is_err() {
                 swtpm.kill().await;
             }
+        }
+        // vhost-device-vsock outlives its VM's disconnect: it serves the next one.
+        if let Some(device) = &mut self.vsock_device {
+            device.kill().await;
         }
         let reason = self
             .qmp
@@ -211,11 +242,11 @@ impl Vm {
         ev
     }
 
-    /// Kills QEMU and swtpm (their whole process groups) and reaps them.
+    /// Kills QEMU and its helpers (their whole process groups) and reaps them.
     pub async fn kill(&mut self) {
         self.qemu.kill().await;
-        if let Some(s) = &mut self.swtpm {
-            s.kill().await;
+        for helper in [&mut self.swtpm, &mut self.vsock_device].into_iter().flatten() {
+            helper.kill().await;
         }
         self.console.closed(Duration::from_secs(2)).await;
     }
@@ -226,7 +257,8 @@ impl Drop for Vm {
         // The processes die with their `Supervised` handles; the sockets are useless
         // after the run, and a private socket directory must not pile up in /tmp.
         let l = &self.plan.layout;
-        for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()] {
+        let agent = [l.qga_socket(), l.shell_socket(), l.vhost_vsock_socket(), l.vsock_socket()];
+        for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()].into_iter().chain(agent) {
             let _ = std::fs::remove_file(s);
         }
         if l.socket_dir != l.dir {
@@ -238,6 +270,81 @@ impl Drop for Vm {
 fn bind(path: &Path) -> Result<UnixListener, VmError> {
     let _ = std::fs::remove_file(path);
     UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))
+}
+
+/// Sockets for the agent's virtio-serial ports, bound before QEMU starts.
+struct AgentListeners {
+    qga: Option<UnixListener>,
+    shell: Option<UnixListener>,
+}
+
+impl AgentListeners {
+    fn bind(plan: &Plan) -> Result<AgentListeners, VmError> {
+        let l = &plan.layout;
+        Ok(AgentListeners {
+            qga: plan.agent.qga.then(|| bind(&l.qga_socket())).transpose()?,
+            shell: plan.agent.shell.then(|| bind(&l.shell_socket())).transpose()?,
+        })
+    }
+
+    /// Takes QEMU's connections (made while it starts, before the guest runs) and
+    /// opens `agent.log`.
+    async fn accept(self, plan: &Plan, started: Instant) -> Result<crate::agent::Ports, VmError> {
+        let accept = |listener: Option<UnixListener>, channel: &'static str| async move {
+            let Some(listener) = listener else { return Ok(None) };
+            match tokio::time::timeout(CONNECT_TIMEOUT, listener.accept()).await {
+                Ok(Ok((stream, _))) => Ok(Some(Box::new(stream) as Box<dyn crate::agent::Stream>)),
+                Ok(Err(e)) => Err(VmError::Io { what: format!("accepting QEMU's {channel}"), source: e }),
+                Err(_) => Err(VmError::NoConnect {
+                    channel,
+                    timeout: CONNECT_TIMEOUT,
+                    run_dir: plan.layout.dir.clone(),
+                }),
+            }
+        };
+        let qga = accept(self.qga, "qemu-guest-agent port").await?;
+        let shell = accept(self.shell, "agent shell port").await?;
+        let vsock = plan.agent.vsock.map(|device| match device {
+            VsockDevice::VhostUser => crate::agent::Vsock::VhostUser { uds: plan.layout.vsock_socket() },
+            VsockDevice::Kernel { cid } => crate::agent::Vsock::Kernel { cid },
+        });
+        let log_path = plan.layout.agent_log();
+        let log =
+            AgentLog::create(&log_path, started).map_err(io(format!("creating {}", log_path.display())))?;
+        Ok(crate::agent::Ports::new(qga, shell, vsock, std::sync::Arc::new(log)))
+    }
+}
+
+/// How long vhost-device-vsock gets to create its socket.
+const VSOCK_DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts vhost-device-vsock (installing it first when allowed) and waits until its
+/// vhost-user socket exists, since QEMU connects to it at start-up. The guest always
+/// has context id 3: each VM has its own device process.
+async fn start_vsock_device(layout: &rundir::RunLayout) -> Result<Supervised, VmError> {
+    let bin = crate::host::setup::ensure_cargo_tool(crate::host::VHOST_DEVICE_VSOCK)?;
+    let socket = layout.vhost_vsock_socket();
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(layout.vsock_socket());
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.args(["--guest-cid", "3", "--socket"]).arg(&socket).arg("--uds-path").arg(layout.vsock_socket());
+    let mut device = Supervised::spawn("vhost-device-vsock", cmd, &layout.vsock_log())
+        .map_err(io(format!("starting {}", bin.display())))?;
+    let deadline = Instant::now() + VSOCK_DEVICE_TIMEOUT;
+    while !socket.exists() {
+        if let Ok(Some(status)) = device.child.try_wait() {
+            let log = std::fs::read_to_string(layout.vsock_log()).unwrap_or_default();
+            return Err(VmError::VsockDevice { status: status.to_string(), log });
+        }
+        if Instant::now() > deadline {
+            device.kill().await;
+            let log = std::fs::read_to_string(layout.vsock_log()).unwrap_or_default();
+            let status = format!("no socket {} after {VSOCK_DEVICE_TIMEOUT:?}", socket.display());
+            return Err(VmError::VsockDevice { status, log });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(device)
 }
 
 /// Copies the VARS template, creates the disk overlays, and records the command line.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::host::accel::Accel;
 use crate::host::ovmf::FirmwarePair;
-use crate::profile::{DirectKernel, DiskFormat, DiskInterface, Display, Machine, Profile, Tpm};
+use crate::profile::{AgentKind, DirectKernel, DiskFormat, DiskInterface, Display, Machine, Profile, Tpm};
 
 use super::rundir::RunLayout;
 
@@ -22,6 +22,9 @@ pub struct HostFacts {
     pub firmware: Option<FirmwarePair>,
     /// How the shares store ownership, modes and special files (see `share`).
     pub share_security: ShareSecurity,
+    /// `/dev/vhost-vsock` exists, so vsock can use the kernel's vhost-vsock instead
+    /// of vhost-device-vsock.
+    pub kernel_vsock: bool,
 }
 
 /// QEMU 9p `security_model`s bootproof uses. Both store guest symlinks and device
@@ -74,6 +77,57 @@ pub struct PlannedShare {
     pub readonly: bool,
 }
 
+/// The guest agent channels a machine gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentPlan {
+    /// virtio-serial port `org.qemu.guest_agent.0` on `qga.sock`.
+    pub qga: bool,
+    /// virtio console port `org.bootproof.shell.0` on `shell.sock`.
+    pub shell: bool,
+    pub vsock: Option<VsockDevice>,
+}
+
+/// How the guest's vsock reaches the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VsockDevice {
+    /// vhost-user-vsock-pci served by a supervised vhost-device-vsock; needs guest
+    /// memory QEMU can share with it.
+    VhostUser,
+    /// The kernel's vhost-vsock-pci with this guest context id.
+    Kernel { cid: u32 },
+}
+
+impl AgentPlan {
+    fn new(kind: AgentKind, kernel_vsock: bool, layout: &RunLayout) -> AgentPlan {
+        let vsock = || {
+            Some(if kernel_vsock {
+                VsockDevice::Kernel { cid: cid_for(layout) }
+            } else {
+                VsockDevice::VhostUser
+            })
+        };
+        match kind {
+            AgentKind::None => AgentPlan::default(),
+            AgentKind::Auto => AgentPlan { qga: true, shell: true, vsock: None },
+            AgentKind::Qga => AgentPlan { qga: true, ..AgentPlan::default() },
+            AgentKind::Shell => AgentPlan { shell: true, ..AgentPlan::default() },
+            AgentKind::Vsock => AgentPlan { vsock: vsock(), ..AgentPlan::default() },
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.qga || self.shell || self.vsock.is_some()
+    }
+}
+
+/// A context id for the kernel's vhost-vsock, unique per run directory (ids 0-2 are
+/// reserved); two VMs on one host must not share one.
+fn cid_for(layout: &RunLayout) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(layout.dir.as_os_str().as_encoded_bytes());
+    3 + u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % 0x7fff_0000
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub name: String,
@@ -92,6 +146,7 @@ pub struct Plan {
     pub shares: Vec<PlannedShare>,
     pub share_security: ShareSecurity,
     pub extra_args: Vec<String>,
+    pub agent: AgentPlan,
     pub layout: RunLayout,
 }
 
@@ -138,6 +193,7 @@ impl Plan {
             shares: shares(profile, layout)?,
             share_security: host.share_security,
             extra_args: profile.extra_args.clone(),
+            agent: AgentPlan::new(profile.agent, host.kernel_vsock, layout),
             layout: layout.clone(),
         })
     }

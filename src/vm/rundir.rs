@@ -46,6 +46,29 @@ impl RunLayout {
     pub fn tpm_socket(&self) -> PathBuf {
         self.socket_dir.join("swtpm.sock")
     }
+    /// qemu-guest-agent's virtio-serial port.
+    pub fn qga_socket(&self) -> PathBuf {
+        self.socket_dir.join("qga.sock")
+    }
+    /// The agent shell's virtio console port.
+    pub fn shell_socket(&self) -> PathBuf {
+        self.socket_dir.join("shell.sock")
+    }
+    /// vhost-device-vsock's vhost-user socket, which QEMU connects to.
+    pub fn vhost_vsock_socket(&self) -> PathBuf {
+        self.socket_dir.join("vhost-vsock.sock")
+    }
+    /// vhost-device-vsock's host side: connect and send `CONNECT <port>`.
+    pub fn vsock_socket(&self) -> PathBuf {
+        self.socket_dir.join("vsock.sock")
+    }
+    /// Every guest agent exchange, one line each, stamped.
+    pub fn agent_log(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+    pub fn vsock_log(&self) -> PathBuf {
+        self.dir.join("vhost-device-vsock.log")
+    }
     /// Raw bytes from the serial port, exactly as they came.
     pub fn console_raw(&self) -> PathBuf {
         self.dir.join("console.raw")

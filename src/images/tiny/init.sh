@@ -1,7 +1,9 @@
 #!/bin/busybox sh
 # /init of bootproof's tiny reference guest: busybox sh as PID 1.
 # It reports what the machine offers on one serial line, leaves the same line in the
-# `bootproof` share and the `scratch` partition, runs the test's hook, and powers off.
+# `bootproof` share and the `scratch` partition, runs the test's hook, and powers off;
+# unless the machine has a guest agent channel (a virtio console, a vsock device):
+# then it serves a shell there and stays up until the power button.
 # The runtime's tests match these lines exactly; change them only with those tests.
 
 # The firmware's last screen clear (escape codes, no newline) may still be on the
@@ -32,6 +34,37 @@ for name in /sys/class/input/event*/device/name; do
     (dd if="/dev/input/$event" of=/dev/null bs=24 count=1 2>/dev/null \
         && echo "bootproof-tiny: power button" && poweroff -f) &
 done
+
+# Virtio device ids in sysfs: 0x0003 is a console (virtio-serial), 0x0013 vsock.
+has_virtio() {
+    grep -qx "$1" /sys/bus/virtio/devices/*/device 2>/dev/null
+}
+
+# The agent shell on the virtio console port: the tty raw and silent (opened once for
+# the whole loop, as hvc resets its settings on the last close), and the shell reading
+# a pipe so it never turns interactive (prompts, line editing).
+agent=0
+if has_virtio 0x0003; then
+    # The console's ports appear shortly after the driver binds.
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        [ -e /dev/hvc0 ] && break
+        sleep 0.2
+    done
+fi
+if [ -e /dev/hvc0 ]; then
+    while :; do
+        stty raw -echo
+        cat | sh
+        sleep 1
+    done <>/dev/hvc0 >&0 2>&0 &
+    agent=1
+    echo "bootproof-tiny: agent shell on hvc0"
+fi
+if has_virtio 0x0013; then
+    vsock-shell 5000 &
+    agent=1
+    echo "bootproof-tiny: agent shell on vsock port 5000"
+fi
 
 # Mount only tags QEMU offers: a failed 9p mount makes the kernel log an error on the
 # console, which tests would have to ignore.
@@ -82,6 +115,11 @@ if has_9p_tag bootproof-input && mount -t 9p -o "$p9,ro" bootproof-input /mnt/in
     && [ -f /mnt/input/hook.sh ]; then
     sh /mnt/input/hook.sh
     echo "bootproof-tiny: hook exit=$?"
+fi
+
+if [ "$agent" = 1 ]; then
+    echo "bootproof-tiny: serving the agent until the power button"
+    while :; do sleep 3600; done
 fi
 
 sync
