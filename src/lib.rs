@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cache;
+pub mod checks;
 pub mod console;
 pub mod host;
 pub mod images;

@@ -17,12 +17,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: boot the reference guest on every reference profile and report.
+    /// Run scenarios (files or directories); without any, the built-in reference suite.
     Run {
+        /// Scenario files or directories of them.
+        scenarios: Vec<PathBuf>,
         /// Where run directories go.
         #[arg(long, default_value = "artifacts")]
         artifacts: PathBuf,
+        /// Also write JUnit XML here.
+        #[arg(long, env = "BOOTPROOF_JUNIT")]
+        junit: Option<PathBuf>,
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
     },
+    /// List the scenarios (files or directories; without any, the built-in suite).
+    List { scenarios: Vec<PathBuf> },
     /// Boot one VM, stream its console, stop at a pattern or at power-off.
     Boot {
         /// A shipped profile name (see vm-profiles/) or a path to a profile file.
@@ -91,7 +101,10 @@ fn main() -> ExitCode {
                 .join(bootproof::vm::rundir::new_run_id());
             runtime_block_on(boot_one(profile, image, until, timeout, dir, !quiet))
         }
-        Command::Run { artifacts } => runtime_block_on(run_reference(artifacts)),
+        Command::Run { scenarios, artifacts, junit, filter } => {
+            runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter))
+        }
+        Command::List { scenarios } => list(scenarios),
     }
 }
 
@@ -168,62 +181,88 @@ async fn boot_one(
     }
 }
 
-/// Until scenarios land, the main job boots the tiny reference guest on each reference
-/// profile and checks its report line.
-async fn run_reference(artifacts: PathBuf) -> ExitCode {
+fn scenario_paths(given: Vec<PathBuf>) -> Vec<PathBuf> {
+    if given.is_empty() { vec![bootproof::scenario::builtin_dir()] } else { given }
+}
+
+fn list(scenarios: Vec<PathBuf>) -> ExitCode {
+    let mut bad = false;
+    for found in bootproof::scenario::discover(&scenario_paths(scenarios)) {
+        match found {
+            Ok(s) => {
+                let file = s.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+                let ignored = s.ignore.as_ref().map(|r| format!(" (ignored: {r})")).unwrap_or_default();
+                println!("{:<28} {:<20} {:<22} {file}{ignored}", s.name, s.profile, s.image);
+            }
+            Err((_, e)) => {
+                bad = true;
+                eprintln!("bootproof: {e}");
+            }
+        }
+    }
+    if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
+}
+
+/// Runs scenarios one after another with a live progress line on a terminal (plain
+/// lines otherwise), then a summary table and where the artifacts are.
+async fn run_scenarios(given: Vec<PathBuf>, artifacts: PathBuf, junit: Option<PathBuf>, filter: Option<String>) -> ExitCode {
+    use bootproof::scenario::runner::{self, Progress, RunnerOptions};
     if let Err(e) = host::ensure_runtime() {
         return fail(2, e);
     }
-    let cases = [
-        ("uefi-tpm", "reference:tiny", "efi=1 secureboot=0 tpm=2 share=ok"),
-        ("uefi-tpm", "reference:tiny-iso", "efi=1 secureboot=0 tpm=2 share=ok"),
-        ("uefi-secureboot", "reference:tiny-sb", "efi=1 secureboot=1 tpm=0 share=ok"),
-    ];
-    // Say which acceleration the table's times were taken under before the table starts.
     if let Ok(info) = host::qemu::info() {
         let _ = host::accel::choose(&info.path, &info.version);
     }
-    let run_id = bootproof::vm::rundir::new_run_id();
-    let mut failures = 0;
-    let report_line =
-        regex::bytes::Regex::new(r"bootproof-tiny: efi=\S+ secureboot=\S+ tpm=\S+ share=\S+").expect("valid");
-    println!("{:<18} {:<20} {:<7} {:>7}  detail", "profile", "image", "result", "time");
-    for (profile_name, image, expected) in cases {
-        let profile = match bootproof::profile::resolve(profile_name) {
-            Ok(p) => p,
-            Err(e) => return fail(2, e),
-        };
-        let name = format!("{profile_name}-{}", image.trim_start_matches("reference:"));
-        let run_dir = artifacts.join("run").join(&run_id).join(&name);
-        let req = BootRequest {
-            profile,
-            image: Some(image.into()),
-            until: Some(report_line.clone()),
-            timeout: None,
-            run_dir,
-            echo_console: false,
-        };
-        let (ok, time, detail) = match boot(req).await {
-            Ok(r) => {
-                let seen = match &r.outcome {
-                    bootproof::vm::boot::Outcome::Reached { matched } => {
-                        matched.trim_start_matches("bootproof-tiny: ").to_string()
-                    }
-                    _ => r.summary(),
-                };
-                (seen == expected, format!("{:.1}s", r.elapsed_secs), seen)
-            }
-            Err(e) => (false, "-".into(), e.to_string()),
-        };
-        failures += usize::from(!ok);
-        println!(
-            "{:<18} {:<20} {:<7} {:>7}  {detail}",
-            profile_name,
-            image,
-            if ok { "ok" } else { "FAILED" },
-            time
-        );
+    let mut scenarios = Vec::new();
+    for found in bootproof::scenario::discover(&scenario_paths(given)) {
+        match found {
+            Ok(s) if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) => scenarios.push(s),
+            Ok(s) => eprintln!("bootproof: skipping {}{}", s.name, s.ignore.map(|r| format!(" (ignored: {r})")).unwrap_or_default()),
+            Err((_, e)) => return fail(2, e),
+        }
     }
-    println!("artifacts: {}", artifacts.join("run").join(&run_id).display());
-    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let progress: runner::ProgressFn = std::sync::Arc::new(move |name: &str, p: Progress| {
+        let what = match p {
+            Progress::WaitingForSlot { max_vms } => format!("waiting for a VM slot ({max_vms} at once)"),
+            Progress::Booting => "booting".into(),
+            Progress::Step { index, total, description } => format!("step {index}/{total} {description}"),
+            Progress::Checks { total } => format!("{total} checks"),
+            Progress::ShuttingDown => "shutting down".into(),
+        };
+        let line = format!("[{:>6.1}s] {name}: {what}", started.elapsed().as_secs_f64());
+        if live {
+            eprint!("\r\x1b[K{}", line.chars().take(150).collect::<String>());
+        } else {
+            eprintln!("{line}");
+        }
+    });
+    let opts = RunnerOptions { artifacts: artifacts.clone(), echo_console: false, progress: Some(progress) };
+    let mut reports = Vec::new();
+    for s in &scenarios {
+        let report = runner::run(s, &opts).await;
+        if live {
+            eprint!("\r\x1b[K");
+        }
+        if !report.passed {
+            eprintln!("{}", report.failure_screen(&format!("bootproof run {}", s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string()))));
+        }
+        eprintln!("{}", report.one_line());
+        reports.push(report);
+    }
+    println!("{:<28} {:<8} {:>8}  {:<5} run dir", "scenario", "result", "time", "accel");
+    for r in &reports {
+        let verdict = if r.passed { "ok" } else { "FAILED" };
+        println!("{:<28} {:<8} {:>7.1}s  {:<5} {}", r.scenario, verdict, r.elapsed_secs, r.accel, r.run_dir.display());
+    }
+    let failed = reports.iter().filter(|r| !r.passed).count();
+    println!("{} passed, {failed} failed; artifacts in {}", reports.len() - failed, artifacts.display());
+    if let Some(path) = junit {
+        let xml = bootproof::report::junit(&reports, "scenarios").to_string().expect("serialisable");
+        if let Err(e) = std::fs::write(&path, xml) {
+            return fail(2, format!("cannot write JUnit to {}: {e}", path.display()));
+        }
+    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -87,6 +87,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 pub struct AgentLog {
     file: Mutex<std::fs::File>,
     started: Instant,
+    secrets: Mutex<Vec<String>>,
 }
 
 /// Characters of one message kept in the log.
@@ -95,10 +96,23 @@ const LOG_MESSAGE: usize = 2048;
 impl AgentLog {
     pub fn create(path: &Path, started: Instant) -> std::io::Result<AgentLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AgentLog { file: Mutex::new(file), started })
+        Ok(AgentLog { file: Mutex::new(file), started, secrets: Mutex::default() })
+    }
+
+    /// Text that must never reach the log (secrets in commands and their output).
+    pub fn redact(&self, secret: &str) {
+        if let Ok(mut s) = self.secrets.lock() {
+            s.push(secret.to_string());
+        }
     }
 
     fn write(&self, transport: &str, direction: &str, text: &str) {
+        let mut text = text.to_string();
+        for secret in self.secrets.lock().map(|s| s.clone()).unwrap_or_default() {
+            if !secret.is_empty() {
+                text = text.replace(&secret, "[REDACTED]");
+            }
+        }
         let mut cut: String = text.chars().take(LOG_MESSAGE).collect();
         if cut.len() < text.len() {
             cut += &format!(" [... {} bytes]", text.len());
@@ -244,6 +258,11 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// The log every transport of these ports writes to.
+    pub fn log(&self) -> &Arc<AgentLog> {
+        &self.log
+    }
+
     pub fn new(
         qga: Option<Box<dyn Stream>>,
         shell: Option<Box<dyn Stream>>,

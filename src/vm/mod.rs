@@ -145,6 +145,18 @@ impl Vm {
         Ok(agent.clone())
     }
 
+    /// Forgets the agent found so far: after a guest reboot its connection is stale.
+    pub fn forget_agent(&mut self) {
+        self.agent.take();
+    }
+
+    /// A secret that must never reach a file of the run directory or a message: the
+    /// console logs, the tail shown on failure and `agent.log` show `[REDACTED]`.
+    pub fn redact(&self, secret: &str) {
+        self.console.redact(secret);
+        self.agent_ports.log().redact(secret);
+    }
+
     pub fn console(&self) -> &Console {
         &self.console
     }

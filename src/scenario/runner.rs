@@ -1,0 +1,559 @@
+//! Runs one scenario: a VM for its profile and image, its steps in order (each with
+//! its own timeout, scaled under TCG, logged with start and end), its checks (even
+//! when a step failed, where they still can), then a report with everything known.
+//!
+//! Owns: the order of things and turning each outcome into a [`StepReport`],
+//! [`CheckReport`] or [`Failure`]. Must not: print (the caller renders the report),
+//! or hold a VM outside the host's VM budget.
+//!
+//! `wait_journal` polls the journal through the guest agent (`systemctl is-active`,
+//! `journalctl -o json --after-cursor`) rather than a live virtio journal port as
+//! DESIGN.md sketches: it needs no guest-side unit and works on any systemd image
+//! that has an agent; the streaming port can replace it without changing the format.
+
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::agent::{Agent, AgentError};
+use crate::checks::{self, CheckContext};
+use crate::host::accel::Accel;
+use crate::profile::{self, Profile};
+use crate::report::{CheckReport, Failure, ScenarioReport, Status, StepReport};
+use crate::vm::boot::{host_facts, resolve_image};
+use crate::vm::plan::Plan;
+use crate::vm::rundir::{RunLayout, new_run_id};
+use crate::vm::{Ending, Vm, VmOptions};
+
+use super::budget;
+use super::model::{Action, JournalWait, Scenario, SecretSource, Step, UnitState};
+
+/// Progress, for a live display; the runner itself prints nothing.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    WaitingForSlot { max_vms: usize },
+    Booting,
+    Step { index: usize, total: usize, description: String },
+    Checks { total: usize },
+    ShuttingDown,
+}
+
+pub type ProgressFn = std::sync::Arc<dyn Fn(&str, Progress) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct RunnerOptions {
+    /// Run directories go to `<artifacts>/<scenario>/<run-id>/`.
+    pub artifacts: PathBuf,
+    pub echo_console: bool,
+    pub progress: Option<ProgressFn>,
+}
+
+/// A step that did not do what it should, with what was expected and what was seen.
+#[derive(Debug)]
+struct StepError {
+    expected: String,
+    seen: String,
+}
+
+impl StepError {
+    fn new(expected: impl Into<String>, seen: impl Into<String>) -> StepError {
+        StepError { expected: expected.into(), seen: seen.into() }
+    }
+}
+
+/// The whole scenario, whatever happens: setup errors become a failed report too.
+pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
+    let started = Instant::now();
+    let started_unix = unix_now();
+    let run_dir = opts.artifacts.join(&scenario.name).join(new_run_id());
+    let mut report = ScenarioReport {
+        scenario: scenario.name.clone(),
+        file: scenario.file.clone(),
+        passed: false,
+        profile: scenario.profile.clone(),
+        image: scenario.image.clone(),
+        accel: "unknown".into(),
+        run_dir: run_dir.clone(),
+        started_unix,
+        ended_unix: started_unix,
+        vm_started_unix: None,
+        vm_ended_unix: None,
+        elapsed_secs: 0.0,
+        timeout_secs: scenario.timeout.as_secs_f64(),
+        agent: None,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        findings: Vec::new(),
+        failure: None,
+        last_console_lines: Vec::new(),
+    };
+    if let Err(seen) = execute(scenario, opts, &run_dir, started, &mut report).await {
+        report.failure.get_or_insert(Failure { what: "setup".into(), expected: "a running VM".into(), seen });
+    }
+    report.findings = findings(&run_dir);
+    report.passed = report.failure.is_none()
+        && report.steps.iter().all(|s| s.status == Status::Passed)
+        && report.checks.iter().all(|c| c.status == Status::Passed);
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.ended_unix = unix_now();
+    if std::fs::create_dir_all(&run_dir).is_ok() {
+        let json = serde_json::to_vec_pretty(&report).expect("serialisable");
+        let _ = std::fs::write(run_dir.join("summary.json"), json);
+    }
+    report
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+fn tell(opts: &RunnerOptions, scenario: &Scenario, p: Progress) {
+    if let Some(f) = &opts.progress {
+        f(&scenario.name, p);
+    }
+}
+
+async fn execute(
+    scenario: &Scenario,
+    opts: &RunnerOptions,
+    run_dir: &Path,
+    started: Instant,
+    report: &mut ScenarioReport,
+) -> Result<(), String> {
+    let secrets = resolve_secrets(scenario)?;
+    let profile = profile_for(scenario)?;
+    let layout = RunLayout::create(run_dir).map_err(|e| format!("run directory {}: {e}", run_dir.display()))?;
+    let image = resolve_image(&scenario.image).map_err(|e| e.to_string())?;
+    let host = host_facts(&profile, &layout.share_dir()).map_err(|e| e.to_string())?;
+    report.accel = host.accel.as_str().into();
+    let plan = Plan::new(&profile, Some(&image), &host, &layout).map_err(|e| e.to_string())?;
+    let deadline = started + host.accel.scale(scenario.timeout);
+    report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
+    let _slot = budget::acquire(profile.memory, |max| tell(opts, scenario, Progress::WaitingForSlot { max_vms: max }))
+        .await
+        .map_err(|e| format!("VM slot: {e}"))?;
+    tell(opts, scenario, Progress::Booting);
+    report.vm_started_unix = Some(unix_now());
+    let mut vm = Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(|e| e.to_string())?;
+    for secret in secrets.values() {
+        vm.redact(secret);
+    }
+    let mut ctx = StepCtx { vm: &mut vm, accel: host.accel, deadline, secrets: &secrets, agent: None, powered_off: false };
+    let (checks_at, total) = (checks_position(&scenario.steps), scenario.steps.len());
+    for (i, step) in scenario.steps.iter().enumerate() {
+        if i == checks_at {
+            run_checks(scenario, opts, &mut ctx, report).await;
+        }
+        tell(opts, scenario, Progress::Step { index: i + 1, total, description: step.action.describe() });
+        let failed_before = report.failure.is_some();
+        let step_report = if failed_before {
+            skipped(i, step, started)
+        } else {
+            run_step(i, step, &mut ctx, scenario, started, report).await
+        };
+        report.steps.push(step_report);
+    }
+    if checks_at == scenario.steps.len() {
+        run_checks(scenario, opts, &mut ctx, report).await;
+    }
+    report.agent = ctx.agent.as_ref().map(|a| a.transport().to_string());
+    tell(opts, scenario, Progress::ShuttingDown);
+    if !ctx.powered_off {
+        vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
+    }
+    report.vm_ended_unix = Some(unix_now());
+    report.last_console_lines = vm.console().tail();
+    Ok(())
+}
+
+/// Checks look at the running system: before a final `power_off`, else after all steps.
+fn checks_position(steps: &[Step]) -> usize {
+    match steps.last() {
+        Some(s) if s.action == Action::PowerOff => steps.len() - 1,
+        _ => steps.len(),
+    }
+}
+
+fn profile_for(scenario: &Scenario) -> Result<Profile, String> {
+    let mut p = profile::resolve(&scenario.profile).map_err(|e| e.to_string())?;
+    let needs_agent = scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
+        || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
+    if needs_agent && p.agent == profile::AgentKind::None {
+        p.agent = profile::AgentKind::Auto;
+    }
+    if scenario.steps.iter().any(|s| s.action == Action::Reboot) {
+        p.allow_reboot = true;
+    }
+    Ok(p)
+}
+
+fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, String> {
+    scenario
+        .secrets
+        .iter()
+        .map(|(name, src)| secret_value(name, src).map(|v| (name.clone(), v)))
+        .collect()
+}
+
+fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
+    if let Some(var) = &src.env {
+        if let Ok(v) = std::env::var(var) {
+            return Ok(v);
+        }
+        if src.file.is_none() {
+            return Err(format!("secret `{name}`: environment variable {var} is not set; set it to the secret"));
+        }
+    }
+    let file = src.file.as_ref().expect("validated: env or file");
+    let v = std::fs::read_to_string(file).map_err(|e| format!("secret `{name}`: {}: {e}", file.display()))?;
+    Ok(v.strip_suffix('\n').unwrap_or(&v).to_string())
+}
+
+/// Replaces `${secret:NAME}` with the secret's value.
+fn expand(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (name, value) in secrets {
+        out = out.replace(&format!("${{secret:{name}}}"), value);
+    }
+    out
+}
+
+fn has_secret(text: &str) -> bool {
+    text.contains("${secret:")
+}
+
+struct StepCtx<'a> {
+    vm: &'a mut Vm,
+    accel: Accel,
+    deadline: Instant,
+    secrets: &'a BTreeMap<String, String>,
+    agent: Option<Agent>,
+    powered_off: bool,
+}
+
+impl StepCtx<'_> {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// A step's limit: its own (scaled) or what is left of the scenario's budget.
+    fn limit(&self, own: Option<Duration>) -> Duration {
+        own.map_or(self.remaining(), |t| self.accel.scale(t).min(self.remaining()))
+    }
+
+    async fn agent(&mut self, limit: Duration) -> Result<Agent, StepError> {
+        if let Some(a) = &self.agent {
+            return Ok(a.clone());
+        }
+        if self.powered_off {
+            return Err(StepError::new("a running guest with an agent", "the VM was powered off by an earlier step"));
+        }
+        let agent = self
+            .vm
+            .agent(limit)
+            .await
+            .map_err(|e| StepError::new(format!("a guest agent answering within {limit:.0?}"), e.to_string()))?;
+        self.agent = Some(agent.clone());
+        Ok(agent)
+    }
+}
+
+fn skipped(i: usize, step: &Step, started: Instant) -> StepReport {
+    let now = started.elapsed().as_secs_f64();
+    StepReport {
+        index: i + 1,
+        line: step.line,
+        action: step.action.key(),
+        description: step.action.describe(),
+        status: Status::Skipped,
+        started_secs: now,
+        ended_secs: now,
+        message: Some("skipped: an earlier step failed".into()),
+    }
+}
+
+async fn run_step(
+    i: usize,
+    step: &Step,
+    ctx: &mut StepCtx<'_>,
+    scenario: &Scenario,
+    started: Instant,
+    report: &mut ScenarioReport,
+) -> StepReport {
+    let t0 = started.elapsed().as_secs_f64();
+    let limit = ctx.limit(step.timeout);
+    let result = match tokio::time::timeout(limit + Duration::from_secs(5), perform(&step.action, ctx, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(StepError::new(format!("done within {limit:.1?}"), "the step did not finish")),
+    };
+    let mut sr = StepReport {
+        index: i + 1,
+        line: step.line,
+        action: step.action.key(),
+        description: step.action.describe(),
+        status: Status::Passed,
+        started_secs: t0,
+        ended_secs: started.elapsed().as_secs_f64(),
+        message: None,
+    };
+    if let Err(e) = result {
+        sr.status = Status::Failed;
+        sr.message = Some(format!("expected {}; seen {}", e.expected, e.seen));
+        let file = scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
+        report.failure = Some(Failure {
+            what: format!("step {} ({file}:{}) {}", i + 1, step.line, step.action.describe()),
+            expected: e.expected,
+            seen: e.seen,
+        });
+    }
+    sr
+}
+
+async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    match action {
+        Action::WaitConsole { pattern } => {
+            let re = regex::bytes::Regex::new(pattern).expect("validated when parsed");
+            ctx.vm.console().wait_for(&re, limit).await.map(drop).map_err(|e| {
+                StepError::new(format!("/{pattern}/ on the serial console within {limit:.1?}"), e.to_string())
+            })
+        }
+        Action::TypeConsole { text } => {
+            let text = expand(text, ctx.secrets);
+            ctx.vm.console().send(text.as_bytes()).await.map_err(|e| StepError::new("console input accepted", e.to_string()))
+        }
+        Action::SendKeys { chord } => {
+            ctx.vm.qmp().send_keys(chord).await.map_err(|e| StepError::new(format!("keys {chord} sent"), e.to_string()))
+        }
+        Action::TypeKeys { text } => {
+            let expanded = expand(text, ctx.secrets);
+            let sent = if has_secret(text) {
+                ctx.vm.qmp().type_secret(&expanded).await
+            } else {
+                ctx.vm.qmp().type_text(&expanded).await
+            };
+            sent.map_err(|e| StepError::new("keystrokes accepted", e.to_string()))
+        }
+        Action::Screenshot { name } => {
+            let path = ctx.vm.plan().layout.screenshot(name);
+            ctx.vm.qmp().screendump(&path).await.map_err(|e| StepError::new(format!("{} saved", path.display()), e.to_string()))
+        }
+        Action::Run { command, exit, stdout, stderr } => run_command(ctx, command, *exit, stdout, stderr, limit).await,
+        Action::WaitJournal(w) => wait_journal(ctx, w, limit).await,
+        Action::WaitFile { path } => wait_file(ctx, path, limit).await,
+        Action::PowerOff => power_off(ctx, limit).await,
+        Action::Reboot => reboot(ctx, limit).await,
+        Action::Sleep { duration, .. } => {
+            tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
+            Ok(())
+        }
+    }
+}
+
+/// Output shown in messages: enough to see what happened, not a flood.
+fn shown(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(10);
+    let mut s = lines[skip..].join("\n");
+    if skip > 0 {
+        s = format!("... ({skip} lines before)\n{s}");
+    }
+    s
+}
+
+async fn run_command(
+    ctx: &mut StepCtx<'_>,
+    command: &str,
+    exit: i32,
+    stdout: &Option<String>,
+    stderr: &Option<String>,
+    limit: Duration,
+) -> Result<(), StepError> {
+    let started = Instant::now();
+    let agent = ctx.agent(limit).await?;
+    let left = limit.saturating_sub(started.elapsed());
+    let expanded = expand(command, ctx.secrets);
+    let mut expected = format!("exit code {exit}");
+    for (name, re) in [("stdout", stdout), ("stderr", stderr)] {
+        if let Some(re) = re {
+            expected.push_str(&format!(", {name} matching /{re}/"));
+        }
+    }
+    let out = agent.run(&expanded, left).await.map_err(|e| match e {
+        AgentError::Timeout { .. } => StepError::new(format!("{expected} within {left:.1?}"), e.to_string()),
+        other => StepError::new(expected.clone(), other.to_string()),
+    })?;
+    let seen = || {
+        format!("exit code {}\nstdout: {}\nstderr: {}", out.exit_code, shown(&out.stdout), shown(&out.stderr))
+    };
+    if out.exit_code != exit {
+        return Err(StepError::new(expected, seen()));
+    }
+    for (re, bytes) in [(stdout, &out.stdout), (stderr, &out.stderr)] {
+        if let Some(re) = re {
+            // Multi-line: `^2$` means a line that is `2`, as people read command output.
+            let re = regex::RegexBuilder::new(re).multi_line(true).build().expect("validated when parsed");
+            if !re.is_match(&String::from_utf8_lossy(bytes)) {
+                return Err(StepError::new(expected, seen()));
+            }
+        }
+    }
+    Ok(())
+}
+
+const POLL: Duration = Duration::from_millis(1000);
+
+async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -> Result<(), StepError> {
+    let start = Instant::now();
+    let agent = ctx.agent(limit).await?;
+    let expected = format!("journal: {} within {limit:.1?}", w.describe());
+    let mut cursor: Option<String> = None;
+    let mut last = String::from("nothing yet");
+    while start.elapsed() < limit {
+        let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(30));
+        if let Some(unit) = &w.unit {
+            let want = w.state.unwrap_or(UnitState::Active);
+            let out = agent.run(&format!("systemctl is-active -- '{unit}'"), left).await;
+            let state = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            if state == want.as_str() {
+                return Ok(());
+            }
+            if state == "failed" && want == UnitState::Active {
+                let status = agent.run(&format!("systemctl status --no-pager -n 10 -- '{unit}'"), left).await;
+                let detail = status.map(|o| shown(&o.stdout)).unwrap_or_default();
+                return Err(StepError::new(expected, format!("{unit} failed\n{detail}")));
+            }
+            last = format!("{unit} is {state}");
+        } else if let Some(pattern) = &w.message {
+            let re = Regex::new(pattern).expect("validated when parsed");
+            let mut cmd = String::from("journalctl -b -o json --no-pager");
+            if let Some(id) = &w.identifier {
+                cmd.push_str(&format!(" -t '{id}'"));
+            }
+            if let Some(c) = &cursor {
+                cmd.push_str(&format!(" --after-cursor='{c}'"));
+            }
+            if let Ok(out) = agent.run(&cmd, left).await {
+                for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+                    if let Some(c) = v["__CURSOR"].as_str() {
+                        cursor = Some(c.to_string());
+                    }
+                    if v["MESSAGE"].as_str().is_some_and(|m| re.is_match(m)) {
+                        return Ok(());
+                    }
+                }
+            }
+            last = "no matching journal message".into();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(StepError::new(expected, last))
+}
+
+async fn wait_file(ctx: &mut StepCtx<'_>, path: &str, limit: Duration) -> Result<(), StepError> {
+    let share = ctx.vm.plan().layout.share_dir();
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match crate::vm::share::read_file(&share, path, 64 << 20) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(StepError::new(format!("{path} in the share within {limit:.1?}"), last))
+}
+
+async fn power_off(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    ctx.agent = None;
+    ctx.powered_off = true;
+    match ctx.vm.shutdown(limit).await {
+        Ending::Exited { status: Some(0), reason } if reason.as_deref() != Some("guest-reset") => Ok(()),
+        other => Err(StepError::new(
+            format!("the guest powers off within {limit:.1?} of the power button"),
+            format!("{other:?}"),
+        )),
+    }
+}
+
+async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
+    let mut events = ctx.vm.qmp().events();
+    ctx.vm.forget_agent();
+    if let Some(agent) = ctx.agent.take() {
+        // The reboot cuts the connection: its answer never comes, which is fine.
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent.run("reboot", Duration::from_secs(5))).await;
+    } else {
+        ctx.vm.qmp().send_keys("ctrl-alt-delete").await.map_err(|e| StepError::new("ctrl-alt-delete sent", e.to_string()))?;
+    }
+    let seen = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
+    if seen > seen_before {
+        return Ok(());
+    }
+    let wait = async {
+        while let Ok(e) = events.recv().await {
+            if e.name == "RESET" {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(limit, wait).await {
+        Ok(true) => Ok(()),
+        _ => Err(StepError::new(format!("a RESET event within {limit:.1?}"), "no reset")),
+    }
+}
+
+async fn run_checks(scenario: &Scenario, opts: &RunnerOptions, ctx: &mut StepCtx<'_>, report: &mut ScenarioReport) {
+    if scenario.checks.is_empty() {
+        return;
+    }
+    tell(opts, scenario, Progress::Checks { total: scenario.checks.len() });
+    let needs_agent = scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
+    let agent = if needs_agent && !ctx.powered_off && !ctx.vm.console().is_closed() {
+        let limit = ctx.remaining().min(ctx.accel.scale(Duration::from_secs(120)));
+        ctx.agent(limit).await.map_err(|e| e.seen)
+    } else {
+        Err("the VM is not running".to_string())
+    };
+    let layout = ctx.vm.plan().layout.clone();
+    let check_ctx = CheckContext {
+        agent: agent.as_ref().ok(),
+        agent_error: agent.as_ref().err().cloned(),
+        run_dir: &layout.dir,
+        share: &layout.share_dir(),
+        timeout: ctx.accel.scale(Duration::from_secs(60)),
+    };
+    for c in &scenario.checks {
+        let outcome = checks::builtin(&c.kind).run(&check_ctx).await;
+        let status = if outcome.passed { Status::Passed } else { Status::Failed };
+        if !outcome.passed && report.failure.is_none() {
+            let file = scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
+            report.failure = Some(Failure {
+                what: format!("check {} ({file}:{})", c.kind.key(), c.line),
+                expected: outcome.expected.clone(),
+                seen: outcome.message.clone(),
+            });
+        }
+        report.checks.push(CheckReport { kind: c.kind.key(), line: c.line, status, message: outcome.message });
+    }
+}
+
+/// What `inspect` finds in the run's own logs and in what the guest left in the share.
+fn findings(run_dir: &Path) -> Vec<crate::logs::Finding> {
+    let mut paths: Vec<PathBuf> = ["console.log", "agent.log", "swtpm.log"]
+        .iter()
+        .map(|f| run_dir.join(f))
+        .filter(|p| p.is_file())
+        .collect();
+    let share = run_dir.join("share");
+    if share.is_dir() {
+        paths.push(share);
+    }
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    crate::inspect::inspect_paths(&paths).findings
+}
