@@ -205,7 +205,12 @@ fn list(scenarios: Vec<PathBuf>) -> ExitCode {
 
 /// Runs scenarios one after another with a live progress line on a terminal (plain
 /// lines otherwise), then a summary table and where the artifacts are.
-async fn run_scenarios(given: Vec<PathBuf>, artifacts: PathBuf, junit: Option<PathBuf>, filter: Option<String>) -> ExitCode {
+async fn run_scenarios(
+    given: Vec<PathBuf>,
+    artifacts: PathBuf,
+    junit: Option<PathBuf>,
+    filter: Option<String>,
+) -> ExitCode {
     use bootproof::scenario::runner::{self, Progress, RunnerOptions};
     if let Err(e) = host::ensure_runtime() {
         return fail(2, e);
@@ -216,8 +221,14 @@ async fn run_scenarios(given: Vec<PathBuf>, artifacts: PathBuf, junit: Option<Pa
     let mut scenarios = Vec::new();
     for found in bootproof::scenario::discover(&scenario_paths(given)) {
         match found {
-            Ok(s) if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) => scenarios.push(s),
-            Ok(s) => eprintln!("bootproof: skipping {}{}", s.name, s.ignore.map(|r| format!(" (ignored: {r})")).unwrap_or_default()),
+            Ok(s) if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) => {
+                scenarios.push(s)
+            }
+            Ok(s) => eprintln!(
+                "bootproof: skipping {}{}",
+                s.name,
+                s.ignore.map(|r| format!(" (ignored: {r})")).unwrap_or_default()
+            ),
             Err((_, e)) => return fail(2, e),
         }
     }
@@ -246,7 +257,13 @@ async fn run_scenarios(given: Vec<PathBuf>, artifacts: PathBuf, junit: Option<Pa
             eprint!("\r\x1b[K");
         }
         if !report.passed {
-            eprintln!("{}", report.failure_screen(&format!("bootproof run {}", s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string()))));
+            eprintln!(
+                "{}",
+                report.failure_screen(&format!(
+                    "bootproof run {}",
+                    s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string())
+                ))
+            );
         }
         eprintln!("{}", report.one_line());
         reports.push(report);
@@ -254,7 +271,14 @@ async fn run_scenarios(given: Vec<PathBuf>, artifacts: PathBuf, junit: Option<Pa
     println!("{:<28} {:<8} {:>8}  {:<5} run dir", "scenario", "result", "time", "accel");
     for r in &reports {
         let verdict = if r.passed { "ok" } else { "FAILED" };
-        println!("{:<28} {:<8} {:>7.1}s  {:<5} {}", r.scenario, verdict, r.elapsed_secs, r.accel, r.run_dir.display());
+        println!(
+            "{:<28} {:<8} {:>7.1}s  {:<5} {}",
+            r.scenario,
+            verdict,
+            r.elapsed_secs,
+            r.accel,
+            r.run_dir.display()
+        );
     }
     let failed = reports.iter().filter(|r| !r.passed).count();
     println!("{} passed, {failed} failed; artifacts in {}", reports.len() - failed, artifacts.display());

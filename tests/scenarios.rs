@@ -25,9 +25,9 @@ fn main() {
         .map(|found| match found {
             Ok(s) => {
                 let ignored = s.ignore.is_some();
-                Trial::test(s.name.clone(), move || run_one(&s)).with_kind("scenario").with_ignored_flag(ignored)
+                Trial::test(s.name.clone(), move || run_one(&s)).with_ignored_flag(ignored)
             }
-            Err((name, e)) => Trial::test(name, move || Err(Failed::from(e.to_string()))).with_kind("scenario"),
+            Err((name, e)) => Trial::test(name, move || Err(Failed::from(e.to_string()))),
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
@@ -47,12 +47,17 @@ fn run_one(s: &Scenario) -> Result<(), Failed> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts"));
     let opts = runner::RunnerOptions { artifacts, echo_console: false, progress: None };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Failed::from(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))?;
     let report = rt.block_on(runner::run(s, &opts));
     let result = if report.passed {
         Ok(())
     } else {
-        Err(Failed::from(report.failure_screen(&format!("cargo test --test scenarios -- --exact {}", s.name))))
+        Err(Failed::from(
+            report.failure_screen(&format!("cargo test --test scenarios -- --exact {}", s.name)),
+        ))
     };
     REPORTS.lock().unwrap_or_else(|p| p.into_inner()).push(report);
     result

@@ -92,11 +92,7 @@ async fn guest(ctx: &CheckContext<'_>, expected: &str, command: &str) -> Result<
         Ok(out) if out.exit_code == 0 => Ok(out.stdout),
         Ok(out) => Err(CheckOutcome::fail(
             expected,
-            format!(
-                "`{command}` exited {}: {}",
-                out.exit_code,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            format!("`{command}` exited {}: {}", out.exit_code, String::from_utf8_lossy(&out.stderr).trim()),
         )),
         Err(e) => Err(CheckOutcome::fail(expected, format!("`{command}`: {e}"))),
     }
@@ -113,7 +109,8 @@ macro_rules! guest_or_return {
 
 async fn no_failed_units(ctx: &CheckContext<'_>) -> CheckOutcome {
     let expected = "no failed systemd units";
-    let out = guest_or_return!(ctx, expected, "systemctl list-units --failed --all --plain --no-legend --no-pager");
+    let out =
+        guest_or_return!(ctx, expected, "systemctl list-units --failed --all --plain --no-legend --no-pager");
     let failed: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -160,7 +157,11 @@ async fn no_kernel_oops(ctx: &CheckContext<'_>) -> CheckOutcome {
     if found.is_empty() {
         return CheckOutcome::pass(expected, "none in the console log or dmesg");
     }
-    let seen = found.iter().take(5).map(|f| format!("{}:{}: {}", f.file.display(), f.line, f.summary)).collect::<Vec<_>>();
+    let seen = found
+        .iter()
+        .take(5)
+        .map(|f| format!("{}:{}: {}", f.file.display(), f.line, f.summary))
+        .collect::<Vec<_>>();
     CheckOutcome::fail(expected, seen.join("\n"))
 }
 
@@ -175,7 +176,9 @@ async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[String]) -> CheckOu
     let denials: Vec<_> = analyze(&out, "audit")
         .into_iter()
         .filter(|f| f.kind == FindingKind::AvcDenial)
-        .filter(|f| !allow.iter().any(|re| f.evidence.iter().any(|e| re.is_match(e)) || re.is_match(&f.summary)))
+        .filter(|f| {
+            !allow.iter().any(|re| f.evidence.iter().any(|e| re.is_match(e)) || re.is_match(&f.summary))
+        })
         .collect();
     if denials.is_empty() {
         return CheckOutcome::pass(expected, "none");
@@ -195,7 +198,9 @@ async fn sysctl(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> 
     let wrong: Vec<String> = expected
         .iter()
         .filter(|(k, v)| actual.get(k.as_str()).map(|a| normalize(a)) != Some(normalize(v)))
-        .map(|(k, v)| format!("{k}: expected {v}, seen {}", actual.get(k.as_str()).copied().unwrap_or("(absent)")))
+        .map(|(k, v)| {
+            format!("{k}: expected {v}, seen {}", actual.get(k.as_str()).copied().unwrap_or("(absent)"))
+        })
         .collect();
     if wrong.is_empty() {
         CheckOutcome::pass(want, format!("{} values as expected", expected.len()))
@@ -214,16 +219,23 @@ async fn btrfs_subvolumes(ctx: &CheckContext<'_>, names: &[String]) -> CheckOutc
     let out = guest_or_return!(ctx, &expected, "btrfs subvolume list /");
     let subvols = match crate::logs::btrfs::parse_subvolume_list(&out) {
         Ok(s) => s,
-        Err(e) => return CheckOutcome::fail(expected, format!("`btrfs subvolume list` output not understood: {e}")),
+        Err(e) => {
+            return CheckOutcome::fail(expected, format!("`btrfs subvolume list` output not understood: {e}"));
+        }
     };
     let paths: Vec<&str> = subvols.iter().map(|s| s.path.trim_start_matches("<FS_TREE>/")).collect();
-    let missing: Vec<&String> = names.iter().filter(|n| !paths.iter().any(|p| p == n || p.ends_with(&format!("/{n}")))).collect();
+    let missing: Vec<&String> =
+        names.iter().filter(|n| !paths.iter().any(|p| p == n || p.ends_with(&format!("/{n}")))).collect();
     if missing.is_empty() {
         CheckOutcome::pass(expected, format!("present: {}", paths.join(", ")))
     } else {
         CheckOutcome::fail(
             expected,
-            format!("missing: {}; present: {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), paths.join(", ")),
+            format!(
+                "missing: {}; present: {}",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                paths.join(", ")
+            ),
         )
     }
 }
@@ -315,7 +327,11 @@ async fn mounts(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> 
         }
         seen_all.push(format!("{target}: {line}"));
     }
-    if wrong.is_empty() { CheckOutcome::pass(want, seen_all.join("\n")) } else { CheckOutcome::fail(want, wrong.join("\n")) }
+    if wrong.is_empty() {
+        CheckOutcome::pass(want, seen_all.join("\n"))
+    } else {
+        CheckOutcome::fail(want, wrong.join("\n"))
+    }
 }
 
 async fn journal(ctx: &CheckContext<'_>, pattern: &str, should_contain: bool) -> CheckOutcome {
@@ -330,9 +346,13 @@ async fn journal(ctx: &CheckContext<'_>, pattern: &str, should_contain: bool) ->
     let hits: Vec<&str> = text.lines().filter(|l| re.is_match(l)).collect();
     match (should_contain, hits.first()) {
         (true, Some(l)) => CheckOutcome::pass(expected, l.to_string()),
-        (true, None) => CheckOutcome::fail(expected, format!("none among {} journal lines", text.lines().count())),
+        (true, None) => {
+            CheckOutcome::fail(expected, format!("none among {} journal lines", text.lines().count()))
+        }
         (false, None) => CheckOutcome::pass(expected, "none"),
-        (false, Some(_)) => CheckOutcome::fail(expected, hits.iter().take(5).copied().collect::<Vec<_>>().join("\n")),
+        (false, Some(_)) => {
+            CheckOutcome::fail(expected, hits.iter().take(5).copied().collect::<Vec<_>>().join("\n"))
+        }
     }
 }
 
@@ -350,6 +370,13 @@ async fn file_contains(ctx: &CheckContext<'_>, path: &str, pattern: &str) -> Che
     let text = String::from_utf8_lossy(&content);
     match text.lines().find(|l| re.is_match(l)) {
         Some(l) => CheckOutcome::pass(expected, l.to_string()),
-        None => CheckOutcome::fail(expected, format!("no line matches; {} lines, first: {:?}", text.lines().count(), text.lines().next().unwrap_or(""))),
+        None => CheckOutcome::fail(
+            expected,
+            format!(
+                "no line matches; {} lines, first: {:?}",
+                text.lines().count(),
+                text.lines().next().unwrap_or("")
+            ),
+        ),
     }
 }

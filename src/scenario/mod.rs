@@ -31,7 +31,8 @@ pub fn discover(paths: &[PathBuf]) -> Vec<Result<Scenario, (String, ScenarioErro
     files
         .into_iter()
         .map(|f| {
-            let stem = f.file_stem().map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
+            let stem =
+                f.file_stem().map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
             let s = Scenario::load(&f).map_err(|e| (stem.clone(), e))?;
             if let Some(first) = seen.insert(s.name.clone(), f.clone()) {
                 let message = format!("scenario name `{}` is also used by {}", s.name, first.display());

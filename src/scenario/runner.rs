@@ -123,23 +123,34 @@ async fn execute(
 ) -> Result<(), String> {
     let secrets = resolve_secrets(scenario)?;
     let profile = profile_for(scenario)?;
-    let layout = RunLayout::create(run_dir).map_err(|e| format!("run directory {}: {e}", run_dir.display()))?;
+    let layout =
+        RunLayout::create(run_dir).map_err(|e| format!("run directory {}: {e}", run_dir.display()))?;
     let image = resolve_image(&scenario.image).map_err(|e| e.to_string())?;
     let host = host_facts(&profile, &layout.share_dir()).map_err(|e| e.to_string())?;
     report.accel = host.accel.as_str().into();
     let plan = Plan::new(&profile, Some(&image), &host, &layout).map_err(|e| e.to_string())?;
     let deadline = started + host.accel.scale(scenario.timeout);
     report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
-    let _slot = budget::acquire(profile.memory, |max| tell(opts, scenario, Progress::WaitingForSlot { max_vms: max }))
-        .await
-        .map_err(|e| format!("VM slot: {e}"))?;
+    let _slot = budget::acquire(profile.memory, |max| {
+        tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
+    })
+    .await
+    .map_err(|e| format!("VM slot: {e}"))?;
     tell(opts, scenario, Progress::Booting);
     report.vm_started_unix = Some(unix_now());
-    let mut vm = Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(|e| e.to_string())?;
+    let mut vm =
+        Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(|e| e.to_string())?;
     for secret in secrets.values() {
         vm.redact(secret);
     }
-    let mut ctx = StepCtx { vm: &mut vm, accel: host.accel, deadline, secrets: &secrets, agent: None, powered_off: false };
+    let mut ctx = StepCtx {
+        vm: &mut vm,
+        accel: host.accel,
+        deadline,
+        secrets: &secrets,
+        agent: None,
+        powered_off: false,
+    };
     let (checks_at, total) = (checks_position(&scenario.steps), scenario.steps.len());
     for (i, step) in scenario.steps.iter().enumerate() {
         if i == checks_at {
@@ -177,8 +188,9 @@ fn checks_position(steps: &[Step]) -> usize {
 
 fn profile_for(scenario: &Scenario) -> Result<Profile, String> {
     let mut p = profile::resolve(&scenario.profile).map_err(|e| e.to_string())?;
-    let needs_agent = scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
-        || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
+    let needs_agent =
+        scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
+            || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
     if needs_agent && p.agent == profile::AgentKind::None {
         p.agent = profile::AgentKind::Auto;
     }
@@ -189,11 +201,7 @@ fn profile_for(scenario: &Scenario) -> Result<Profile, String> {
 }
 
 fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, String> {
-    scenario
-        .secrets
-        .iter()
-        .map(|(name, src)| secret_value(name, src).map(|v| (name.clone(), v)))
-        .collect()
+    scenario.secrets.iter().map(|(name, src)| secret_value(name, src).map(|v| (name.clone(), v))).collect()
 }
 
 fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
@@ -202,7 +210,9 @@ fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
             return Ok(v);
         }
         if src.file.is_none() {
-            return Err(format!("secret `{name}`: environment variable {var} is not set; set it to the secret"));
+            return Err(format!(
+                "secret `{name}`: environment variable {var} is not set; set it to the secret"
+            ));
         }
     }
     let file = src.file.as_ref().expect("validated: env or file");
@@ -247,13 +257,14 @@ impl StepCtx<'_> {
             return Ok(a.clone());
         }
         if self.powered_off {
-            return Err(StepError::new("a running guest with an agent", "the VM was powered off by an earlier step"));
+            return Err(StepError::new(
+                "a running guest with an agent",
+                "the VM was powered off by an earlier step",
+            ));
         }
-        let agent = self
-            .vm
-            .agent(limit)
-            .await
-            .map_err(|e| StepError::new(format!("a guest agent answering within {limit:.0?}"), e.to_string()))?;
+        let agent = self.vm.agent(limit).await.map_err(|e| {
+            StepError::new(format!("a guest agent answering within {limit:.0?}"), e.to_string())
+        })?;
         self.agent = Some(agent.clone());
         Ok(agent)
     }
@@ -283,10 +294,11 @@ async fn run_step(
 ) -> StepReport {
     let t0 = started.elapsed().as_secs_f64();
     let limit = ctx.limit(step.timeout);
-    let result = match tokio::time::timeout(limit + Duration::from_secs(5), perform(&step.action, ctx, limit)).await {
-        Ok(r) => r,
-        Err(_) => Err(StepError::new(format!("done within {limit:.1?}"), "the step did not finish")),
-    };
+    let result =
+        match tokio::time::timeout(limit + Duration::from_secs(5), perform(&step.action, ctx, limit)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::new(format!("done within {limit:.1?}"), "the step did not finish")),
+        };
     let mut sr = StepReport {
         index: i + 1,
         line: step.line,
@@ -320,11 +332,18 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         }
         Action::TypeConsole { text } => {
             let text = expand(text, ctx.secrets);
-            ctx.vm.console().send(text.as_bytes()).await.map_err(|e| StepError::new("console input accepted", e.to_string()))
+            ctx.vm
+                .console()
+                .send(text.as_bytes())
+                .await
+                .map_err(|e| StepError::new("console input accepted", e.to_string()))
         }
-        Action::SendKeys { chord } => {
-            ctx.vm.qmp().send_keys(chord).await.map_err(|e| StepError::new(format!("keys {chord} sent"), e.to_string()))
-        }
+        Action::SendKeys { chord } => ctx
+            .vm
+            .qmp()
+            .send_keys(chord)
+            .await
+            .map_err(|e| StepError::new(format!("keys {chord} sent"), e.to_string())),
         Action::TypeKeys { text } => {
             let expanded = expand(text, ctx.secrets);
             let sent = if has_secret(text) {
@@ -336,9 +355,15 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         }
         Action::Screenshot { name } => {
             let path = ctx.vm.plan().layout.screenshot(name);
-            ctx.vm.qmp().screendump(&path).await.map_err(|e| StepError::new(format!("{} saved", path.display()), e.to_string()))
+            ctx.vm
+                .qmp()
+                .screendump(&path)
+                .await
+                .map_err(|e| StepError::new(format!("{} saved", path.display()), e.to_string()))
         }
-        Action::Run { command, exit, stdout, stderr } => run_command(ctx, command, *exit, stdout, stderr, limit).await,
+        Action::Run { command, exit, stdout, stderr } => {
+            run_command(ctx, command, *exit, stdout, stderr, limit).await
+        }
         Action::WaitJournal(w) => wait_journal(ctx, w, limit).await,
         Action::WaitFile { path } => wait_file(ctx, path, limit).await,
         Action::PowerOff => power_off(ctx, limit).await,
@@ -415,7 +440,8 @@ async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -
         if let Some(unit) = &w.unit {
             let want = w.state.unwrap_or(UnitState::Active);
             let out = agent.run(&format!("systemctl is-active -- '{unit}'"), left).await;
-            let state = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            let state =
+                out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
             if state == want.as_str() {
                 return Ok(());
             }
@@ -484,9 +510,14 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
     ctx.vm.forget_agent();
     if let Some(agent) = ctx.agent.take() {
         // The reboot cuts the connection: its answer never comes, which is fine.
-        let _ = tokio::time::timeout(Duration::from_secs(5), agent.run("reboot", Duration::from_secs(5))).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), agent.run("reboot", Duration::from_secs(5))).await;
     } else {
-        ctx.vm.qmp().send_keys("ctrl-alt-delete").await.map_err(|e| StepError::new("ctrl-alt-delete sent", e.to_string()))?;
+        ctx.vm
+            .qmp()
+            .send_keys("ctrl-alt-delete")
+            .await
+            .map_err(|e| StepError::new("ctrl-alt-delete sent", e.to_string()))?;
     }
     let seen = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
     if seen > seen_before {
@@ -506,7 +537,12 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
     }
 }
 
-async fn run_checks(scenario: &Scenario, opts: &RunnerOptions, ctx: &mut StepCtx<'_>, report: &mut ScenarioReport) {
+async fn run_checks(
+    scenario: &Scenario,
+    opts: &RunnerOptions,
+    ctx: &mut StepCtx<'_>,
+    report: &mut ScenarioReport,
+) {
     if scenario.checks.is_empty() {
         return;
     }
@@ -530,14 +566,20 @@ async fn run_checks(scenario: &Scenario, opts: &RunnerOptions, ctx: &mut StepCtx
         let outcome = checks::builtin(&c.kind).run(&check_ctx).await;
         let status = if outcome.passed { Status::Passed } else { Status::Failed };
         if !outcome.passed && report.failure.is_none() {
-            let file = scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
+            let file =
+                scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
             report.failure = Some(Failure {
                 what: format!("check {} ({file}:{})", c.kind.key(), c.line),
                 expected: outcome.expected.clone(),
                 seen: outcome.message.clone(),
             });
         }
-        report.checks.push(CheckReport { kind: c.kind.key(), line: c.line, status, message: outcome.message });
+        report.checks.push(CheckReport {
+            kind: c.kind.key(),
+            line: c.line,
+            status,
+            message: outcome.message,
+        });
     }
 }
 

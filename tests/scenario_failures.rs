@@ -1,0 +1,186 @@
+//! Scenarios that must fail, and fail well: within their timeout, naming the step,
+//! with the evidence kept and no secret anywhere in the run directory. They run the
+//! real runner against the tiny guest under real QEMU.
+
+use std::path::Path;
+
+use bootproof::report::{ScenarioReport, Status};
+use bootproof::scenario::{Scenario, runner};
+
+fn ready() {
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
+    }
+}
+
+async fn run(dir: &Path, text: &str) -> ScenarioReport {
+    let file = dir.join("scenario.toml");
+    std::fs::write(&file, text).unwrap();
+    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let opts =
+        runner::RunnerOptions { artifacts: dir.join("artifacts"), echo_console: false, progress: None };
+    runner::run(&scenario, &opts).await
+}
+
+#[tokio::test]
+async fn a_console_wait_that_times_out_fails_in_time_naming_the_step() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    // An unknown key never reaches a VM: the error names the file, line and key.
+    let file = dir.path().join("broken.toml");
+    std::fs::write(&file, "name = \"x\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\nagent_note = 1\n")
+        .unwrap();
+    let e = Scenario::load(&file).unwrap_err().to_string();
+    assert!(e.contains("broken.toml:4:1") && e.contains("unknown field `agent_note`"), "{e}");
+
+    let r = run(
+        dir.path(),
+        r#"
+name = "waits-forever"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+[[step]]
+wait_console = "bootproof-tiny: init started"
+
+[[step]]
+wait_console = "this line never comes"
+timeout = "3s"
+
+[[step]]
+run = "true"
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().expect("a failure");
+    assert!(
+        f.what.starts_with("step 2 (") && f.what.contains("wait_console /this line never comes/"),
+        "{f:?}"
+    );
+    assert!(f.seen.contains("timed out after"), "{f:?}");
+    let step = &r.steps[1];
+    let scale = if r.accel == "tcg" { bootproof::host::accel::Accel::Tcg.timeout_scale() } else { 1.0 };
+    let waited = step.ended_secs - step.started_secs;
+    assert!(waited >= 3.0 * scale - 0.5 && waited < 3.0 * scale + 5.0, "waited {waited}s");
+    assert_eq!(r.steps[2].status, Status::Skipped);
+    // The run directory keeps the console and a summary naming the step.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.run_dir.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["failure"]["what"].as_str().unwrap().contains("step 2"), "{summary}");
+    assert_eq!(summary["steps"][1]["status"], "failed");
+    let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
+    assert!(console.contains("bootproof-tiny: init started"), "{console}");
+    let screen = r.failure_screen("rerun");
+    assert!(screen.contains("this line never comes") && screen.contains("last console lines"), "{screen}");
+}
+
+#[tokio::test]
+async fn a_failing_command_reports_exit_code_and_stderr() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "command-fails"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+[[step]]
+run = "echo partial output; echo 'boom: no such widget' >&2; exit 3"
+
+[[check]]
+file_contains = { path = "share:report.txt", pattern = "share=ok" }
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().expect("a failure");
+    assert_eq!(f.expected, "exit code 0");
+    assert!(f.seen.contains("exit code 3") && f.seen.contains("boom: no such widget"), "{f:?}");
+    assert!(f.seen.contains("partial output"), "{f:?}");
+    // The check still ran, and passed: a failure report shows everything known.
+    assert_eq!(r.checks.len(), 1);
+    assert_eq!(r.checks[0].status, Status::Passed);
+    let screen = r.failure_screen("rerun");
+    assert!(screen.contains("exit code 3") && screen.contains("boom"), "{screen}");
+}
+
+#[tokio::test]
+async fn a_secret_typed_on_the_console_appears_nowhere_in_the_run_dir() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "c0rrect-h0rse-battery";
+    std::fs::write(dir.path().join("secret.txt"), format!("{secret}\n")).unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("hook.sh"),
+        "echo 'ready for the secret'\nread -r line\necho \"got: $line\"\necho \"$line\" > /mnt/bootproof/typed.txt\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("profile.toml"),
+        "firmware = \"uefi\"\ndisplay = \"std\"\n[[share]]\ntag = \"bootproof-input\"\npath = \"input\"\n",
+    )
+    .unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "secret-typed"
+profile = "./profile.toml"
+image = "reference:tiny"
+timeout = "2m"
+
+[secrets]
+pw = { file = "secret.txt" }
+
+[[step]]
+wait_console = "ready for the secret"
+
+[[step]]
+type_console = "${secret:pw}\n"
+
+[[step]]
+wait_console = "got: "
+
+[[step]]
+run = "cat /mnt/bootproof/typed.txt | wc -c"
+stdout = "22"
+
+[[step]]
+type_keys = "${secret:pw}"
+
+[[step]]
+power_off = true
+"#,
+    )
+    .await;
+    assert!(r.passed, "{}", r.failure_screen("rerun"));
+    // The guest really received it (it wrote it into the share: the one place a guest
+    // may put it), yet nothing bootproof wrote holds it.
+    let typed = std::fs::read_to_string(r.run_dir.join("share/typed.txt")).unwrap();
+    assert_eq!(typed.trim(), secret);
+    std::fs::remove_file(r.run_dir.join("share/typed.txt")).unwrap();
+    let mut leaks = Vec::new();
+    find_in_tree(&r.run_dir, secret.as_bytes(), &mut leaks);
+    assert!(leaks.is_empty(), "the secret leaked into {leaks:?}");
+    let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
+    assert!(console.contains("got: [REDACTED]"), "{console}");
+}
+
+fn find_in_tree(dir: &Path, needle: &[u8], hits: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        if meta.is_dir() {
+            find_in_tree(&entry.path(), needle, hits);
+        } else if meta.is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if memchr::memmem::find(&bytes, needle).is_some() {
+                hits.push(entry.path());
+            }
+        }
+    }
+}
