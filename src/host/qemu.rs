@@ -31,7 +31,17 @@ pub fn find() -> Result<PathBuf, QemuError> {
     super::setup::find_command("qemu-system-x86_64").ok_or(QemuError::NotFound)
 }
 
+/// The QEMU binary's facts, asked once per process.
 pub fn info() -> Result<QemuInfo, QemuError> {
+    static INFO: std::sync::OnceLock<QemuInfo> = std::sync::OnceLock::new();
+    if let Some(i) = INFO.get() {
+        return Ok(i.clone());
+    }
+    let i = ask()?;
+    Ok(INFO.get_or_init(|| i).clone())
+}
+
+fn ask() -> Result<QemuInfo, QemuError> {
     let path = find()?;
     let broken = |detail: String| QemuError::Broken { path: path.clone(), detail };
     let out = Command::new(&path).arg("--version").output().map_err(|e| broken(e.to_string()))?;
