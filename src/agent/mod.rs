@@ -3,7 +3,7 @@
 //!
 //! Owns: three transports and the choice between them. [`qga`] speaks
 //! qemu-guest-agent's protocol on virtio-serial port `org.qemu.guest_agent.0`;
-//! [`shell`] drives a guest shell on virtio console port `org.bootproof.shell.0`
+//! `shell` drives a guest shell on virtio console port `org.bootproof.shell.0`
 //! (`/dev/hvc0`), as the NixOS test driver's backdoor does; [`vsock`] opens a
 //! connection per command to a guest shell listening on vsock port [`vsock::PORT`].
 //! The two shell transports share the [`marker`] protocol. Every exchange is logged
