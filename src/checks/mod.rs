@@ -220,7 +220,10 @@ async fn btrfs_subvolumes(ctx: &CheckContext<'_>, names: &[String]) -> CheckOutc
     let subvols = match crate::logs::btrfs::parse_subvolume_list(&out) {
         Ok(s) => s,
         Err(e) => {
-            return CheckOutcome::fail(expected, format!("`btrfs subvolume list` output not understood: {e}"));
+            return CheckOutcome::fail(
+                expected,
+                format!("`btrfs subvolume list` output not understood: {e}"),
+            );
         }
     };
     let paths: Vec<&str> = subvols.iter().map(|s| s.path.trim_start_matches("<FS_TREE>/")).collect();
