@@ -205,6 +205,10 @@ fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, Stri
 }
 
 fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
+    let reference = match &src.reference {
+        Some(r) => Some(crate::images::secret_file(r).map_err(|e| format!("secret `{name}`: {e}"))?),
+        None => None,
+    };
     if let Some(var) = &src.env {
         if let Ok(v) = std::env::var(var) {
             return Ok(v);
@@ -215,7 +219,7 @@ fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
             ));
         }
     }
-    let file = src.file.as_ref().expect("validated: env or file");
+    let file = reference.as_ref().or(src.file.as_ref()).expect("validated: env, file or reference");
     let v = std::fs::read_to_string(file).map_err(|e| format!("secret `{name}`: {}: {e}", file.display()))?;
     Ok(v.strip_suffix('\n').unwrap_or(&v).to_string())
 }
@@ -598,4 +602,16 @@ fn findings(run_dir: &Path) -> Vec<crate::logs::Finding> {
         return Vec::new();
     }
     crate::inspect::inspect_paths(&paths).findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_secret_outside_the_images_list_fails_before_any_build() {
+        let src = SecretSource { env: None, file: None, reference: Some("installed/build.log".into()) };
+        let err = secret_value("luks", &src).unwrap_err();
+        assert!(err.starts_with("secret `luks`: unknown reference secret `installed/build.log`"), "{err}");
+    }
 }
