@@ -158,12 +158,12 @@ pub fn requirements() -> Vec<Requirement> {
 }
 
 /// A build mounts a loop device and chroots: say so before anything starts.
-pub fn needs_root() -> Result<(), ImageError> {
+pub fn needs_root(cache: &Path) -> Result<(), ImageError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         Ok(())
     } else {
-        Err(ImageError::NeedsRoot { image: "installed".to_string() })
+        Err(ImageError::NeedsRoot { image: "installed".to_string(), cache: cache.to_path_buf() })
     }
 }
 

@@ -82,10 +82,12 @@ pub enum ImageError {
     UnknownSecret { reference: String, known: Vec<String> },
     #[error(
         "building reference:{image} needs root: it loop-mounts btrfs to make subvolumes and \
-         builds the initramfs in a chroot.\n  Run `sudo bootproof images build {image}` once; \
-         the cached image then serves every user of this cache"
+         builds the initramfs in a chroot.\n  Build it once as root into this cache: \
+         `sudo env BOOTPROOF_CACHE={} bootproof images build {image}`; using the cached \
+         image needs no root",
+        cache.display()
     )]
-    NeedsRoot { image: String },
+    NeedsRoot { image: String, cache: PathBuf },
     #[error(
         "reference:{image} is built from Debian's packages (linux-image-amd64, \
          busybox-static) with apt, and this host has no `{tool}`.\n  \
@@ -167,7 +169,7 @@ fn build_installed(force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltI
     let resolved = debs::resolve("installed", installed::KERNEL, installed::PACKAGES)?;
     let hash = installed::RECIPE.hash(&resolved);
     let path = cached_or_build("installed", &hash, installed::FILE_NAME, force, |images| {
-        installed::needs_root()?;
+        installed::needs_root(&crate::cache::cache_dir())?;
         let dir = build::temp_dir(images, "installed", &hash);
         let mut b = build::Build::start("installed", dir, installed::STEPS, progress)?;
         b.step("checking host tools");
