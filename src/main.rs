@@ -38,7 +38,7 @@ enum Command {
         /// A shipped profile name (see vm-profiles/) or a path to a profile file.
         #[arg(long, default_value = "uefi")]
         profile: String,
-        /// A disk image or ISO path, or reference:tiny / reference:tiny-iso / reference:tiny-sb.
+        /// A disk image or ISO path, or reference:tiny / tiny-iso / tiny-sb / installed.
         #[arg(long)]
         image: Option<String>,
         /// Stop successfully when this regex appears on the serial console.

@@ -302,7 +302,12 @@ async fn root_luks_device(ctx: &CheckContext<'_>, expected: &str) -> Result<Stri
     let source = guest(ctx, expected, "findmnt -n -o SOURCE /").await?;
     let source = String::from_utf8_lossy(&source).trim().to_string();
     let mapping = source.split('[').next().unwrap_or("").trim().to_string();
-    let name = mapping.rsplit('/').next().unwrap_or("").to_string();
+    // findmnt may name the mapping by its kernel name (`/dev/dm-0`, as on Debian 12)
+    // rather than `/dev/mapper/<name>`; lsblk gives the mapping's name either way.
+    let name = match guest(ctx, expected, &format!("lsblk -n -d -r -o NAME '{mapping}'")).await {
+        Ok(out) => String::from_utf8_lossy(&out).trim().to_string(),
+        Err(_) => mapping.rsplit('/').next().unwrap_or("").to_string(),
+    };
     let status = guest(ctx, expected, &format!("cryptsetup status '{name}'")).await.map_err(|_| {
         CheckOutcome::fail(expected, format!("/ is mounted from {source}, which is not a dm-crypt mapping"))
     })?;

@@ -87,18 +87,16 @@ pub fn uki(
     kernel: &Path,
     initrd: &Path,
     cmdline: &str,
+    os_release: &str,
     work: &Path,
 ) -> Result<PathBuf, ImageError> {
     let osrel = work.join("os-release");
-    b.write(
-        &osrel,
-        "NAME=\"bootproof tiny\"\nID=bootproof-tiny\nPRETTY_NAME=\"bootproof tiny reference guest\"\n",
-    )?;
+    b.write(&osrel, os_release)?;
     let cmdline_file = work.join("cmdline");
     b.write(&cmdline_file, cmdline)?;
     let kernel_bytes = b.io(kernel, kernel.metadata())?.len();
     let files = [osrel.as_path(), cmdline_file.as_path(), kernel, initrd];
-    let out = work.join("tiny.efi");
+    let out = work.join("uki.efi");
     let mut cmd = Command::new("objcopy");
     for ((section, vma), file) in uki_section_vmas(kernel_bytes).iter().zip(files) {
         cmd.arg("--add-section")
@@ -173,6 +171,48 @@ pub fn gpt_disk(b: &mut Build, esp: &Path, esp_mib: u64, out: &Path) -> Result<(
     )
 }
 
+/// GPT partition type of a LUKS container (as systemd's partition types name it).
+pub const LUKS_TYPE: &str = "CA7D7CCB-63ED-4C53-861C-1742536059CC";
+
+/// The sfdisk script of a system disk: the ESP at 1 MiB, then the encrypted root.
+pub fn system_sfdisk_script(esp_mib: u64, root_bytes: u64) -> String {
+    format!(
+        "label: gpt\n\
+         start={}, size={}, type={ESP_TYPE}, name=\"ESP\"\n\
+         start={}, size={}, type={LUKS_TYPE}, name=\"root\"\n",
+        MIB / 512,
+        esp_mib * MIB / 512,
+        (1 + esp_mib) * MIB / 512,
+        root_bytes.div_ceil(MIB) * MIB / 512,
+    )
+}
+
+/// Writes a system disk at `out`: `esp` as partition 1, the `root` image (a LUKS
+/// container) as partition 2.
+pub fn gpt_disk_with_root(
+    b: &mut Build,
+    esp: &Path,
+    esp_mib: u64,
+    root: &Path,
+    out: &Path,
+) -> Result<(), ImageError> {
+    let root_bytes = b.io(root, root.metadata())?.len();
+    let file = b.io(out, File::create(out))?;
+    b.io(out, file.set_len((1 + esp_mib + root_bytes.div_ceil(MIB) + 1) * MIB))?;
+    drop(file);
+    let script = system_sfdisk_script(esp_mib, root_bytes);
+    b.run_with_input(Command::new("sfdisk").arg("-q").arg(out), Some(script.as_bytes()))?;
+    for (part, seek_mib) in [(esp, 1), (root, 1 + esp_mib)] {
+        b.run(
+            Command::new("dd")
+                .arg(format!("if={}", part.display()))
+                .arg(format!("of={}", out.display()))
+                .args(["bs=1M", &format!("seek={seek_mib}"), "conv=notrunc,sparse", "status=none"]),
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes a hybrid ISO at `out`: El Torito's EFI image and GPT partition 2 are both
 /// `esp`, so it boots as `-cdrom` and as a disk.
 pub fn iso(b: &mut Build, esp: &Path, work: &Path, out: &Path) -> Result<(), ImageError> {
@@ -209,6 +249,16 @@ mod tests {
         );
         // The backup GPT needs 33 sectors after the last partition.
         assert!(disk_bytes(32) / 512 - (67584 + 2048) >= 33);
+    }
+
+    #[test]
+    fn the_system_disk_holds_esp_then_root() {
+        assert_eq!(
+            system_sfdisk_script(32, 800 * MIB),
+            "label: gpt\n\
+             start=2048, size=65536, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"ESP\"\n\
+             start=67584, size=1638400, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name=\"root\"\n"
+        );
     }
 
     #[test]

@@ -31,14 +31,20 @@
 //!
 //! `<hash>` covers the recipe (version, `/init`, modules, cmdline, packages), the
 //! kernel version `linux-image-amd64` pins now and the SHA-256 of every other package
-//! file apt resolves now, so an update in the archive builds a new image. A build happens in the temporary directory and is renamed into place only
-//! when complete.
+//! file apt resolves now, so an update in the archive builds a new image. A build
+//! happens in the temporary directory and is renamed into place only when complete.
 //!
-//! Must not: download anything but Debian packages through apt, mount or loop-attach
-//! anything on the host, or boot the images (the runtime's tests do).
+//! `installed` ([`installed`]) is a whole Debian system built by `mmdebstrap`; its
+//! directory also holds the test secrets a scenario reads with
+//! `{ reference = "installed/luks-passphrase" }` ([`secret_file`]).
+//!
+//! Must not: download anything but Debian packages through apt, or boot the images
+//! (the runtime's tests do). Only the `installed` build mounts anything (a loop mount
+//! of its own btrfs image, as root, unmounted before the step ends).
 
 mod build;
 mod debs;
+pub mod installed;
 mod media;
 mod modules;
 pub mod recipe;
@@ -70,8 +76,18 @@ pub struct BuiltImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("unknown reference image `{0}` (known: tiny, tiny-iso, tiny-sb)")]
+    #[error("unknown reference image `{0}` (known: tiny, tiny-iso, tiny-sb, installed)")]
     Unknown(String),
+    #[error("unknown reference secret `{reference}` (known: {})", known.join(", "))]
+    UnknownSecret { reference: String, known: Vec<String> },
+    #[error(
+        "building reference:{image} needs root: it loop-mounts btrfs to make subvolumes and \
+         builds the initramfs in a chroot.\n  Build it once as root into this cache: \
+         `sudo env BOOTPROOF_CACHE={} bootproof images build {image}`; using the cached \
+         image needs no root",
+        cache.display()
+    )]
+    NeedsRoot { image: String, cache: PathBuf },
     #[error(
         "reference:{image} is built from Debian's packages (linux-image-amd64, \
          busybox-static) with apt, and this host has no `{tool}`.\n  \
@@ -115,7 +131,7 @@ pub struct CommandFailed {
 
 /// The reference images this module builds.
 pub fn known() -> &'static [&'static str] {
-    &["tiny", "tiny-iso", "tiny-sb"]
+    &["tiny", "tiny-iso", "tiny-sb", "installed"]
 }
 
 /// Where `tiny` and `tiny-sb` keep their `scratch` partition, in bytes of the image
@@ -126,7 +142,8 @@ pub fn scratch_range() -> std::ops::Range<u64> {
 }
 
 /// Builds (or finds in the cache) the reference image `name` (`tiny`, `tiny-iso`,
-/// `tiny-sb`, with or without the `reference:` prefix), printing progress on stderr.
+/// `tiny-sb`, `installed`, with or without the `reference:` prefix), printing progress
+/// on stderr.
 pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
     build(name, false, &mut |line| eprintln!("bootproof: {line}"))
 }
@@ -135,49 +152,101 @@ pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
 /// one line per build step (`building reference:tiny: [4/7] building initramfs`).
 pub fn build(name: &str, force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
     let bare = name.strip_prefix("reference:").unwrap_or(name);
+    if bare == "installed" {
+        return build_installed(force, progress);
+    }
     let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
     let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
     let hash = recipe.hash(&resolved);
     let cache = crate::cache::cache_dir();
-    let images = cache.join("images");
-    let file_name = recipe.file_name();
-    let found = |path| built(&recipe, path);
-    if !force && let Some(path) = build::cached(&images, recipe.name, &hash, &file_name) {
-        return Ok(found(path));
-    }
+    let path = cached_or_build(recipe.name, &hash, &recipe.file_name(), force, |images| {
+        build_unlocked(&recipe, &resolved, &hash, &cache, images, progress)
+    })?;
+    Ok(built(&recipe, path))
+}
 
+fn build_installed(force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
+    let resolved = debs::resolve("installed", installed::KERNEL, installed::PACKAGES)?;
+    let hash = installed::RECIPE.hash(&resolved);
+    let path = cached_or_build("installed", &hash, installed::FILE_NAME, force, |images| {
+        installed::needs_root(&crate::cache::cache_dir())?;
+        let dir = build::temp_dir(images, "installed", &hash);
+        let mut b = build::Build::start("installed", dir, installed::STEPS, progress)?;
+        b.step("checking host tools");
+        setup::ensure(&installed::requirements())
+            .map_err(|source| ImageError::Setup { image: "installed".to_string(), source })?;
+        let image = installed::build(&mut b)?;
+        b.write(&b.dir().join("recipe.txt"), installed::RECIPE.fingerprint(&resolved))?;
+        let dest = build::final_dir(images, "installed", &hash);
+        b.finish(&dest)?;
+        Ok(dest.join(image.file_name().expect("an image file")))
+    })?;
+    Ok(BuiltImage { reference: "reference:installed".to_string(), path, kind: ImageKind::Disk })
+}
+
+/// The cached image `name` of recipe `hash`, or the result of `build_fn` run under the
+/// image's lock (it gets the images directory and returns the image in its final place).
+fn cached_or_build(
+    name: &str,
+    hash: &str,
+    file_name: &str,
+    force: bool,
+    build_fn: impl FnOnce(&Path) -> Result<PathBuf, ImageError>,
+) -> Result<PathBuf, ImageError> {
+    let images = crate::cache::cache_dir().join("images");
+    if !force && let Some(path) = build::cached(&images, name, hash, file_name) {
+        return Ok(path);
+    }
     let io = |path: &Path, source| ImageError::Io {
-        image: recipe.name.to_string(),
+        image: name.to_string(),
         step: "locking the image cache".to_string(),
         path: path.to_path_buf(),
         source,
     };
     std::fs::create_dir_all(&images).map_err(|e| io(&images, e))?;
-    let lock_path = images.join(format!("{}.lock", recipe.name));
+    let lock_path = images.join(format!("{name}.lock"));
     let _lock = build::Lock::exclusive(&lock_path).map_err(|e| io(&lock_path, e))?;
     // Another process may have finished this build while we waited for the lock.
-    if !force && let Some(path) = build::cached(&images, recipe.name, &hash, &file_name) {
-        return Ok(found(path));
+    if !force && let Some(path) = build::cached(&images, name, hash, file_name) {
+        return Ok(path);
     }
-    build::remove_stale(&images, recipe.name).map_err(|e| io(&images, e))?;
-
-    let path = build_unlocked(&recipe, &resolved, &hash, &cache, progress)?;
+    build::remove_stale(&images, name).map_err(|e| io(&images, e))?;
+    let path = build_fn(&images)?;
     // Best effort: the new image is in place whether or not old ones could go.
-    let _ = build::remove_superseded(&images, recipe.name, &hash, SUPERSEDED_AGE);
-    Ok(found(path))
+    let _ = build::remove_superseded(&images, name, hash, SUPERSEDED_AGE);
+    Ok(path)
 }
 
-/// Runs every step of a build in a temporary directory and moves the result into the
-/// cache. The caller holds the image's lock.
+/// The file behind a secret source `{ reference = "<image>/<file>" }`: a test secret
+/// the reference image's build wrote next to it. Builds the image if needed.
+pub fn secret_file(reference: &str) -> Result<PathBuf, ImageError> {
+    let (image, file) = secret_name(reference)?;
+    let built = ensure(image)?;
+    Ok(built.path.parent().expect("images live in a directory").join(file))
+}
+
+/// Splits and checks `<image>/<file>` against the secrets the image's build writes.
+pub fn secret_name(reference: &str) -> Result<(&str, &str), ImageError> {
+    let unknown = || ImageError::UnknownSecret {
+        reference: reference.to_string(),
+        known: installed::SECRET_FILES.iter().map(|(f, _)| format!("installed/{f}")).collect(),
+    };
+    let (image, file) = reference.split_once('/').ok_or_else(unknown)?;
+    let known = image == "installed" && installed::SECRET_FILES.iter().any(|(f, _)| *f == file);
+    if known { Ok((image, file)) } else { Err(unknown()) }
+}
+
+/// Runs every step of a tiny build in a temporary directory and moves the result into
+/// the cache. The caller holds the image's lock.
 fn build_unlocked(
     recipe: &Recipe,
     resolved: &debs::Resolved,
     hash: &str,
     cache: &Path,
+    images: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, ImageError> {
-    let images = cache.join("images");
-    let dir = build::temp_dir(&images, recipe.name, hash);
+    let dir = build::temp_dir(images, recipe.name, hash);
     let mut b = build::Build::start(recipe.name, dir, recipe.step_count(), progress)?;
     b.step("checking host tools");
     setup::ensure(&requirements(recipe))
@@ -188,7 +257,7 @@ fn build_unlocked(
     let files = debs::fetch(&mut b, &debs, &cache.join("debs"))?;
     tiny::build(&mut b, recipe, &files)?;
     b.write(&b.dir().join("recipe.txt"), recipe.fingerprint(resolved))?;
-    let dest = build::final_dir(&images, recipe.name, hash);
+    let dest = build::final_dir(images, recipe.name, hash);
     b.finish(&dest)?;
     Ok(dest.join(recipe.file_name()))
 }
@@ -244,6 +313,15 @@ mod tests {
     fn unknown_names_fail_before_touching_apt() {
         let err = build("reference:huge", false, &mut |_| {}).unwrap_err();
         assert!(matches!(err, ImageError::Unknown(n) if n == "reference:huge"));
+    }
+
+    #[test]
+    fn secrets_name_a_file_the_image_writes() {
+        assert_eq!(secret_name("installed/luks-passphrase").unwrap(), ("installed", "luks-passphrase"));
+        for bad in ["installed/build.log", "tiny/luks-passphrase", "installed", "../etc/passwd"] {
+            let err = secret_name(bad).unwrap_err().to_string();
+            assert!(err.contains("installed/admin-password"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn build(b: &mut Build, r: &Recipe, debs: &[PathBuf]) -> Result<PathBuf, Ima
     match r.boot {
         Boot::Uki => {
             b.step("building UKI");
-            let uki = media::uki(b, &kernel, &initrd, r.cmdline, &work)?;
+            let uki = media::uki(b, &kernel, &initrd, r.cmdline, TINY_OS_RELEASE, &work)?;
             b.step("building ESP");
             let esp = work.join("esp.img");
             let esp_for = match r.medium {
@@ -64,6 +64,9 @@ pub fn build(b: &mut Build, r: &Recipe, debs: &[PathBuf]) -> Result<PathBuf, Ima
     b.io(&work, fs::remove_dir_all(&work))?;
     Ok(image)
 }
+
+const TINY_OS_RELEASE: &str =
+    "NAME=\"bootproof tiny\"\nID=bootproof-tiny\nPRETTY_NAME=\"bootproof tiny reference guest\"\n";
 
 /// The one kernel version the kernel package installed modules for.
 fn kernel_version(b: &Build, root: &Path) -> Result<String, ImageError> {

@@ -40,6 +40,10 @@ pub struct SecretSource {
     /// Read from this file (relative to the scenario file); a trailing newline is dropped.
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// A test secret of a reference image, `<image>/<file>` (`installed/luks-passphrase`):
+    /// the file its build wrote next to the image (see [`crate::images::secret_file`]).
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -332,11 +336,7 @@ impl Scenario {
             .map_err(|e| ctx.error(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         let timeout = parse_duration(raw.timeout.get_ref()).map_err(|m| ctx.error(raw.timeout.span(), m))?;
         for (name, src) in &raw.secrets {
-            if src.env.is_none() && src.file.is_none() {
-                return Err(
-                    ctx.error(0..0, format!("secret `{name}` needs `env = \"VAR\"` or `file = \"path\"`"))
-                );
-            }
+            secret_source(name, src).map_err(|m| ctx.error(0..0, m))?;
         }
         let steps = raw.step.into_iter().map(|s| step(&ctx, s)).collect::<Result<Vec<_>, _>>()?;
         let checks = raw.check.into_iter().map(|c| check(&ctx, c)).collect::<Result<Vec<_>, _>>()?;
@@ -365,6 +365,24 @@ impl Scenario {
             file: None,
         })
     }
+}
+
+/// A secret comes from `env` (optionally falling back to `file`), `file`, or a
+/// reference image's `reference` alone.
+fn secret_source(name: &str, src: &SecretSource) -> Result<(), String> {
+    if let Some(r) = &src.reference {
+        if src.env.is_some() || src.file.is_some() {
+            return Err(format!("secret `{name}`: `reference` comes alone, without `env` or `file`"));
+        }
+        return crate::images::secret_name(r).map(drop).map_err(|e| format!("secret `{name}`: {e}"));
+    }
+    if src.env.is_none() && src.file.is_none() {
+        return Err(format!(
+            "secret `{name}` needs `env = \"VAR\"`, `file = \"path\"` or \
+             `reference = \"installed/luks-passphrase\"`"
+        ));
+    }
+    Ok(())
 }
 
 /// Names in `${secret:NAME}` references of a step's text.
@@ -577,6 +595,21 @@ mod tests {
         assert_eq!(s.steps[3].timeout, Some(Duration::from_secs(30)));
         let CheckKind::Sysctl(m) = &s.checks[1].kind else { panic!() };
         assert_eq!(m["kernel.dmesg_restrict"], "1");
+    }
+
+    #[test]
+    fn reference_secrets_name_a_file_of_a_reference_image() {
+        let with = |src: &str| parse(&format!("{HEAD}[secrets]\nluks = {src}\n"));
+        let s = with("{ reference = \"installed/luks-passphrase\" }").unwrap();
+        assert_eq!(s.secrets["luks"].reference.as_deref(), Some("installed/luks-passphrase"));
+        let (_, m) = error_at(&format!("{HEAD}[secrets]\nluks = {{ reference = \"installed/nope\" }}\n"));
+        assert!(m.contains("unknown reference secret `installed/nope`"), "{m}");
+        let (_, m) = error_at(&format!(
+            "{HEAD}[secrets]\nluks = {{ reference = \"installed/luks-passphrase\", env = \"X\" }}\n"
+        ));
+        assert!(m.contains("comes alone"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[secrets]\nluks = {{}}\n"));
+        assert!(m.contains("reference = "), "{m}");
     }
 
     #[test]

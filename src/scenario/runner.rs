@@ -149,12 +149,13 @@ async fn execute(
         deadline,
         secrets: &secrets,
         agent: None,
+        transport: None,
         powered_off: false,
     };
     let (checks_at, total) = (checks_position(&scenario.steps), scenario.steps.len());
     for (i, step) in scenario.steps.iter().enumerate() {
         if i == checks_at {
-            run_checks(scenario, opts, &mut ctx, report).await;
+            run_checks(scenario, opts, &mut ctx, report, true).await;
         }
         tell(opts, scenario, Progress::Step { index: i + 1, total, description: step.action.describe() });
         let failed_before = report.failure.is_some();
@@ -166,9 +167,12 @@ async fn execute(
         report.steps.push(step_report);
     }
     if checks_at == scenario.steps.len() {
-        run_checks(scenario, opts, &mut ctx, report).await;
+        run_checks(scenario, opts, &mut ctx, report, true).await;
     }
-    report.agent = ctx.agent.as_ref().map(|a| a.transport().to_string());
+    // What the guest left in the share is complete only now (the journal is exported
+    // as it powers off), and reading it needs no running guest.
+    run_checks(scenario, opts, &mut ctx, report, false).await;
+    report.agent = ctx.transport.take();
     tell(opts, scenario, Progress::ShuttingDown);
     if !ctx.powered_off {
         vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
@@ -178,10 +182,14 @@ async fn execute(
     Ok(())
 }
 
-/// Checks look at the running system: before a final `power_off`, else after all steps.
+/// Checks that ask the guest look at the running system: before a final `power_off`
+/// (which may be followed by `wait_file` steps for what the guest writes to the share
+/// as it goes down, such as the journal export), else after all steps. Checks of share
+/// files run after every step.
 fn checks_position(steps: &[Step]) -> usize {
-    match steps.last() {
-        Some(s) if s.action == Action::PowerOff => steps.len() - 1,
+    let tail = steps.iter().rev().take_while(|s| matches!(s.action, Action::WaitFile { .. })).count();
+    match steps.len().checked_sub(tail + 1).map(|i| (i, &steps[i].action)) {
+        Some((i, Action::PowerOff)) => i,
         _ => steps.len(),
     }
 }
@@ -205,6 +213,10 @@ fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, Stri
 }
 
 fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
+    let reference = match &src.reference {
+        Some(r) => Some(crate::images::secret_file(r).map_err(|e| format!("secret `{name}`: {e}"))?),
+        None => None,
+    };
     if let Some(var) = &src.env {
         if let Ok(v) = std::env::var(var) {
             return Ok(v);
@@ -215,7 +227,7 @@ fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
             ));
         }
     }
-    let file = src.file.as_ref().expect("validated: env or file");
+    let file = reference.as_ref().or(src.file.as_ref()).expect("validated: env, file or reference");
     let v = std::fs::read_to_string(file).map_err(|e| format!("secret `{name}`: {}: {e}", file.display()))?;
     Ok(v.strip_suffix('\n').unwrap_or(&v).to_string())
 }
@@ -239,6 +251,9 @@ struct StepCtx<'a> {
     deadline: Instant,
     secrets: &'a BTreeMap<String, String>,
     agent: Option<Agent>,
+    /// The transport of the first agent that answered: the report names it even when
+    /// a `power_off` dropped the agent before the end.
+    transport: Option<String>,
     powered_off: bool,
 }
 
@@ -265,6 +280,7 @@ impl StepCtx<'_> {
         let agent = self.vm.agent(limit).await.map_err(|e| {
             StepError::new(format!("a guest agent answering within {limit:.0?}"), e.to_string())
         })?;
+        self.transport.get_or_insert_with(|| agent.transport().to_string());
         self.agent = Some(agent.clone());
         Ok(agent)
     }
@@ -537,18 +553,20 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
     }
 }
 
+/// Runs the scenario's checks that ask the guest (`live`) or the others.
 async fn run_checks(
     scenario: &Scenario,
     opts: &RunnerOptions,
     ctx: &mut StepCtx<'_>,
     report: &mut ScenarioReport,
+    live: bool,
 ) {
-    if scenario.checks.is_empty() {
+    let selected: Vec<_> = scenario.checks.iter().filter(|c| checks::needs_agent(&c.kind) == live).collect();
+    if selected.is_empty() {
         return;
     }
-    tell(opts, scenario, Progress::Checks { total: scenario.checks.len() });
-    let needs_agent = scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
-    let agent = if needs_agent && !ctx.powered_off && !ctx.vm.console().is_closed() {
+    tell(opts, scenario, Progress::Checks { total: selected.len() });
+    let agent = if live && !ctx.powered_off && !ctx.vm.console().is_closed() {
         let limit = ctx.remaining().min(ctx.accel.scale(Duration::from_secs(120)));
         ctx.agent(limit).await.map_err(|e| e.seen)
     } else {
@@ -562,7 +580,7 @@ async fn run_checks(
         share: &layout.share_dir(),
         timeout: ctx.accel.scale(Duration::from_secs(60)),
     };
-    for c in &scenario.checks {
+    for c in selected {
         let outcome = checks::builtin(&c.kind).run(&check_ctx).await;
         let status = if outcome.passed { Status::Passed } else { Status::Failed };
         if !outcome.passed && report.failure.is_none() {
@@ -598,4 +616,31 @@ fn findings(run_dir: &Path) -> Vec<crate::logs::Finding> {
         return Vec::new();
     }
     crate::inspect::inspect_paths(&paths).findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(actions: Vec<Action>) -> Vec<Step> {
+        actions.into_iter().map(|action| Step { action, timeout: None, line: 1 }).collect()
+    }
+
+    #[test]
+    fn checks_come_before_the_final_power_off_and_the_files_it_leaves() {
+        let wait = || Action::WaitFile { path: "journal.export".into() };
+        let run = || Action::Run { command: "true".into(), exit: 0, stdout: None, stderr: None };
+        assert_eq!(checks_position(&steps(vec![run(), Action::PowerOff])), 1);
+        assert_eq!(checks_position(&steps(vec![run(), Action::PowerOff, wait(), wait()])), 1);
+        assert_eq!(checks_position(&steps(vec![run(), wait()])), 2);
+        assert_eq!(checks_position(&steps(vec![Action::PowerOff, run()])), 2);
+        assert_eq!(checks_position(&[]), 0);
+    }
+
+    #[test]
+    fn a_reference_secret_outside_the_images_list_fails_before_any_build() {
+        let src = SecretSource { env: None, file: None, reference: Some("installed/build.log".into()) };
+        let err = secret_value("luks", &src).unwrap_err();
+        assert!(err.starts_with("secret `luks`: unknown reference secret `installed/build.log`"), "{err}");
+    }
 }

@@ -1,0 +1,346 @@
+//! `reference:installed`: a Debian bookworm system installed the way the hardened
+//! images of bootproof's users are — LUKS2 (argon2id) root holding btrfs with
+//! subvolumes `root` and `home`, hardening sysctls, qemu-guest-agent, a serial console,
+//! booted by a UKI from the ESP of a GPT disk — built from Debian's packages with
+//! `mmdebstrap`, plus the files of `overlay/` (see overlay/README.md).
+//!
+//! The build host has no device-mapper, so the root is encrypted offline
+//! (`cryptsetup reencrypt --encrypt` on a plain file), and no vfat, so the ESP is
+//! written with mtools. It needs root: btrfs subvolumes are made on a loop mount and
+//! the initramfs is built in a chroot.
+//!
+//! The LUKS passphrase and the passwords are fixed test values of this reference
+//! image, written next to it in the cache ([`SECRET_FILES`]) so a scenario names them
+//! as `{ reference = "installed/luks-passphrase" }` instead of spelling them out.
+//!
+//! Owns: the recipe (packages, sizes, parameters, scripts, overlay) and its steps.
+//! Must not: boot the image, or write anywhere but the build directory (and the loop
+//! mount below it, unmounted by the script whatever happens).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::ImageError;
+use super::build::Build;
+use super::debs::Resolved;
+use super::media::{self, EspFor};
+use crate::host::setup::Requirement;
+
+/// Bump when the steps change in a way the fingerprint does not show.
+const VERSION: u32 = 1;
+
+/// The kernel metapackage; its pinned kernel version is part of the cache key.
+pub const KERNEL: &str = "linux-image-amd64";
+
+/// Installed on top of mmdebstrap's `minbase` (no recommends). The versions apt
+/// resolves for these names now are in the cache key; their dependencies are not.
+pub const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "initramfs-tools",
+    "cryptsetup",
+    "cryptsetup-initramfs",
+    "btrfs-progs",
+    "qemu-guest-agent",
+    "procps",
+    "util-linux",
+    "kmod",
+    "passwd",
+    // initramfs-tools compresses with zstd by default and falls back noisily without.
+    "zstd",
+];
+
+/// No `quiet`: the console log then holds the kernel's and systemd's account of the
+/// boot, which is what `inspect` and `no_kernel_oops` read.
+pub const CMDLINE: &str = "root=/dev/mapper/root rootflags=subvol=/root ro console=ttyS0";
+
+/// Chosen here so crypttab can name the LUKS device before it exists.
+pub const LUKS_UUID: &str = "2b1f6a5e-0c1d-4c7b-9d3a-6f0e5b2a7c41";
+/// Argon2id costs low enough for TCG (about 1–2 s to unlock): 32 MiB, 4 iterations,
+/// one thread.
+const LUKS_PBKDF_MEMORY_KIB: u32 = 32 * 1024;
+const LUKS_PBKDF_ITERATIONS: u32 = 4;
+/// Room `reencrypt --encrypt` takes from the end of the file for the LUKS2 header.
+const LUKS_HEADER_MIB: u64 = 32;
+/// The btrfs file system: the system uses about 250 MiB of it.
+const ROOT_FS_MIB: u64 = 768;
+
+/// The test secrets, as `(file in the image's cache directory, value)`.
+pub const SECRET_FILES: &[(&str, &str)] = &[
+    ("luks-passphrase", "bootproof-luks"),
+    ("root-password", "bootproof-root"),
+    ("admin-password", "bootproof-admin"),
+];
+
+const CONFIGURE: &str = include_str!("installed/configure.sh");
+const ROOT_FS: &str = include_str!("installed/root-fs.sh");
+
+/// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
+/// configured.
+pub const OVERLAY: &[(&str, &str)] = &[
+    (
+        "etc/sysctl.d/99-zz-bootproof-hardening.conf",
+        include_str!("../../overlay/etc/sysctl.d/99-zz-bootproof-hardening.conf"),
+    ),
+    ("etc/modules-load.d/bootproof.conf", include_str!("../../overlay/etc/modules-load.d/bootproof.conf")),
+    (
+        "etc/systemd/system/mnt-bootproof.mount",
+        include_str!("../../overlay/etc/systemd/system/mnt-bootproof.mount"),
+    ),
+    (
+        "etc/systemd/system/bootproof-journal-export.service",
+        include_str!("../../overlay/etc/systemd/system/bootproof-journal-export.service"),
+    ),
+];
+
+pub const FILE_NAME: &str = "installed.raw";
+pub const STEPS: usize = 7;
+
+/// The recipe's parts that decide the output; the overlay and scripts are passed in
+/// so a test can show that changing them changes the key.
+pub struct Recipe<'a> {
+    pub overlay: &'a [(&'a str, &'a str)],
+    pub scripts: &'a [(&'a str, &'a str)],
+}
+
+pub const RECIPE: Recipe<'static> =
+    Recipe { overlay: OVERLAY, scripts: &[("configure.sh", CONFIGURE), ("root-fs.sh", ROOT_FS)] };
+
+impl Recipe<'_> {
+    /// Everything that determines the output, as text: hashed for the cache key and
+    /// kept next to the image as `recipe.txt`. Not covered: versions of packages
+    /// pulled in as dependencies, the host's mmdebstrap, btrfs-progs and cryptsetup.
+    pub fn fingerprint(&self, resolved: &Resolved) -> String {
+        let mut text = format!(
+            "recipe-version {VERSION}\nname installed\ncmdline {CMDLINE}\nluks-uuid {LUKS_UUID}\n\
+             luks-pbkdf argon2id {LUKS_PBKDF_MEMORY_KIB} KiB {LUKS_PBKDF_ITERATIONS} iterations\n\
+             root-fs {ROOT_FS_MIB} MiB\n"
+        );
+        let (kernel, kernel_version) = &resolved.kernel;
+        text += &format!("kernel-package {kernel} {kernel_version}\n");
+        for deb in &resolved.debs {
+            text += &format!("deb {} {} {}\n", deb.package, deb.version, deb.sha256);
+        }
+        for (file, value) in SECRET_FILES {
+            text += &format!("secret {file} {value}\n");
+        }
+        for (name, body) in self.scripts {
+            text += &format!("script {name}\n{body}");
+        }
+        for (path, body) in self.overlay {
+            text += &format!("overlay {path}\n{body}");
+        }
+        text
+    }
+
+    /// The cache key: the first 16 hex digits of the fingerprint's SHA-256.
+    pub fn hash(&self, resolved: &Resolved) -> String {
+        hex::encode(Sha256::digest(self.fingerprint(resolved).as_bytes()))[..16].to_string()
+    }
+}
+
+/// Host tools the build runs.
+pub fn requirements() -> Vec<Requirement> {
+    vec![
+        Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "bootstrapping Debian bookworm"),
+        Requirement::command("mkfs.btrfs", "btrfs-progs", "btrfs-progs", "the root file system"),
+        Requirement::command("cryptsetup", "cryptsetup-bin", "cryptsetup", "encrypting the root offline"),
+        Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "the EFI system partition"),
+        Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
+        Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
+        Requirement::command("objcopy", "binutils", "binutils", "the UKI"),
+        Requirement::file(media::UKI_STUB, "systemd-boot-efi", "systemd-boot-unsigned", "the UKI's EFI stub"),
+    ]
+}
+
+/// A build mounts a loop device and chroots: say so before anything starts.
+pub fn needs_root(cache: &Path) -> Result<(), ImageError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Ok(())
+    } else {
+        Err(ImageError::NeedsRoot { image: "installed".to_string(), cache: cache.to_path_buf() })
+    }
+}
+
+/// Runs the steps after the host check into the build directory.
+pub fn build(b: &mut Build) -> Result<PathBuf, ImageError> {
+    let work = b.dir().join("work");
+    let tree = work.join("tree");
+    b.step("bootstrapping bookworm with mmdebstrap (about a minute)");
+    bootstrap(b, &work, &tree)?;
+
+    b.step("writing btrfs subvolumes root and home");
+    let root_fs = work.join("root.img");
+    b.run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(ROOT_FS)
+            .arg("root-fs.sh")
+            .arg(&tree)
+            .arg(&root_fs)
+            .arg(ROOT_FS_MIB.to_string())
+            .arg(work.join("mnt")),
+    )?;
+
+    b.step("encrypting the root (LUKS2, argon2id)");
+    encrypt(b, &root_fs)?;
+
+    b.step("building UKI");
+    let (kernel, initrd) = boot_files(b, &tree)?;
+    let uki = media::uki(b, &kernel, &initrd, CMDLINE, OS_RELEASE, &work)?;
+    b.step("building ESP");
+    let esp = work.join("esp.img");
+    let esp_mib = media::esp(b, &esp, EspFor::Disk, &[(uki, "EFI/BOOT/BOOTX64.EFI")])?;
+    b.step("assembling disk image");
+    let image = b.dir().join(FILE_NAME);
+    media::gpt_disk_with_root(b, &esp, esp_mib, &root_fs, &image)?;
+    for (file, value) in SECRET_FILES {
+        b.write(&b.dir().join(file), value)?;
+    }
+    b.io(&work, std::fs::remove_dir_all(&work))?;
+    Ok(image)
+}
+
+const OS_RELEASE: &str = "NAME=\"bootproof installed\"\nID=bootproof-installed\n\
+                          PRETTY_NAME=\"bootproof installed reference system (Debian bookworm)\"\n";
+
+/// mmdebstrap with the host's apt sources, the overlay and `configure.sh` as its
+/// customize hook.
+fn bootstrap(b: &mut Build, work: &Path, tree: &Path) -> Result<(), ImageError> {
+    let overlay = work.join("overlay");
+    for (path, body) in OVERLAY {
+        let dest = overlay.join(path);
+        b.create_dir(dest.parent().expect("overlay paths have a directory"))?;
+        b.write(&dest, body)?;
+    }
+    let configure = work.join("configure.sh");
+    b.write(&configure, CONFIGURE)?;
+    let secret = |name| SECRET_FILES.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| *v);
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
+        .arg(format!("--include={KERNEL},{}", PACKAGES.join(",")))
+        .arg("--aptopt=APT::Install-Recommends \"false\"")
+        .args(["man", "doc", "locale"].map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*")))
+        .arg(format!("--customize-hook=sh '{}' \"$1\"", configure.display()))
+        .env("BOOTPROOF_OVERLAY", &overlay)
+        .env("BOOTPROOF_LUKS_UUID", LUKS_UUID)
+        .env("BOOTPROOF_ROOT_PASSWORD", secret("root-password"))
+        .env("BOOTPROOF_ADMIN_PASSWORD", secret("admin-password"))
+        .arg("bookworm")
+        .arg(tree);
+    if let Some(sources) = host_sources() {
+        cmd.arg(sources);
+    }
+    b.run(&mut cmd)
+}
+
+/// The host's apt sources for Debian, so the guest comes from the archive (or mirror)
+/// this host is configured for; without one, mmdebstrap's default (deb.debian.org
+/// with updates and security).
+fn host_sources() -> Option<PathBuf> {
+    ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.metadata().is_ok_and(|m| m.len() > 0))
+}
+
+/// Encrypts the file system in place, in userspace: no dm-crypt needed.
+fn encrypt(b: &mut Build, root_fs: &Path) -> Result<(), ImageError> {
+    let file = b.io(root_fs, std::fs::OpenOptions::new().write(true).open(root_fs))?;
+    b.io(root_fs, file.set_len((ROOT_FS_MIB + LUKS_HEADER_MIB) << 20))?;
+    drop(file);
+    let passphrase = SECRET_FILES[0].1;
+    b.run_with_input(
+        Command::new("cryptsetup")
+            .args(["reencrypt", "-q", "--encrypt", "--type", "luks2", "--uuid", LUKS_UUID])
+            .args(["--cipher", "aes-xts-plain64", "--key-size", "512", "--pbkdf", "argon2id"])
+            .arg(format!("--pbkdf-memory={LUKS_PBKDF_MEMORY_KIB}"))
+            .arg(format!("--pbkdf-force-iterations={LUKS_PBKDF_ITERATIONS}"))
+            .args(["--pbkdf-parallel=1", "--key-file=-"])
+            .arg(format!("--reduce-device-size={LUKS_HEADER_MIB}M"))
+            .arg(root_fs),
+        Some(passphrase.as_bytes()),
+    )
+}
+
+/// The kernel and the initramfs `configure.sh` rebuilt, from the tree's /boot.
+fn boot_files(b: &Build, tree: &Path) -> Result<(PathBuf, PathBuf), ImageError> {
+    let boot = tree.join("boot");
+    let names: Vec<String> = b
+        .io(&boot, std::fs::read_dir(&boot))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let kernels: Vec<&String> = names.iter().filter(|n| n.starts_with("vmlinuz-")).collect();
+    let [kernel] = kernels.as_slice() else {
+        return Err(b.content(format!("expected one kernel in {}, found {kernels:?}", boot.display())));
+    };
+    let initrd = boot.join(kernel.replacen("vmlinuz-", "initrd.img-", 1));
+    if !initrd.is_file() {
+        return Err(b.content(format!("{} is missing", initrd.display())));
+    }
+    Ok((boot.join(kernel), initrd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::debs::Deb;
+
+    fn resolved() -> Resolved {
+        Resolved {
+            kernel: ("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into()),
+            debs: vec![Deb {
+                package: "systemd".into(),
+                version: "252.39-1~deb12u1".into(),
+                filename: "pool/main/s/systemd/systemd_252.39-1~deb12u1_amd64.deb".into(),
+                sha256: "aa".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_hash_follows_overlay_scripts_and_package_versions() {
+        let h = RECIPE.hash(&resolved());
+        assert_eq!(h.len(), 16);
+        assert_eq!(h, RECIPE.hash(&resolved()));
+
+        let mut overlay = OVERLAY.to_vec();
+        overlay[0].1 = "kernel.kptr_restrict = 1\n";
+        assert_ne!(Recipe { overlay: &overlay, ..RECIPE }.hash(&resolved()), h);
+
+        let scripts = [("configure.sh", "true\n"), ("root-fs.sh", ROOT_FS)];
+        assert_ne!(Recipe { scripts: &scripts, ..RECIPE }.hash(&resolved()), h);
+
+        let mut newer = resolved();
+        newer.debs[0].version = "252.40-1~deb12u1".into();
+        assert_ne!(RECIPE.hash(&newer), h);
+        let mut kernel = resolved();
+        kernel.kernel.1 = "6.1.193-1".into();
+        assert_ne!(RECIPE.hash(&kernel), h);
+    }
+
+    #[test]
+    fn the_overlay_carries_the_hardening_and_the_journal_export() {
+        let file = |p: &str| OVERLAY.iter().find(|(path, _)| *path == p).map(|(_, b)| *b).unwrap();
+        let sysctl = file("etc/sysctl.d/99-zz-bootproof-hardening.conf");
+        for key in
+            ["kernel.yama.ptrace_scope = 2", "fs.protected_fifos = 2", "net.ipv4.conf.all.rp_filter = 1"]
+        {
+            assert!(sysctl.contains(key), "{key}");
+        }
+        assert!(
+            file("etc/systemd/system/bootproof-journal-export.service").contains("journalctl -b -o export")
+        );
+        assert!(file("etc/systemd/system/mnt-bootproof.mount").contains("What=bootproof"));
+    }
+
+    #[test]
+    fn configure_enables_the_overlay_units() {
+        assert!(CONFIGURE.contains("systemctl enable mnt-bootproof.mount bootproof-journal-export.service"));
+    }
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# mmdebstrap customize hook of reference:installed: turns the unpacked bookworm tree
+# "$1" into the installed system. mmdebstrap has /proc, /sys and /dev mounted in the
+# tree while hooks run, so chroot commands behave as on a real system.
+# Inputs (environment): BOOTPROOF_OVERLAY (files copied over the tree as they are),
+# BOOTPROOF_LUKS_UUID, BOOTPROOF_ROOT_PASSWORD, BOOTPROOF_ADMIN_PASSWORD.
+set -eu
+root=$1
+
+cp -a "$BOOTPROOF_OVERLAY"/. "$root"/
+echo bootproof-installed >"$root/etc/hostname"
+
+# The initramfs unlocks `root` (the name is what askpass prints: "Please unlock disk
+# root:"). The build host has no device-mapper, so the cryptsetup hook cannot see the
+# device; `initramfs` makes it include the entry anyway.
+echo "root UUID=$BOOTPROOF_LUKS_UUID none luks,discard,initramfs" >"$root/etc/crypttab"
+cat >"$root/etc/fstab" <<FSTAB
+/dev/mapper/root / btrfs subvol=/root,compress=zstd:1 0 0
+/dev/mapper/root /home btrfs subvol=/home,compress=zstd:1 0 0
+FSTAB
+echo CRYPTSETUP=y >>"$root/etc/cryptsetup-initramfs/conf-hook"
+
+# MODULES=list: an 8 MB initramfs instead of 32 MB (the UKI is read by OVMF under
+# TCG), holding what a virtio disk with LUKS and btrfs needs.
+echo MODULES=list >"$root/etc/initramfs-tools/conf.d/bootproof"
+printf '%s\n' virtio_pci virtio_blk virtio_scsi btrfs dm_crypt xts aesni_intel \
+    aes_generic sha256_generic >>"$root/etc/initramfs-tools/modules"
+
+chroot "$root" useradd --create-home --shell /bin/bash admin
+printf 'root:%s\nadmin:%s\n' "$BOOTPROOF_ROOT_PASSWORD" "$BOOTPROOF_ADMIN_PASSWORD" |
+    chroot "$root" chpasswd
+chroot "$root" systemctl enable mnt-bootproof.mount bootproof-journal-export.service
+chroot "$root" update-initramfs -u -k all

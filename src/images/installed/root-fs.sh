@@ -1,0 +1,22 @@
+#!/bin/sh
+# Writes the btrfs file system of reference:installed: subvolume `root` holds the
+# tree "$1" except /home, subvolume `home` holds its /home. Usage:
+#   root-fs.sh TREE IMAGE MIB MOUNTPOINT
+# mkfs.btrfs --rootdir cannot make subvolumes, so this loop-mounts the image (the
+# build needs root anyway for the chroot).
+set -eu
+tree=$1 image=$2 mib=$3 mnt=$4
+
+rm -f "$image"
+truncate -s "${mib}M" "$image"
+mkfs.btrfs -q -L bootproof-root "$image"
+mkdir -p "$mnt"
+mount -o loop,compress=zstd:1 "$image" "$mnt"
+trap 'umount "$mnt"' EXIT
+btrfs -q subvolume create "$mnt/root"
+btrfs -q subvolume create "$mnt/home"
+tar -C "$tree" --xattrs --acls --numeric-owner \
+    --exclude=./home/* --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -cf - . |
+    tar -C "$mnt/root" --xattrs --acls --numeric-owner -xpf -
+tar -C "$tree/home" --xattrs --acls --numeric-owner -cf - . |
+    tar -C "$mnt/home" --xattrs --acls --numeric-owner -xpf -
