@@ -523,11 +523,17 @@ async fn power_off(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepErr
 async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
     let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
     let mut events = ctx.vm.qmp().events();
+    let agent = match ctx.agent.take() {
+        Some(a) => Some(a),
+        None => ctx.vm.agent(ctx.accel.scale(Duration::from_secs(15)).min(limit)).await.ok(),
+    };
     ctx.vm.forget_agent();
-    if let Some(agent) = ctx.agent.take() {
-        // The reboot cuts the connection: its answer never comes, which is fine.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), agent.run("reboot", Duration::from_secs(5))).await;
+    if let Some(agent) = agent {
+        // systemd's orderly reboot where there is one; a bare busybox init ignores
+        // `reboot`'s signal, so there the kernel is asked directly. The reboot cuts the
+        // connection: the answer never comes, which is fine.
+        let cmd = "if command -v systemctl >/dev/null; then systemctl reboot; else reboot -f; fi";
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent.run(cmd, Duration::from_secs(5))).await;
     } else {
         ctx.vm
             .qmp()
