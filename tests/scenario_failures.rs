@@ -171,6 +171,46 @@ power_off = true
     assert!(console.contains("got: [REDACTED]"), "{console}");
 }
 
+#[tokio::test]
+async fn a_wrong_luks_passphrase_is_reported_as_such_not_as_a_timeout() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wrong.txt"), "not-the-passphrase\n").unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "wrong-passphrase"
+profile = "uefi"
+image = "reference:installed"
+timeout = "5m"
+
+[secrets]
+wrong = { file = "wrong.txt" }
+
+[[step]]
+wait_console = "Please unlock disk root:"
+timeout = "60s"
+
+[[step]]
+type_console = "${secret:wrong}\n"
+
+[[step]]
+wait_console = "cryptsetup: root: set up successfully"
+fail_on = "Please unlock disk root:|bad password"
+timeout = "60s"
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().expect("a failure");
+    assert!(f.what.starts_with("step 3 ("), "{f:?}");
+    assert!(f.seen.contains("appeared first (fail_on)"), "{f:?}");
+    assert!(f.seen.contains("bad password") || f.seen.contains("Please unlock disk root"), "{f:?}");
+    // Refused within seconds of typing, far from the step's (scaled) 60 s.
+    let step = &r.steps[2];
+    assert!(step.ended_secs - step.started_secs < 30.0, "{step:?}");
+}
+
 fn find_in_tree(dir: &Path, needle: &[u8], hits: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let meta = std::fs::symlink_metadata(entry.path()).unwrap();

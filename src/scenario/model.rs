@@ -57,17 +57,40 @@ pub struct Step {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    WaitConsole { pattern: String },
-    TypeConsole { text: String },
-    SendKeys { chord: String },
-    TypeKeys { text: String },
-    Screenshot { name: String },
+    /// `fail_on`: text that ends the wait as a failure at once (a prompt that comes
+    /// back, a refusal), instead of waiting out the timeout.
+    WaitConsole {
+        pattern: String,
+        fail_on: Option<String>,
+    },
+    TypeConsole {
+        text: String,
+    },
+    SendKeys {
+        chord: String,
+    },
+    TypeKeys {
+        text: String,
+    },
+    Screenshot {
+        name: String,
+    },
     WaitJournal(JournalWait),
-    Run { command: String, exit: i32, stdout: Option<String>, stderr: Option<String> },
-    WaitFile { path: String },
+    Run {
+        command: String,
+        exit: i32,
+        stdout: Option<String>,
+        stderr: Option<String>,
+    },
+    WaitFile {
+        path: String,
+    },
     PowerOff,
     Reboot,
-    Sleep { duration: Duration, reason: String },
+    Sleep {
+        duration: Duration,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -91,7 +114,7 @@ impl Action {
     /// A short description with the action's argument (secrets stay as `${secret:..}`).
     pub fn describe(&self) -> String {
         match self {
-            Action::WaitConsole { pattern } => format!("wait_console /{pattern}/"),
+            Action::WaitConsole { pattern, .. } => format!("wait_console /{pattern}/"),
             Action::TypeConsole { text } => format!("type_console {text:?}"),
             Action::SendKeys { chord } => format!("send_keys {chord}"),
             Action::TypeKeys { text } => format!("type_keys {text:?}"),
@@ -257,6 +280,7 @@ struct RawStep {
     stdout: Option<String>,
     stderr: Option<String>,
     reason: Option<String>,
+    fail_on: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -410,8 +434,12 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
     let mut actions: Vec<(&str, Action)> = Vec::new();
     let mut push = |k, a| actions.push((k, a));
     if let Some(p) = &r.wait_console {
-        regex::bytes::Regex::new(p).map_err(|e| err(format!("wait_console: not a valid regex: {e}")))?;
-        push("wait_console", Action::WaitConsole { pattern: p.clone() });
+        for (key, re) in [("wait_console", Some(p)), ("fail_on", r.fail_on.as_ref())] {
+            if let Some(re) = re {
+                regex::bytes::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
+            }
+        }
+        push("wait_console", Action::WaitConsole { pattern: p.clone(), fail_on: r.fail_on.clone() });
     }
     if let Some(t) = r.type_console.clone() {
         push("type_console", Action::TypeConsole { text: t });
@@ -483,6 +511,9 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
         [("exit", r.exit.is_some()), ("stdout", r.stdout.is_some()), ("stderr", r.stderr.is_some())];
     if let Some((m, _)) = run_only.iter().find(|(_, set)| *set).filter(|_| key != "run") {
         return Err(err(format!("`{m}` belongs to `run` steps, not to `{key}`")));
+    }
+    if r.fail_on.is_some() && key != "wait_console" {
+        return Err(err(format!("`fail_on` belongs to `wait_console` steps, not to `{key}`")));
     }
     if r.reason.is_some() && key != "sleep" {
         return Err(err(format!("`reason` belongs to `sleep` steps, not to `{key}`")));
@@ -624,6 +655,10 @@ mod tests {
         assert!(m.contains("reason"), "{m}");
         let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"x\"\nexit = 1\n"));
         assert!(m.contains("`exit` belongs to `run`"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nrun = \"x\"\nfail_on = \"y\"\n"));
+        assert!(m.contains("`fail_on` belongs to `wait_console`"), "{m}");
+        let s = parse(&format!("{HEAD}[[step]]\nwait_console = \"ok\"\nfail_on = \"again\"\n")).unwrap();
+        assert!(matches!(&s.steps[0].action, Action::WaitConsole { fail_on: Some(f), .. } if f == "again"));
         let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"(unclosed\"\n"));
         assert!(m.contains("not a valid regex"), "{m}");
         let (_, m) = error_at(&format!("{HEAD}[[step]]\ntype_console = \"${{secret:nope}}\"\n"));

@@ -340,11 +340,8 @@ async fn run_step(
 
 async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
     match action {
-        Action::WaitConsole { pattern } => {
-            let re = regex::bytes::Regex::new(pattern).expect("validated when parsed");
-            ctx.vm.console().wait_for(&re, limit).await.map(drop).map_err(|e| {
-                StepError::new(format!("/{pattern}/ on the serial console within {limit:.1?}"), e.to_string())
-            })
+        Action::WaitConsole { pattern, fail_on } => {
+            wait_console(ctx, pattern, fail_on.as_deref(), limit).await
         }
         Action::TypeConsole { text } => {
             let text = expand(text, ctx.secrets);
@@ -388,6 +385,31 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
             tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
             Ok(())
         }
+    }
+}
+
+async fn wait_console(
+    ctx: &mut StepCtx<'_>,
+    pattern: &str,
+    fail_on: Option<&str>,
+    limit: Duration,
+) -> Result<(), StepError> {
+    let want = regex::bytes::Regex::new(pattern).expect("validated when parsed");
+    let bad = fail_on.map(|f| regex::bytes::Regex::new(f).expect("validated when parsed"));
+    let mut patterns = vec![&want];
+    patterns.extend(bad.as_ref());
+    let expected = match fail_on {
+        Some(f) => format!("/{pattern}/ on the serial console within {limit:.1?}, before any /{f}/"),
+        None => format!("/{pattern}/ on the serial console within {limit:.1?}"),
+    };
+    match ctx.vm.console().wait_for_any(&patterns, limit).await {
+        Ok((0, _)) => Ok(()),
+        Ok((_, seen)) => {
+            let tail = ctx.vm.console().tail();
+            let last = tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("\n");
+            Err(StepError::new(expected, format!("{seen:?} appeared first (fail_on)\n{last}")))
+        }
+        Err(e) => Err(StepError::new(expected, e.to_string())),
     }
 }
 
