@@ -42,27 +42,24 @@ fn row(item: &str, status: &str, detail: String, required: bool) -> Check {
 }
 
 fn tool_row(req: &setup::Requirement, required: bool) -> Check {
+    // A file is named by its base name; the detail column has the full path.
+    let item = req.name().rsplit('/').next().unwrap_or(req.name());
     match req.locate() {
-        Some(p) => row(req.name(), "ok", p.display().to_string(), required),
+        Some(p) => row(item, "ok", p.display().to_string(), required),
         None => {
             let pm = setup::PackageManager::detect().unwrap_or(setup::PackageManager::Apt);
             let pkg = if pm == setup::PackageManager::Apt { req.debian } else { req.fedora };
             let cmd = pm.install_command(&[pkg]).join(" ");
-            row(req.name(), "missing", format!("for {}; install: {cmd}", req.why), required)
+            row(item, "missing", format!("for {} ({}); install: {cmd}", req.why, req.name()), required)
         }
     }
 }
 
 /// Tools the reference images are built with.
-pub const IMAGE_TOOLS: &[setup::Requirement] = &[
-    setup::Requirement::command("xorriso", "xorriso", "xorriso", "reference ISO images"),
-    setup::Requirement::command("mcopy", "mtools", "mtools", "ESP images without mounting"),
-    setup::Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "ESP images"),
-    setup::Requirement::command("sfdisk", "fdisk", "util-linux", "GPT partition tables"),
-    setup::Requirement::command("objcopy", "binutils", "binutils", "unified kernel images"),
-    setup::Requirement::command("cpio", "cpio", "cpio", "initramfs archives"),
-    setup::Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "the installed reference system"),
-];
+pub const IMAGE_TOOLS: &[setup::Requirement] = {
+    use crate::images::tools::*;
+    &[XORRISO, MCOPY, MKFS_VFAT, SFDISK, OBJCOPY, UKI_STUB, CPIO, MMDEBSTRAP]
+};
 
 /// Looks at the host; runs the acceleration probe when no verdict is cached.
 pub fn examine() -> Report {

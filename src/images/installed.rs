@@ -146,14 +146,14 @@ impl Recipe<'_> {
 /// Host tools the build runs.
 pub fn requirements() -> Vec<Requirement> {
     vec![
-        Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "bootstrapping Debian bookworm"),
+        media::tools::MMDEBSTRAP,
         Requirement::command("mkfs.btrfs", "btrfs-progs", "btrfs-progs", "the root file system"),
         Requirement::command("cryptsetup", "cryptsetup-bin", "cryptsetup", "encrypting the root offline"),
-        Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "the EFI system partition"),
-        Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
-        Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
-        Requirement::command("objcopy", "binutils", "binutils", "the UKI"),
-        Requirement::file(media::UKI_STUB, "systemd-boot-efi", "systemd-boot-unsigned", "the UKI's EFI stub"),
+        media::tools::MKFS_VFAT,
+        media::tools::MCOPY,
+        media::tools::SFDISK,
+        media::tools::OBJCOPY,
+        media::tools::UKI_STUB,
     ]
 }
 

@@ -285,3 +285,24 @@ mod tests {
         assert_eq!(dirs, ["EFI", "EFI/BOOT", "EFI/debian"]);
     }
 }
+
+/// Host tools every reference disk needs: an ESP filled without mounting, a GPT on a
+/// file, and (for UKI images) objcopy with systemd-boot's stub.
+pub mod tools {
+    use crate::host::setup::Requirement;
+
+    pub const MKFS_VFAT: Requirement =
+        Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "the EFI system partition");
+    pub const MCOPY: Requirement =
+        Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it");
+    pub const SFDISK: Requirement =
+        Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image");
+    pub const OBJCOPY: Requirement = Requirement::command("objcopy", "binutils", "binutils", "the UKI");
+    pub const UKI_STUB: Requirement =
+        Requirement::file(super::UKI_STUB, "systemd-boot-efi", "systemd-boot-unsigned", "the UKI's EFI stub");
+    pub const XORRISO: Requirement =
+        Requirement::command("xorriso", "xorriso", "xorriso", "reference ISO images");
+    pub const CPIO: Requirement = Requirement::command("cpio", "cpio", "cpio", "packing the initramfs");
+    pub const MMDEBSTRAP: Requirement =
+        Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "bootstrapping Debian bookworm");
+}

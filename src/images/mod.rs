@@ -46,6 +46,7 @@ mod build;
 mod debs;
 pub mod installed;
 mod media;
+pub use media::tools;
 mod modules;
 pub mod recipe;
 mod tiny;
@@ -281,26 +282,20 @@ fn requirements(recipe: &Recipe) -> Vec<Requirement> {
     let mut reqs = vec![
         Requirement::command("dpkg", "dpkg", "dpkg", "unpacking Debian packages"),
         Requirement::command("depmod", "kmod", "kmod", "kernel module dependencies"),
-        Requirement::command("cpio", "cpio", "cpio", "packing the initramfs"),
+        media::tools::CPIO,
         Requirement::command("gzip", "gzip", "gzip", "compressing the initramfs"),
-        Requirement::command("mkfs.vfat", "dosfstools", "dosfstools", "the EFI system partition"),
-        Requirement::command("mcopy", "mtools", "mtools", "filling the ESP without mounting it"),
-        Requirement::command("sfdisk", "fdisk", "util-linux", "the GPT of the disk image"),
+        media::tools::MKFS_VFAT,
+        media::tools::MCOPY,
+        media::tools::SFDISK,
         Requirement::command("dd", "coreutils", "coreutils", "writing the ESP into the disk"),
         Requirement::command("gcc", "gcc", "gcc", "the guest's static vsock agent"),
         Requirement::file(STATIC_LIBC, "libc6-dev", "glibc-static", "linking the vsock agent statically"),
     ];
     if recipe.boot == recipe::Boot::Uki {
-        reqs.push(Requirement::command("objcopy", "binutils", "binutils", "the UKI"));
-        reqs.push(Requirement::file(
-            media::UKI_STUB,
-            "systemd-boot-efi",
-            "systemd-boot-unsigned",
-            "the UKI's EFI stub",
-        ));
+        reqs.extend([media::tools::OBJCOPY, media::tools::UKI_STUB]);
     }
     if recipe.medium == Medium::Iso {
-        reqs.push(Requirement::command("xorriso", "xorriso", "xorriso", "the hybrid ISO"));
+        reqs.push(media::tools::XORRISO);
     }
     reqs
 }
