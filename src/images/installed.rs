@@ -1,7 +1,7 @@
 //! `reference:installed`: a Debian bookworm system installed the way the hardened
 //! images of bootproof's users are — LUKS2 (argon2id) root holding btrfs with
 //! subvolumes `root` and `home`, hardening sysctls, qemu-guest-agent, a serial console,
-//! booted by a UKI from the ESP of a GPT disk — built from Debian's packages with
+//! SDDM with a graphical login into a minimal X session (an xterm), booted by a UKI from the ESP of a GPT disk — built from Debian's packages with
 //! `mmdebstrap`, plus the files of `overlay/` (see overlay/README.md).
 //!
 //! The build host has no device-mapper, so the root is encrypted offline
@@ -52,6 +52,18 @@ pub const PACKAGES: &[&str] = &[
     "passwd",
     // initramfs-tools compresses with zstd by default and falls back noisily without.
     "zstd",
+    // The graphical login: SDDM (its embedded greeter theme: no theme package comes
+    // without recommends) on Xorg. Naming the fbdev and libinput drivers keeps apt
+    // from pulling xserver-xorg-video-all and -input-all; Xorg itself picks the
+    // modesetting driver of xserver-xorg-core on the VGA device.
+    "sddm",
+    "xserver-xorg",
+    "xserver-xorg-core",
+    "xserver-xorg-video-fbdev",
+    "xserver-xorg-input-libinput",
+    "xterm",
+    "fonts-dejavu-core",
+    "libpam-systemd",
 ];
 
 /// No `quiet`: the console log then holds the kernel's and systemd's account of the
@@ -66,7 +78,8 @@ const LUKS_PBKDF_MEMORY_KIB: u32 = 32 * 1024;
 const LUKS_PBKDF_ITERATIONS: u32 = 4;
 /// Room `reencrypt --encrypt` takes from the end of the file for the LUKS2 header.
 const LUKS_HEADER_MIB: u64 = 32;
-/// The btrfs file system: the system uses about 250 MiB of it.
+/// The btrfs file system: the system uses about 250 MiB of it without the graphical
+/// login, about 480 MiB with it.
 const ROOT_FS_MIB: u64 = 768;
 
 /// The test secrets, as `(file in the image's cache directory, value)`.
@@ -94,6 +107,13 @@ pub const OVERLAY: &[(&str, &str)] = &[
     (
         "etc/systemd/system/bootproof-journal-export.service",
         include_str!("../../overlay/etc/systemd/system/bootproof-journal-export.service"),
+    ),
+    ("etc/sddm.conf.d/10-bootproof.conf", include_str!("../../overlay/etc/sddm.conf.d/10-bootproof.conf")),
+    ("etc/default/bootproof-greeter-env", include_str!("../../overlay/etc/default/bootproof-greeter-env")),
+    ("usr/local/bin/bootproof-session", include_str!("../../overlay/usr/local/bin/bootproof-session")),
+    (
+        "usr/share/xsessions/bootproof-xterm.desktop",
+        include_str!("../../overlay/usr/share/xsessions/bootproof-xterm.desktop"),
     ),
 ];
 
@@ -342,5 +362,22 @@ mod tests {
     #[test]
     fn configure_enables_the_overlay_units() {
         assert!(CONFIGURE.contains("systemctl enable mnt-bootproof.mount bootproof-journal-export.service"));
+    }
+
+    #[test]
+    fn sddm_is_the_display_manager_with_a_software_rendered_greeter_and_an_xterm_session() {
+        assert!(CONFIGURE.contains("systemctl enable sddm.service"));
+        assert!(CONFIGURE.contains("set-default graphical.target"));
+        assert!(CONFIGURE.contains("envfile=/etc/default/bootproof-greeter-env"));
+        let file = |p: &str| OVERLAY.iter().find(|(path, _)| *path == p).map(|(_, b)| *b).unwrap();
+        assert!(file("etc/default/bootproof-greeter-env").contains("\nQT_QUICK_BACKEND=software\n"));
+        assert!(
+            file("usr/share/xsessions/bootproof-xterm.desktop")
+                .contains("Exec=/usr/local/bin/bootproof-session")
+        );
+        assert!(
+            file("usr/local/bin/bootproof-session").contains("logger -t bootproof-session \"session started")
+        );
+        assert!(PACKAGES.contains(&"sddm") && PACKAGES.contains(&"xterm"));
     }
 }

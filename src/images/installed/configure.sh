@@ -30,4 +30,15 @@ chroot "$root" useradd --create-home --shell /bin/bash admin
 printf 'root:%s\nadmin:%s\n' "$BOOTPROOF_ROOT_PASSWORD" "$BOOTPROOF_ADMIN_PASSWORD" |
     chroot "$root" chpasswd
 chroot "$root" systemctl enable mnt-bootproof.mount bootproof-journal-export.service
+
+# SDDM is the display manager (sddm.service's Alias= makes display-manager.service)
+# and the system boots to the graphical target. Bookworm's sddm 0.19 ignores
+# GreeterEnvironment=, so the greeter's Qt settings come through pam_env, which the
+# sddm-greeter PAM stack runs.
+chmod 0755 "$root/usr/local/bin/bootproof-session"
+echo /usr/sbin/sddm >"$root/etc/X11/default-display-manager"
+echo 'session required pam_env.so readenv=1 envfile=/etc/default/bootproof-greeter-env' \
+    >>"$root/etc/pam.d/sddm-greeter"
+chroot "$root" systemctl enable sddm.service
+chroot "$root" systemctl set-default graphical.target
 chroot "$root" update-initramfs -u -k all
