@@ -98,7 +98,11 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
+    let run_dir = paths.iter().any(|p| p.file_name().is_some_and(|n| n == "qemu-command.sh"));
     for path in paths {
+        if run_dir && is_run_artifact(&path) {
+            continue;
+        }
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => report.skipped_symlinks.push(path),
             Ok(meta) if meta.is_dir() => walk(&path, files, report),
@@ -108,6 +112,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
             Err(source) => report.errors.push(InspectError::Unreadable { path, source }),
         }
     }
+}
+
+/// Files of a bootproof run directory that are not logs: the VM's disks and firmware
+/// variables, pictures, bootproof's own records, and `console.raw`, whose text
+/// `console.log` already holds without the terminal escapes.
+fn is_run_artifact(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let by_name =
+        ["console.raw", "OVMF_VARS.fd", "qemu-command.sh", "summary.json", "result.json", "sockets"];
+    let by_ending = [".qcow2", ".png", ".ppm", ".sock"];
+    by_name.contains(&name.as_str()) || by_ending.iter().any(|e| name.ends_with(e)) || name == "tpm"
 }
 
 /// Most severe first, then by file and line, so the cause tends to come first.

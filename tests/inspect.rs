@@ -301,3 +301,28 @@ fn binary_non_utf8_and_empty_inputs() {
     assert_eq!((file.kind, file.records, file.unparsed_lines), (LogKind::Dmesg, 3, 0));
     assert_eq!(findings[0].kind, FindingKind::KernelOops);
 }
+
+#[test]
+fn a_run_directory_is_read_for_its_logs_not_its_disks() {
+    let run = tempfile::tempdir().unwrap();
+    let d = run.path();
+    std::fs::write(d.join("qemu-command.sh"), "#!/bin/sh\nqemu-system-x86_64 -nodefaults\n").unwrap();
+    std::fs::write(d.join("console.raw"), b"\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n").unwrap();
+    std::fs::write(d.join("console.log"), "[     0.500] BdsDxe: loading Boot0001 \"UEFI Misc Device\"\n")
+        .unwrap();
+    std::fs::write(d.join("OVMF_VARS.fd"), vec![0xffu8; 4096]).unwrap();
+    std::fs::write(d.join("disk0.qcow2"), b"QFI\xfb\0\0\0\x03").unwrap();
+    std::fs::write(d.join("summary.json"), "{\"passed\": true}\n").unwrap();
+    std::fs::create_dir_all(d.join("tpm")).unwrap();
+    std::fs::write(d.join("tpm/tpm2-00.permall"), vec![0u8; 64]).unwrap();
+    std::fs::create_dir_all(d.join("share")).unwrap();
+    std::fs::write(d.join("share/report.txt"), "bootproof-tiny: efi=1\n").unwrap();
+    let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
+    let names: Vec<String> =
+        report.files.iter().map(|f| f.path.strip_prefix(d).unwrap().display().to_string()).collect();
+    assert_eq!(names, ["console.log", "share/report.txt"]);
+    // Outside a run directory nothing is skipped.
+    std::fs::remove_file(d.join("qemu-command.sh")).unwrap();
+    let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
+    assert!(report.files.iter().any(|f| f.path.ends_with("console.raw")));
+}
