@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::profile::parse_duration;
+use crate::profile::{line_column, parse_duration};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -321,13 +321,6 @@ impl Ctx<'_> {
     fn line(&self, span: &std::ops::Range<usize>) -> usize {
         line_column(self.text, span.start).0
     }
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[start..].chars().count() + 1)
 }
 
 impl Scenario {
