@@ -206,6 +206,19 @@ fn a_cached_image_is_not_rebuilt() {
 
 #[test]
 fn known_names_are_listed_and_others_refused() {
-    assert_eq!(images::known(), ["tiny", "tiny-iso", "tiny-sb", "installed"]);
+    assert_eq!(
+        images::known(),
+        [
+            "tiny",
+            "tiny-iso",
+            "tiny-sb",
+            "installed",
+            "installed-tpm",
+            "installed-sb",
+            "installed-broken-sysctl",
+            "installed-broken-home",
+            "installed-broken-sddm"
+        ]
+    );
     assert!(images::ensure("reference:nope").is_err());
 }

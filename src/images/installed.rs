@@ -29,7 +29,103 @@ use super::media::{self, EspFor};
 use crate::host::setup::Requirement;
 
 /// Bump when the steps change in a way the fingerprint does not show.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// The images this recipe builds: the reference system and its variants. Each is its
+/// own cached image (`reference:<name>`) with the same secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `installed`: unlocked by passphrase at the console, booted by a UKI.
+    Plain,
+    /// `installed-tpm`: the same system whose initramfs can also unlock the root with
+    /// a key sealed in the TPM (enrolled by the `luks-tpm-unlock` scenario).
+    Tpm,
+    /// `installed-sb`: booted through Debian's signed shim, grub and kernel, for
+    /// Secure Boot.
+    SecureBoot,
+    /// `installed-broken-<property>`: one property broken on purpose, so a test can
+    /// show that the matching scenario, and only it, fails.
+    Broken(Broken),
+}
+
+/// The property a broken variant lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// The hardening sysctl file is missing.
+    Sysctl,
+    /// `/home` is a plain directory in the `root` subvolume, not subvolume `home`.
+    Home,
+    /// SDDM is installed but not enabled.
+    Sddm,
+}
+
+impl Broken {
+    /// What configure.sh and root-fs.sh receive as `BOOTPROOF_BREAK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Broken::Sysctl => "sysctl",
+            Broken::Home => "home",
+            Broken::Sddm => "sddm",
+        }
+    }
+}
+
+impl Variant {
+    pub const ALL: [Variant; 6] = [
+        Variant::Plain,
+        Variant::Tpm,
+        Variant::SecureBoot,
+        Variant::Broken(Broken::Sysctl),
+        Variant::Broken(Broken::Home),
+        Variant::Broken(Broken::Sddm),
+    ];
+
+    /// The image name (`installed`, `installed-tpm`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Plain => "installed",
+            Variant::Tpm => "installed-tpm",
+            Variant::SecureBoot => "installed-sb",
+            Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
+            Variant::Broken(Broken::Home) => "installed-broken-home",
+            Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
+        }
+    }
+
+    /// The variant called `name` (without `reference:`).
+    pub fn named(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    fn broken(self) -> &'static str {
+        match self {
+            Variant::Broken(b) => b.as_str(),
+            _ => "",
+        }
+    }
+
+    /// The packages named to apt: [`PACKAGES`] and the variant's own.
+    pub fn packages(self) -> Vec<&'static str> {
+        let mut packages = PACKAGES.to_vec();
+        packages.extend_from_slice(match self {
+            Variant::Tpm => TPM_PACKAGES,
+            Variant::SecureBoot => SECURE_BOOT_PACKAGES,
+            _ => &[],
+        });
+        packages
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(self) -> &'static str {
+        CMDLINE
+    }
+}
+
+/// The TPM variant's additions to [`PACKAGES`].
+pub const TPM_PACKAGES: &[&str] = &[];
+
+/// The Secure Boot variant's additions to [`PACKAGES`].
+pub const SECURE_BOOT_PACKAGES: &[&str] = &[];
 
 /// The kernel metapackage; its pinned kernel version is part of the cache key.
 pub const KERNEL: &str = "linux-image-amd64";
@@ -134,9 +230,10 @@ impl Recipe<'_> {
     /// Everything that determines the output, as text: hashed for the cache key and
     /// kept next to the image as `recipe.txt`. Not covered: versions of packages
     /// pulled in as dependencies, the host's mmdebstrap, btrfs-progs and cryptsetup.
-    pub fn fingerprint(&self, resolved: &Resolved) -> String {
+    pub fn fingerprint(&self, variant: Variant, resolved: &Resolved) -> String {
+        let (name, cmdline, broken) = (variant.name(), variant.cmdline(), variant.broken());
         let mut text = format!(
-            "recipe-version {VERSION}\nname installed\ncmdline {CMDLINE}\nluks-uuid {LUKS_UUID}\n\
+            "recipe-version {VERSION}\nname {name}\nbroken {broken}\ncmdline {cmdline}\nluks-uuid {LUKS_UUID}\n\
              luks-pbkdf argon2id {LUKS_PBKDF_MEMORY_KIB} KiB {LUKS_PBKDF_ITERATIONS} iterations\n\
              root-fs {ROOT_FS_MIB} MiB\n"
         );
@@ -158,8 +255,8 @@ impl Recipe<'_> {
     }
 
     /// The cache key: the first 16 hex digits of the fingerprint's SHA-256.
-    pub fn hash(&self, resolved: &Resolved) -> String {
-        hex::encode(Sha256::digest(self.fingerprint(resolved).as_bytes()))[..16].to_string()
+    pub fn hash(&self, variant: Variant, resolved: &Resolved) -> String {
+        hex::encode(Sha256::digest(self.fingerprint(variant, resolved).as_bytes()))[..16].to_string()
     }
 }
 
@@ -178,21 +275,21 @@ pub fn requirements() -> Vec<Requirement> {
 }
 
 /// A build mounts a loop device and chroots: say so before anything starts.
-pub fn needs_root(cache: &Path) -> Result<(), ImageError> {
+pub fn needs_root(variant: Variant, cache: &Path) -> Result<(), ImageError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         Ok(())
     } else {
-        Err(ImageError::NeedsRoot { image: "installed".to_string(), cache: cache.to_path_buf() })
+        Err(ImageError::NeedsRoot { image: variant.name().to_string(), cache: cache.to_path_buf() })
     }
 }
 
 /// Runs the steps after the host check into the build directory.
-pub fn build(b: &mut Build) -> Result<PathBuf, ImageError> {
+pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     let work = b.dir().join("work");
     let tree = work.join("tree");
     b.step("bootstrapping bookworm with mmdebstrap (about a minute)");
-    bootstrap(b, &work, &tree)?;
+    bootstrap(b, variant, &work, &tree)?;
 
     b.step("writing btrfs subvolumes root and home");
     let root_fs = work.join("root.img");
@@ -204,7 +301,8 @@ pub fn build(b: &mut Build) -> Result<PathBuf, ImageError> {
             .arg(&tree)
             .arg(&root_fs)
             .arg(ROOT_FS_MIB.to_string())
-            .arg(work.join("mnt")),
+            .arg(work.join("mnt"))
+            .env("BOOTPROOF_BREAK", variant.broken()),
     )?;
 
     b.step("encrypting the root (LUKS2, argon2id)");
@@ -212,7 +310,7 @@ pub fn build(b: &mut Build) -> Result<PathBuf, ImageError> {
 
     b.step("building UKI");
     let (kernel, initrd) = boot_files(b, &tree)?;
-    let uki = media::uki(b, &kernel, &initrd, CMDLINE, OS_RELEASE, &work)?;
+    let uki = media::uki(b, &kernel, &initrd, variant.cmdline(), OS_RELEASE, &work)?;
     b.step("building ESP");
     let esp = work.join("esp.img");
     let esp_mib = media::esp(b, &esp, EspFor::Disk, &[(uki, "EFI/BOOT/BOOTX64.EFI")])?;
@@ -231,7 +329,7 @@ const OS_RELEASE: &str = "NAME=\"bootproof installed\"\nID=bootproof-installed\n
 
 /// mmdebstrap with the host's apt sources, the overlay and `configure.sh` as its
 /// customize hook.
-fn bootstrap(b: &mut Build, work: &Path, tree: &Path) -> Result<(), ImageError> {
+fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Result<(), ImageError> {
     let overlay = work.join("overlay");
     for (path, body) in OVERLAY {
         let dest = overlay.join(path);
@@ -243,12 +341,14 @@ fn bootstrap(b: &mut Build, work: &Path, tree: &Path) -> Result<(), ImageError> 
     let secret = |name| SECRET_FILES.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| *v);
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
-        .arg(format!("--include={KERNEL},{}", PACKAGES.join(",")))
+        .arg(format!("--include={KERNEL},{}", variant.packages().join(",")))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .args(["man", "doc", "locale"].map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*")))
         .arg(format!("--customize-hook=sh '{}' \"$1\"", configure.display()))
         .env("BOOTPROOF_OVERLAY", &overlay)
         .env("BOOTPROOF_LUKS_UUID", LUKS_UUID)
+        .env("BOOTPROOF_VARIANT", variant.name())
+        .env("BOOTPROOF_BREAK", variant.broken())
         .env("BOOTPROOF_ROOT_PASSWORD", secret("root-password"))
         .env("BOOTPROOF_ADMIN_PASSWORD", secret("admin-password"))
         .arg("bookworm")
@@ -325,23 +425,26 @@ mod tests {
 
     #[test]
     fn the_hash_follows_overlay_scripts_and_package_versions() {
-        let h = RECIPE.hash(&resolved());
+        let h = RECIPE.hash(Variant::Plain, &resolved());
         assert_eq!(h.len(), 16);
-        assert_eq!(h, RECIPE.hash(&resolved()));
+        assert_eq!(h, RECIPE.hash(Variant::Plain, &resolved()));
+        let others: std::collections::BTreeSet<String> =
+            Variant::ALL.iter().map(|v| RECIPE.hash(*v, &resolved())).collect();
+        assert_eq!(others.len(), Variant::ALL.len(), "every variant is its own image");
 
         let mut overlay = OVERLAY.to_vec();
         overlay[0].1 = "kernel.kptr_restrict = 1\n";
-        assert_ne!(Recipe { overlay: &overlay, ..RECIPE }.hash(&resolved()), h);
+        assert_ne!(Recipe { overlay: &overlay, ..RECIPE }.hash(Variant::Plain, &resolved()), h);
 
         let scripts = [("configure.sh", "true\n"), ("root-fs.sh", ROOT_FS)];
-        assert_ne!(Recipe { scripts: &scripts, ..RECIPE }.hash(&resolved()), h);
+        assert_ne!(Recipe { scripts: &scripts, ..RECIPE }.hash(Variant::Plain, &resolved()), h);
 
         let mut newer = resolved();
         newer.debs[0].version = "252.40-1~deb12u1".into();
-        assert_ne!(RECIPE.hash(&newer), h);
+        assert_ne!(RECIPE.hash(Variant::Plain, &newer), h);
         let mut kernel = resolved();
         kernel.kernel.1 = "6.1.193-1".into();
-        assert_ne!(RECIPE.hash(&kernel), h);
+        assert_ne!(RECIPE.hash(Variant::Plain, &kernel), h);
     }
 
     #[test]

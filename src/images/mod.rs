@@ -77,7 +77,7 @@ pub struct BuiltImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("unknown reference image `{0}` (known: tiny, tiny-iso, tiny-sb, installed)")]
+    #[error("unknown reference image `{0}` (known: {known})", known = known().join(", "))]
     Unknown(String),
     #[error("unknown reference secret `{reference}` (known: {})", known.join(", "))]
     UnknownSecret { reference: String, known: Vec<String> },
@@ -131,8 +131,10 @@ pub struct CommandFailed {
 }
 
 /// The reference images this module builds.
-pub fn known() -> &'static [&'static str] {
-    &["tiny", "tiny-iso", "tiny-sb", "installed"]
+pub fn known() -> Vec<&'static str> {
+    let mut names = vec!["tiny", "tiny-iso", "tiny-sb"];
+    names.extend(installed::Variant::ALL.map(|v| v.name()));
+    names
 }
 
 /// Where `tiny` and `tiny-sb` keep their `scratch` partition, in bytes of the image
@@ -153,8 +155,8 @@ pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
 /// one line per build step (`building reference:tiny: [4/7] building initramfs`).
 pub fn build(name: &str, force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
     let bare = name.strip_prefix("reference:").unwrap_or(name);
-    if bare == "installed" {
-        return build_installed(force, progress);
+    if let Some(variant) = installed::Variant::named(bare) {
+        return build_installed(variant, force, progress);
     }
     let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
     let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
@@ -166,23 +168,28 @@ pub fn build(name: &str, force: bool, progress: &mut dyn FnMut(&str)) -> Result<
     Ok(built(&recipe, path))
 }
 
-fn build_installed(force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
-    let resolved = debs::resolve("installed", installed::KERNEL, installed::PACKAGES)?;
-    let hash = installed::RECIPE.hash(&resolved);
-    let path = cached_or_build("installed", &hash, installed::FILE_NAME, force, |images| {
-        installed::needs_root(&crate::cache::cache_dir())?;
-        let dir = build::temp_dir(images, "installed", &hash);
-        let mut b = build::Build::start("installed", dir, installed::STEPS, progress)?;
+fn build_installed(
+    variant: installed::Variant,
+    force: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BuiltImage, ImageError> {
+    let name = variant.name();
+    let resolved = debs::resolve(name, installed::KERNEL, &variant.packages())?;
+    let hash = installed::RECIPE.hash(variant, &resolved);
+    let path = cached_or_build(name, &hash, installed::FILE_NAME, force, |images| {
+        installed::needs_root(variant, &crate::cache::cache_dir())?;
+        let dir = build::temp_dir(images, name, &hash);
+        let mut b = build::Build::start(name, dir, installed::STEPS, progress)?;
         b.step("checking host tools");
         setup::ensure(&installed::requirements())
-            .map_err(|source| ImageError::Setup { image: "installed".to_string(), source })?;
-        let image = installed::build(&mut b)?;
-        b.write(&b.dir().join("recipe.txt"), installed::RECIPE.fingerprint(&resolved))?;
-        let dest = build::final_dir(images, "installed", &hash);
+            .map_err(|source| ImageError::Setup { image: name.to_string(), source })?;
+        let image = installed::build(&mut b, variant)?;
+        b.write(&b.dir().join("recipe.txt"), installed::RECIPE.fingerprint(variant, &resolved))?;
+        let dest = build::final_dir(images, name, &hash);
         b.finish(&dest)?;
         Ok(dest.join(image.file_name().expect("an image file")))
     })?;
-    Ok(BuiltImage { reference: "reference:installed".to_string(), path, kind: ImageKind::Disk })
+    Ok(BuiltImage { reference: format!("reference:{name}"), path, kind: ImageKind::Disk })
 }
 
 /// The cached image `name` of recipe `hash`, or the result of `build_fn` run under the
@@ -233,7 +240,8 @@ pub fn secret_name(reference: &str) -> Result<(&str, &str), ImageError> {
         known: installed::SECRET_FILES.iter().map(|(f, _)| format!("installed/{f}")).collect(),
     };
     let (image, file) = reference.split_once('/').ok_or_else(unknown)?;
-    let known = image == "installed" && installed::SECRET_FILES.iter().any(|(f, _)| *f == file);
+    let known =
+        installed::Variant::named(image).is_some() && installed::SECRET_FILES.iter().any(|(f, _)| *f == file);
     if known { Ok((image, file)) } else { Err(unknown()) }
 }
 
@@ -313,6 +321,10 @@ mod tests {
     #[test]
     fn secrets_name_a_file_the_image_writes() {
         assert_eq!(secret_name("installed/luks-passphrase").unwrap(), ("installed", "luks-passphrase"));
+        assert_eq!(
+            secret_name("installed-tpm/luks-passphrase").unwrap(),
+            ("installed-tpm", "luks-passphrase")
+        );
         for bad in ["installed/build.log", "tiny/luks-passphrase", "installed", "../etc/passwd"] {
             let err = secret_name(bad).unwrap_err().to_string();
             assert!(err.contains("installed/admin-password"), "{bad}: {err}");

@@ -89,7 +89,7 @@ impl Recipe {
             packages.extend(["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"]);
         }
         Some(Recipe {
-            name: super::known().iter().copied().find(|k| *k == name)?,
+            name: super::known().into_iter().find(|k| *k == name)?,
             version: RECIPE_VERSION,
             kernel: "linux-image-amd64",
             packages,

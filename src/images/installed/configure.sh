@@ -3,9 +3,12 @@
 # "$1" into the installed system. mmdebstrap has /proc, /sys and /dev mounted in the
 # tree while hooks run, so chroot commands behave as on a real system.
 # Inputs (environment): BOOTPROOF_OVERLAY (files copied over the tree as they are),
-# BOOTPROOF_LUKS_UUID, BOOTPROOF_ROOT_PASSWORD, BOOTPROOF_ADMIN_PASSWORD.
+# BOOTPROOF_LUKS_UUID, BOOTPROOF_ROOT_PASSWORD, BOOTPROOF_ADMIN_PASSWORD,
+# BOOTPROOF_VARIANT (the image's name), BOOTPROOF_BREAK (empty, or the one property a
+# broken variant lacks: sysctl, home or sddm).
 set -eu
 root=$1
+broken=${BOOTPROOF_BREAK:-}
 
 cp -a "$BOOTPROOF_OVERLAY"/. "$root"/
 echo bootproof-installed >"$root/etc/hostname"
@@ -14,10 +17,10 @@ echo bootproof-installed >"$root/etc/hostname"
 # root:"). The build host has no device-mapper, so the cryptsetup hook cannot see the
 # device; `initramfs` makes it include the entry anyway.
 echo "root UUID=$BOOTPROOF_LUKS_UUID none luks,discard,initramfs" >"$root/etc/crypttab"
-cat >"$root/etc/fstab" <<FSTAB
-/dev/mapper/root / btrfs subvol=/root,compress=zstd:1 0 0
-/dev/mapper/root /home btrfs subvol=/home,compress=zstd:1 0 0
-FSTAB
+echo "/dev/mapper/root / btrfs subvol=/root,compress=zstd:1 0 0" >"$root/etc/fstab"
+if [ "$broken" != home ]; then
+    echo "/dev/mapper/root /home btrfs subvol=/home,compress=zstd:1 0 0" >>"$root/etc/fstab"
+fi
 echo CRYPTSETUP=y >>"$root/etc/cryptsetup-initramfs/conf-hook"
 
 # MODULES=list: an 8 MB initramfs instead of 32 MB (the UKI is read by OVMF under
@@ -41,4 +44,10 @@ echo 'session required pam_env.so readenv=1 envfile=/etc/default/bootproof-greet
     >>"$root/etc/pam.d/sddm-greeter"
 chroot "$root" systemctl enable sddm.service
 chroot "$root" systemctl set-default graphical.target
+
+# The broken variants: each lacks one property, and nothing else changes.
+case "$broken" in
+sysctl) rm "$root/etc/sysctl.d/99-zz-bootproof-hardening.conf" ;;
+sddm) chroot "$root" systemctl disable sddm.service ;;
+esac
 chroot "$root" update-initramfs -u -k all
