@@ -30,6 +30,11 @@ enum Command {
         /// Only scenarios whose name contains this.
         #[arg(long)]
         filter: Option<String>,
+        /// Run against another image: `PATH` or `reference:NAME` for every scenario, or
+        /// `reference:installed=PATH` for those written for reference:installed only.
+        /// Secrets: BOOTPROOF_SECRET_<NAME> overrides a scenario's secret NAME.
+        #[arg(long, env = "BOOTPROOF_IMAGE", value_parser = bootproof::scenario::ImageOverride::parse)]
+        image: Option<bootproof::scenario::ImageOverride>,
     },
     /// List the scenarios (files or directories; without any, the built-in suite).
     List { scenarios: Vec<PathBuf> },
@@ -101,8 +106,8 @@ fn main() -> ExitCode {
                 .join(bootproof::vm::rundir::new_run_id());
             runtime_block_on(boot_one(profile, image, until, timeout, dir, !quiet))
         }
-        Command::Run { scenarios, artifacts, junit, filter } => {
-            runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter))
+        Command::Run { scenarios, artifacts, junit, filter, image } => {
+            runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter, image))
         }
         Command::List { scenarios } => list(scenarios),
     }
@@ -210,6 +215,7 @@ async fn run_scenarios(
     artifacts: PathBuf,
     junit: Option<PathBuf>,
     filter: Option<String>,
+    image: Option<bootproof::scenario::ImageOverride>,
 ) -> ExitCode {
     use bootproof::scenario::runner::{self, Progress, RunnerOptions};
     if let Err(e) = host::ensure_runtime() {
@@ -221,7 +227,12 @@ async fn run_scenarios(
     let mut scenarios = Vec::new();
     for found in bootproof::scenario::discover(&scenario_paths(given)) {
         match found {
-            Ok(s) if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) => {
+            Ok(mut s)
+                if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) =>
+            {
+                if let Some(o) = &image {
+                    o.apply(&mut s);
+                }
                 scenarios.push(s)
             }
             Ok(s) => eprintln!(

@@ -7,6 +7,8 @@
 //! (`BOOTPROOF_MAX_VMS`, else memory and cores; see `scenario::budget`). A failed
 //! scenario's message is its one-screen report. `BOOTPROOF_JUNIT=path` writes JUnit XML
 //! for the scenarios this process ran (under nextest, use nextest's own JUnit output).
+//! `BOOTPROOF_IMAGE=[reference:NAME=]IMAGE` runs them against another image and
+//! `BOOTPROOF_SECRET_<NAME>` overrides a secret, as `bootproof run --image` does.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::PathBuf;
@@ -20,10 +22,16 @@ static REPORTS: Mutex<Vec<ScenarioReport>> = Mutex::new(Vec::new());
 fn main() {
     let args = Arguments::from_args();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let image = std::env::var("BOOTPROOF_IMAGE").ok().map(|text| {
+        bootproof::scenario::ImageOverride::parse(&text).unwrap_or_else(|e| panic!("BOOTPROOF_IMAGE: {e}"))
+    });
     let trials = bootproof::scenario::discover(&[dir])
         .into_iter()
         .map(|found| match found {
-            Ok(s) => {
+            Ok(mut s) => {
+                if let Some(o) = &image {
+                    o.apply(&mut s);
+                }
                 let ignored = s.ignore.is_some();
                 Trial::test(s.name.clone(), move || run_one(&s)).with_ignored_flag(ignored)
             }
