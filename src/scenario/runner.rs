@@ -212,7 +212,19 @@ fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, Stri
     scenario.secrets.iter().map(|(name, src)| secret_value(name, src).map(|v| (name.clone(), v))).collect()
 }
 
+/// `BOOTPROOF_SECRET_<NAME>` (upper case, `-` as `_`): overrides where any scenario's
+/// secret `NAME` comes from, so the shipped scenarios run against a user's own image
+/// (`--image`) with that image's passphrase.
+pub fn secret_override_var(name: &str) -> String {
+    let upper: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("BOOTPROOF_SECRET_{upper}")
+}
+
 fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
+    if let Ok(v) = std::env::var(secret_override_var(name)) {
+        return Ok(v);
+    }
     let reference = match &src.reference {
         Some(r) => Some(crate::images::secret_file(r).map_err(|e| format!("secret `{name}`: {e}"))?),
         None => None,
@@ -488,6 +500,12 @@ async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -
                 let detail = status.map(|o| shown(&o.stdout)).unwrap_or_default();
                 return Err(StepError::new(expected, format!("{unit} failed\n{detail}")));
             }
+            if state == "inactive"
+                && want == UnitState::Active
+                && let Some(why) = never_started(&agent, unit, left).await
+            {
+                return Err(StepError::new(expected, why));
+            }
             last = format!("{unit} is {state}");
         } else if let Some(pattern) = &w.message {
             let re = Regex::new(pattern).expect("validated when parsed");
@@ -514,6 +532,27 @@ async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -
         tokio::time::sleep(POLL).await;
     }
     Err(StepError::new(expected, last))
+}
+
+/// Why an inactive `unit` will not start by itself: the boot has finished and the unit
+/// is disabled, masked or missing. A wait for it then fails at once, naming the unit,
+/// instead of running out its timeout. None while the boot is still going or the unit
+/// could still be started (enabled, static, or pulled in some other way).
+async fn never_started(agent: &Agent, unit: &str, limit: Duration) -> Option<String> {
+    let text = |o: crate::agent::CommandOutput| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let system = agent.run("systemctl is-system-running", limit).await.map(text).ok()?;
+    if !matches!(system.as_str(), "running" | "degraded") {
+        return None;
+    }
+    let enabled = agent.run(&format!("systemctl is-enabled -- '{unit}'"), limit).await.map(text).ok()?;
+    let why = match enabled.as_str() {
+        "disabled" | "masked" | "masked-runtime" => enabled.clone(),
+        "" | "not-found" => "not found".to_string(),
+        _ => return None,
+    };
+    Some(format!(
+        "{unit} is inactive and {why}, and the boot has finished (system {system}): nothing will start it"
+    ))
 }
 
 async fn wait_file(ctx: &mut StepCtx<'_>, path: &str, limit: Duration) -> Result<(), StepError> {
@@ -663,6 +702,12 @@ mod tests {
         assert_eq!(checks_position(&steps(vec![run(), wait()])), 2);
         assert_eq!(checks_position(&steps(vec![Action::PowerOff, run()])), 2);
         assert_eq!(checks_position(&[]), 0);
+    }
+
+    #[test]
+    fn the_override_variable_is_the_upper_case_name() {
+        assert_eq!(secret_override_var("luks"), "BOOTPROOF_SECRET_LUKS");
+        assert_eq!(secret_override_var("admin-pw.2"), "BOOTPROOF_SECRET_ADMIN_PW_2");
     }
 
     #[test]
