@@ -118,6 +118,12 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `[  12.3s] a: step 2/5 ... · b: booting`, cut to fit a terminal line.
+fn live_line(elapsed: f64, doing: &[(String, String)]) -> String {
+    let parts: Vec<String> = doing.iter().map(|(name, what)| format!("{name}: {what}")).collect();
+    format!("[{elapsed:>6.1}s] {}", parts.join(" · ")).chars().take(150).collect()
+}
+
 fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     // One thread: children are spawned from the main thread, which lives as long as
     // the process, so PR_SET_PDEATHSIG fires exactly when bootproof dies.
@@ -208,8 +214,10 @@ fn list(scenarios: Vec<PathBuf>) -> ExitCode {
     if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
-/// Runs scenarios one after another with a live progress line on a terminal (plain
-/// lines otherwise), then a summary table and where the artifacts are.
+/// Builds the reference images the scenarios need, then runs the scenarios side by side
+/// as the VM budget allows, with a live progress line on a terminal (plain lines
+/// otherwise), each failure's one-screen report as it ends, then a summary table and
+/// where the artifacts are.
 async fn run_scenarios(
     given: Vec<PathBuf>,
     artifacts: PathBuf,
@@ -243,8 +251,29 @@ async fn run_scenarios(
             Err((_, e)) => return fail(2, e),
         }
     }
+    // Reference images first, one at a time with their own progress: a build inside a
+    // run would stall the other scenarios' VMs sharing this thread.
+    let mut needed: Vec<&str> = Vec::new();
+    for s in &scenarios {
+        let secrets = s.secrets.values().filter_map(|src| src.reference.as_deref()?.split_once('/'));
+        for image in std::iter::once(s.image.as_str()).chain(secrets.map(|(image, _)| image)) {
+            let bare = image.strip_prefix("reference:").unwrap_or(image);
+            if bootproof::images::known().contains(&bare) && !needed.contains(&bare) {
+                needed.push(bare);
+            }
+        }
+    }
+    for image in needed {
+        if let Err(e) = bootproof::images::ensure(image) {
+            eprintln!("bootproof: reference:{image}: {e}");
+        }
+    }
+
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
+    // What each running scenario is doing, for the live line.
+    let doing: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let shown = doing.clone();
     let progress: runner::ProgressFn = std::sync::Arc::new(move |name: &str, p: Progress| {
         let what = match p {
             Progress::WaitingForSlot { max_vms } => format!("waiting for a VM slot ({max_vms} at once)"),
@@ -253,32 +282,55 @@ async fn run_scenarios(
             Progress::Checks { total } => format!("{total} checks"),
             Progress::ShuttingDown => "shutting down".into(),
         };
-        let line = format!("[{:>6.1}s] {name}: {what}", started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
         if live {
-            eprint!("\r\x1b[K{}", line.chars().take(150).collect::<String>());
+            let mut doing = shown.lock().unwrap_or_else(|p| p.into_inner());
+            match doing.iter_mut().find(|(n, _)| n == name) {
+                Some(entry) => entry.1 = what,
+                None => doing.push((name.to_string(), what)),
+            }
+            eprint!("\r\x1b[K{}", live_line(elapsed, &doing));
         } else {
-            eprintln!("{line}");
+            eprintln!("[{elapsed:>6.1}s] {name}: {what}");
         }
     });
     let opts = RunnerOptions { artifacts: artifacts.clone(), echo_console: false, progress: Some(progress) };
-    let mut reports = Vec::new();
-    for s in &scenarios {
-        let report = runner::run(s, &opts).await;
-        if live {
-            eprint!("\r\x1b[K");
-        }
-        if !report.passed {
-            eprintln!(
-                "{}",
-                report.failure_screen(&format!(
-                    "bootproof run {}",
-                    s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string())
-                ))
-            );
-        }
-        eprintln!("{}", report.one_line());
-        reports.push(report);
-    }
+    // All scenarios start together; the VM budget (scenario::budget) decides how many
+    // VMs run at once, so on a 2-core host two guests boot side by side.
+    let local = tokio::task::LocalSet::new();
+    let mut reports: Vec<Option<bootproof::report::ScenarioReport>> = Vec::new();
+    local
+        .run_until(async {
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+            for (index, s) in scenarios.iter().enumerate() {
+                let (s, opts, done_tx) = (s.clone(), opts.clone(), done_tx.clone());
+                tokio::task::spawn_local(async move {
+                    let _ = done_tx.send((index, runner::run(&s, &opts).await));
+                });
+                reports.push(None);
+            }
+            drop(done_tx);
+            while let Some((index, report)) = done_rx.recv().await {
+                let s = &scenarios[index];
+                doing.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _)| *n != s.name);
+                if live {
+                    eprint!("\r\x1b[K");
+                }
+                if !report.passed {
+                    eprintln!(
+                        "{}",
+                        report.failure_screen(&format!(
+                            "bootproof run {}",
+                            s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string())
+                        ))
+                    );
+                }
+                eprintln!("{}", report.one_line());
+                reports[index] = Some(report);
+            }
+        })
+        .await;
+    let reports: Vec<_> = reports.into_iter().flatten().collect();
     println!("{:<28} {:<8} {:>8}  {:<5} run dir", "scenario", "result", "time", "accel");
     for r in &reports {
         let verdict = if r.passed { "ok" } else { "FAILED" };

@@ -1,0 +1,67 @@
+//! `bootproof run`: scenarios side by side, the summary table, `--image`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios").join(format!("{name}.toml"))
+}
+
+fn run(args: &[&str], artifacts: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .arg("run")
+        .args(args)
+        .arg("--artifacts")
+        .arg(artifacts)
+        .env_remove("BOOTPROOF_IMAGE")
+        .output()
+        .expect("bootproof runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn two_scenarios_run_and_the_table_lists_both_with_their_accel() {
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, reboot) = (scenario("tiny-agent"), scenario("tiny-reboot"));
+    // The override names reference:installed only: the tiny scenarios keep their image.
+    let out = run(
+        &[
+            agent.to_str().unwrap(),
+            reboot.to_str().unwrap(),
+            "--image",
+            "reference:installed=/nonexistent/remix.qcow2",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for name in ["tiny-agent", "tiny-reboot"] {
+        let row = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}:\n{stdout}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1], "ok", "{row}");
+        assert!(["tcg", "kvm"].contains(&cols[3]), "{row}");
+        assert!(Path::new(cols[4]).join("summary.json").is_file(), "{row}");
+    }
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn an_image_override_to_a_missing_file_fails_naming_it_without_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = scenario("tiny-agent");
+    let out = run(&[agent.to_str().unwrap(), "--image", "/nonexistent/remix.qcow2"], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("/nonexistent/remix.qcow2"), "{stderr}");
+    let summary = std::fs::read_dir(dir.path().join("tiny-agent")).unwrap().next().unwrap().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(report["image"], "/nonexistent/remix.qcow2");
+    assert!(report["vm_started_unix"].is_null(), "no VM for a missing image: {report}");
+}
