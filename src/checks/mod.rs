@@ -77,6 +77,7 @@ impl Check for Builtin {
                 CheckKind::JournalContains(re) => journal(ctx, re, true).await,
                 CheckKind::JournalLacks(re) => journal(ctx, re, false).await,
                 CheckKind::FileContains { path, pattern } => file_contains(ctx, path, pattern).await,
+                CheckKind::SecureBoot(on) => secure_boot(ctx, *on).await,
             }
         })
     }
@@ -387,5 +388,60 @@ async fn file_contains(ctx: &CheckContext<'_>, path: &str, pattern: &str) -> Che
                 text.lines().next().unwrap_or("")
             ),
         ),
+    }
+}
+
+/// The firmware's `SecureBoot` variable (EFI global variable GUID), as efivarfs shows it.
+const SECURE_BOOT_VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+async fn secure_boot(ctx: &CheckContext<'_>, on: bool) -> CheckOutcome {
+    let expected = format!("Secure Boot {} (EFI variable SecureBoot = {})", on_off(on), u8::from(on));
+    // Whole-file od: efivarfs files cannot seek, so skipping the attributes with -j
+    // would read them anyway (busybox) or fail.
+    let out = guest_or_return!(ctx, &expected, &format!("od -An -tu1 -v {SECURE_BOOT_VAR}"));
+    match secure_boot_value(&String::from_utf8_lossy(&out)) {
+        Ok(value) if value == on => CheckOutcome::pass(expected, format!("SecureBoot = {}", u8::from(value))),
+        Ok(value) => CheckOutcome::fail(
+            expected,
+            format!(
+                "SecureBoot = {}: the firmware booted with Secure Boot {}",
+                u8::from(value),
+                on_off(value)
+            ),
+        ),
+        Err(e) => CheckOutcome::fail(expected, format!("{SECURE_BOOT_VAR}: {e}")),
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "enabled" } else { "disabled" }
+}
+
+/// The state in `od -An -tu1` output of an efivarfs file: four attribute bytes, then
+/// the variable's one byte, 1 when Secure Boot is on.
+fn secure_boot_value(od: &str) -> Result<bool, String> {
+    let bytes: Vec<u8> = od
+        .split_whitespace()
+        .map(|w| w.parse().map_err(|_| format!("`{w}` is not a byte in od's output")))
+        .collect::<Result<_, _>>()?;
+    match bytes.as_slice() {
+        [_, _, _, _, 0] => Ok(false),
+        [_, _, _, _, 1] => Ok(true),
+        other => Err(format!("expected 4 attribute bytes and a value of 0 or 1, read {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_boot_is_the_byte_after_the_attributes() {
+        assert_eq!(secure_boot_value("   6   0   0   0   1\n"), Ok(true));
+        assert_eq!(secure_boot_value("   6   0   0   0   0\n"), Ok(false));
+        let e = secure_boot_value("   6   0   0   0\n").unwrap_err();
+        assert!(e.contains("read [6, 0, 0, 0]"), "{e}");
+        assert!(secure_boot_value("   6   0   0   0   2\n").is_err());
+        assert!(secure_boot_value("od: cannot open").is_err());
     }
 }

@@ -4,6 +4,11 @@
 //! SDDM with a graphical login into a minimal X session (an xterm), booted by a UKI from the ESP of a GPT disk — built from Debian's packages with
 //! `mmdebstrap`, plus the files of `overlay/` (see overlay/README.md).
 //!
+//! `reference:installed-sb` is the same system booted the way Secure Boot allows:
+//! Debian's signed shim → signed grub → the tree's Debian-signed kernel and its
+//! initramfs, all on the ESP ([`media::signed_chain`]). The UKI cannot be that: its
+//! stub is unsigned, so firmware with Secure Boot on refuses it.
+//!
 //! The build host has no device-mapper, so the root is encrypted offline
 //! (`cryptsetup reencrypt --encrypt` on a plain file), and no vfat, so the ESP is
 //! written with mtools. It needs root: btrfs subvolumes are made on a loop mount and
@@ -40,8 +45,8 @@ pub enum Variant {
     /// `installed-tpm`: the same system whose initramfs can also unlock the root with
     /// a key sealed in the TPM (enrolled by the `luks-tpm-unlock` scenario).
     Tpm,
-    /// `installed-sb`: booted through Debian's signed shim, grub and kernel, for
-    /// Secure Boot.
+    /// `installed-sb`: booted through Debian's signed shim, grub and kernel instead
+    /// of the UKI, so it boots with Secure Boot on (and the kernel locks itself down).
     SecureBoot,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
@@ -119,13 +124,25 @@ impl Variant {
     pub fn cmdline(self) -> &'static str {
         CMDLINE
     }
+
+    /// How many progress steps a build prints: the signed chain needs no UKI.
+    pub fn steps(self) -> usize {
+        match self {
+            Variant::SecureBoot => 6,
+            _ => 7,
+        }
+    }
 }
 
 /// The TPM variant's additions to [`PACKAGES`].
 pub const TPM_PACKAGES: &[&str] = &[];
 
-/// The Secure Boot variant's additions to [`PACKAGES`].
-pub const SECURE_BOOT_PACKAGES: &[&str] = &[];
+/// The Secure Boot variant's additions to [`PACKAGES`]: the signed boot files the
+/// ESP takes from the tree (shim-signed also brings mokutil, which reads the Secure
+/// Boot state in the guest). Their maintainer scripts leave the ESP to the build:
+/// shim-signed's runs grub-install only on an EFI host with `/boot/efi/EFI/debian`.
+pub const SECURE_BOOT_PACKAGES: &[&str] =
+    &["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"];
 
 /// The kernel metapackage; its pinned kernel version is part of the cache key.
 pub const KERNEL: &str = "linux-image-amd64";
@@ -214,7 +231,6 @@ pub const OVERLAY: &[(&str, &str)] = &[
 ];
 
 pub const FILE_NAME: &str = "installed.raw";
-pub const STEPS: usize = 7;
 
 /// The recipe's parts that decide the output; the overlay and scripts are passed in
 /// so a test can show that changing them changes the key.
@@ -245,6 +261,9 @@ impl Recipe<'_> {
         for (file, value) in SECRET_FILES {
             text += &format!("secret {file} {value}\n");
         }
+        if variant == Variant::SecureBoot {
+            text += &format!("grub.cfg\n{}", media::signed_grub_cfg(cmdline));
+        }
         for (name, body) in self.scripts {
             text += &format!("script {name}\n{body}");
         }
@@ -260,18 +279,20 @@ impl Recipe<'_> {
     }
 }
 
-/// Host tools the build runs.
-pub fn requirements() -> Vec<Requirement> {
-    vec![
+/// Host tools the build of `variant` runs.
+pub fn requirements(variant: Variant) -> Vec<Requirement> {
+    let mut tools = vec![
         media::tools::MMDEBSTRAP,
         Requirement::command("mkfs.btrfs", "btrfs-progs", "btrfs-progs", "the root file system"),
         Requirement::command("cryptsetup", "cryptsetup-bin", "cryptsetup", "encrypting the root offline"),
         media::tools::MKFS_VFAT,
         media::tools::MCOPY,
         media::tools::SFDISK,
-        media::tools::OBJCOPY,
-        media::tools::UKI_STUB,
-    ]
+    ];
+    if variant != Variant::SecureBoot {
+        tools.extend([media::tools::OBJCOPY, media::tools::UKI_STUB]);
+    }
+    tools
 }
 
 /// A build mounts a loop device and chroots: say so before anything starts.
@@ -308,12 +329,19 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     b.step("encrypting the root (LUKS2, argon2id)");
     encrypt(b, &root_fs)?;
 
-    b.step("building UKI");
-    let (kernel, initrd) = boot_files(b, &tree)?;
-    let uki = media::uki(b, &kernel, &initrd, variant.cmdline(), OS_RELEASE, &work)?;
-    b.step("building ESP");
     let esp = work.join("esp.img");
-    let esp_mib = media::esp(b, &esp, EspFor::Disk, &[(uki, "EFI/BOOT/BOOTX64.EFI")])?;
+    let esp_files = if variant == Variant::SecureBoot {
+        b.step("building ESP");
+        let (kernel, initrd) = boot_files(b, &tree)?;
+        media::signed_chain(b, &tree, &kernel, &initrd, variant.cmdline(), &work)?
+    } else {
+        b.step("building UKI");
+        let (kernel, initrd) = boot_files(b, &tree)?;
+        let uki = media::uki(b, &kernel, &initrd, variant.cmdline(), OS_RELEASE, &work)?;
+        b.step("building ESP");
+        vec![(uki, "EFI/BOOT/BOOTX64.EFI")]
+    };
+    let esp_mib = media::esp(b, &esp, EspFor::Disk, &esp_files)?;
     b.step("assembling disk image");
     let image = b.dir().join(FILE_NAME);
     media::gpt_disk_with_root(b, &esp, esp_mib, &root_fs, &image)?;

@@ -1,9 +1,10 @@
 //! Boot media from files, without loop devices or mounts (the host kernel may lack
 //! vfat and device-mapper, and a test runner is rarely root): the UKI with `objcopy`,
 //! the ESP with `mkfs.vfat -C` and mtools, the GPT with `sfdisk` on a plain file, the
-//! hybrid ISO with `xorriso`.
+//! hybrid ISO with `xorriso`, and the ESP layout of Debian's signed Secure Boot chain.
 //!
-//! Must not: know which files a guest needs; callers say what goes where.
+//! Must not: know what a guest contains; callers give the kernel, initramfs, command
+//! line and the tree holding the signed boot files, and say what else goes where.
 
 use std::fs::File;
 use std::ops::Range;
@@ -153,6 +154,65 @@ fn esp_dirs<'a>(dests: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     dirs
+}
+
+/// Debian's signed boot files, relative to a tree holding shim-signed,
+/// shim-helpers-amd64-signed and grub-efi-amd64-signed (unpacked or installed), with
+/// their place on the ESP.
+const SIGNED_BOOT_FILES: [(&str, &str); 3] = [
+    ("usr/lib/shim/shimx64.efi.signed", "EFI/BOOT/BOOTX64.EFI"),
+    ("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", "EFI/BOOT/grubx64.efi"),
+    ("usr/lib/shim/mmx64.efi.signed", "EFI/BOOT/mmx64.efi"),
+];
+
+/// grub.cfg for the signed chain. Signed grub takes no modules from disk, so it uses
+/// only commands built into Debian's signed image; the console is serial so a test
+/// sees grub's errors.
+pub fn signed_grub_cfg(cmdline: &str) -> String {
+    format!(
+        "set timeout=0\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         search --no-floppy --file --set=root /vmlinuz\n\
+         linux /vmlinuz {cmdline}\n\
+         initrd /initrd.img\n\
+         boot\n"
+    )
+}
+
+/// The ESP files of a Secure Boot disk, for [`esp`]: shim (Microsoft-signed) at the
+/// removable path loads grub (Debian-signed) next to it, which boots `kernel` (it must
+/// be Debian-signed) with `initrd` and `cmdline` from the ESP's root. Debian's signed
+/// grub reads its config from `/EFI/debian` (its built-in prefix); the copy in
+/// `/EFI/BOOT` serves other grub builds. No `fbx64.efi`, so shim never runs its
+/// fallback (which would write boot entries into the varstore).
+pub fn signed_chain(
+    b: &Build,
+    tree: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    work: &Path,
+) -> Result<Vec<(PathBuf, &'static str)>, ImageError> {
+    let grub_cfg = work.join("grub.cfg");
+    b.write(&grub_cfg, signed_grub_cfg(cmdline))?;
+    let mut files: Vec<(PathBuf, &str)> =
+        SIGNED_BOOT_FILES.iter().map(|(src, dest)| (tree.join(src), *dest)).collect();
+    if let Some((missing, _)) = files.iter().find(|(src, _)| !src.is_file()) {
+        return Err(b.content(format!(
+            "{} is missing: the signed chain takes it from shim-signed, \
+             shim-helpers-amd64-signed or grub-efi-amd64-signed",
+            missing.display()
+        )));
+    }
+    files.extend([
+        (grub_cfg.clone(), "EFI/debian/grub.cfg"),
+        (grub_cfg, "EFI/BOOT/grub.cfg"),
+        (kernel.to_path_buf(), "vmlinuz"),
+        (initrd.to_path_buf(), "initrd.img"),
+    ]);
+    Ok(files)
 }
 
 /// Writes the tiny GPT disk at `out` (sparse raw) with `esp` as its first partition.

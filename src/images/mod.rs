@@ -179,9 +179,9 @@ fn build_installed(
     let path = cached_or_build(name, &hash, installed::FILE_NAME, force, |images| {
         installed::needs_root(variant, &crate::cache::cache_dir())?;
         let dir = build::temp_dir(images, name, &hash);
-        let mut b = build::Build::start(name, dir, installed::STEPS, progress)?;
+        let mut b = build::Build::start(name, dir, variant.steps(), progress)?;
         b.step("checking host tools");
-        setup::ensure(&installed::requirements())
+        setup::ensure(&installed::requirements(variant))
             .map_err(|source| ImageError::Setup { image: name.to_string(), source })?;
         let image = installed::build(&mut b, variant)?;
         b.write(&b.dir().join("recipe.txt"), installed::RECIPE.fingerprint(variant, &resolved))?;

@@ -150,21 +150,9 @@ impl Recipe {
         hex::encode(digest)[..16].to_string()
     }
 
-    /// grub.cfg for the signed chain. Signed grub takes no modules from disk, so it
-    /// uses only commands built into Debian's signed image; the console is serial so a
-    /// test sees grub's errors.
+    /// grub.cfg for the signed chain (see [`super::media::signed_grub_cfg`]).
     pub fn grub_cfg(&self) -> String {
-        format!(
-            "set timeout=0\n\
-             serial --unit=0 --speed=115200\n\
-             terminal_input serial\n\
-             terminal_output serial\n\
-             search --no-floppy --file --set=root /vmlinuz\n\
-             linux /vmlinuz {}\n\
-             initrd /initrd.img\n\
-             boot\n",
-            self.cmdline
-        )
+        super::media::signed_grub_cfg(self.cmdline)
     }
 }
 

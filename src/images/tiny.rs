@@ -55,7 +55,7 @@ pub fn build(b: &mut Build, r: &Recipe, debs: &[PathBuf]) -> Result<PathBuf, Ima
         Boot::SignedShim => {
             b.step("building ESP");
             let esp = work.join("esp.img");
-            let files = signed_chain(b, r, &root, &kernel, &initrd, &work)?;
+            let files = media::signed_chain(b, &root, &kernel, &initrd, r.cmdline, &work)?;
             let mib = media::esp(b, &esp, EspFor::Disk, &files)?;
             b.step("assembling disk image");
             media::gpt_disk(b, &esp, mib, &image)?;
@@ -162,35 +162,6 @@ fn copy(b: &Build, from: &Path, to: &Path) -> Result<(), ImageError> {
         b.create_dir(parent)?;
     }
     b.io(from, fs::copy(from, to)).map(drop)
-}
-
-/// The ESP of the Secure Boot disk: shim at the removable path loads grub next to it;
-/// Debian's signed grub reads its config from `/EFI/debian` (its built-in prefix), the
-/// copy in `/EFI/BOOT` serves other grub builds. No `fbx64.efi`, so shim never runs
-/// its fallback (which would write boot entries into the varstore).
-fn signed_chain(
-    b: &Build,
-    r: &Recipe,
-    root: &Path,
-    kernel: &Path,
-    initrd: &Path,
-    work: &Path,
-) -> Result<Vec<(PathBuf, &'static str)>, ImageError> {
-    let grub_cfg = work.join("grub.cfg");
-    b.write(&grub_cfg, r.grub_cfg())?;
-    let files = vec![
-        (root.join("usr/lib/shim/shimx64.efi.signed"), "EFI/BOOT/BOOTX64.EFI"),
-        (root.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"), "EFI/BOOT/grubx64.efi"),
-        (root.join("usr/lib/shim/mmx64.efi.signed"), "EFI/BOOT/mmx64.efi"),
-        (grub_cfg.clone(), "EFI/debian/grub.cfg"),
-        (grub_cfg, "EFI/BOOT/grub.cfg"),
-        (kernel.to_path_buf(), "vmlinuz"),
-        (initrd.to_path_buf(), "initrd.img"),
-    ];
-    if let Some((missing, _)) = files.iter().find(|(src, _)| !src.is_file()) {
-        return Err(b.content(format!("{} is not in the unpacked packages", missing.display())));
-    }
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -183,14 +183,21 @@ pub struct Check {
 pub enum CheckKind {
     NoFailedUnits,
     NoKernelOops,
-    NoSelinuxDenials { allow: Vec<String> },
+    NoSelinuxDenials {
+        allow: Vec<String>,
+    },
     Sysctl(BTreeMap<String, String>),
     BtrfsSubvolumes(Vec<String>),
     Luks(LuksExpect),
     Mounts(BTreeMap<String, String>),
     JournalContains(String),
     JournalLacks(String),
-    FileContains { path: String, pattern: String },
+    FileContains {
+        path: String,
+        pattern: String,
+    },
+    /// Whether the firmware booted with Secure Boot on (`true`) or off.
+    SecureBoot(bool),
 }
 
 impl CheckKind {
@@ -206,6 +213,7 @@ impl CheckKind {
             CheckKind::JournalContains(_) => "journal_contains",
             CheckKind::JournalLacks(_) => "journal_lacks",
             CheckKind::FileContains { .. } => "file_contains",
+            CheckKind::SecureBoot(_) => "secure_boot",
         }
     }
 }
@@ -296,6 +304,7 @@ struct RawCheck {
     journal_contains: Option<String>,
     journal_lacks: Option<String>,
     file_contains: Option<FileContains>,
+    secure_boot: Option<bool>,
     // Modifiers.
     allow: Option<Vec<String>>,
 }
@@ -567,11 +576,15 @@ fn check(ctx: &Ctx, spanned: toml::Spanned<RawCheck>) -> Result<Check, ScenarioE
             .map_err(|e| err(format!("file_contains.pattern: not a valid regex: {e}")))?;
         kinds.push(CheckKind::FileContains { path: f.path.clone(), pattern: f.pattern.clone() });
     }
+    if let Some(on) = r.secure_boot {
+        kinds.push(CheckKind::SecureBoot(on));
+    }
     if kinds.len() != 1 {
         let found: Vec<&str> = kinds.iter().map(CheckKind::key).collect();
         return Err(err(format!(
             "a check needs exactly one kind (no_failed_units, no_kernel_oops, no_selinux_denials, sysctl, \
-             btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains); found {}",
+             btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains, secure_boot); \
+             found {}",
             if found.is_empty() { "none".to_string() } else { found.join(", ") }
         )));
     }
@@ -663,5 +676,15 @@ mod tests {
         assert!(m.contains("exactly one kind"), "{m}");
         let (line, _) = error_at("name = \"n\"\nprofile = \"uefi\"\n");
         assert_eq!(line, 1);
+    }
+
+    #[test]
+    fn secure_boot_checks_either_state() {
+        let s =
+            parse(&format!("{HEAD}[[check]]\nsecure_boot = true\n[[check]]\nsecure_boot = false\n")).unwrap();
+        assert_eq!(s.checks[0].kind, CheckKind::SecureBoot(true));
+        assert_eq!(s.checks[1].kind, CheckKind::SecureBoot(false));
+        let (_, m) = error_at(&format!("{HEAD}[[check]]\nsecure_boot = \"on\"\n"));
+        assert!(m.contains("invalid type"), "{m}");
     }
 }
