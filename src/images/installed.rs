@@ -14,6 +14,23 @@
 //! written with mtools. It needs root: btrfs subvolumes are made on a loop mount and
 //! the initramfs is built in a chroot.
 //!
+//! `installed-tpm` ([`Variant::Tpm`]) is the same system whose initramfs unlocks the
+//! root with a key sealed in the TPM when there is one, and asks for the passphrase
+//! when there is none or the TPM cannot unseal it; the `luks-tpm-unlock` scenario
+//! enrolls the key (`systemd-cryptenroll --tpm2-device=auto`) and shows both. Its
+//! initramfs is built by dracut, not initramfs-tools: bookworm's cryptroot ignores
+//! `tpm2-device=` for the root, and clevis-initramfs answers its askpass only after the
+//! prompt is printed, so a TPM unlock there still shows a prompt. dracut's initramfs
+//! runs systemd and systemd-cryptsetup, which tries the systemd-tpm2 token of the LUKS2
+//! header first and falls back to a console prompt by itself (`Please enter passphrase
+//! for disk root:`). Bookworm's `systemd` carries systemd-cryptsetup and
+//! systemd-cryptenroll; the TPM2 libraries they load at run time are named packages
+//! ([`TPM_PACKAGES`]) and listed for dracut (`installed/dracut.conf`, in place before the
+//! kernel is installed, so the initramfs is built once). The kernel command line names
+//! the device (`rd.luks.name=`, `rd.luks.options=`): a generic dracut initramfs has no
+//! crypttab. Its initramfs is 14.5 MB against initramfs-tools' 8 MB: systemd and
+//! libcrypto rather than busybox and klibc.
+//!
 //! The LUKS passphrase and the passwords are fixed test values of this reference
 //! image, written next to it in the cache ([`SECRET_FILES`]) so a scenario names them
 //! as `{ reference = "installed/luks-passphrase" }` instead of spelling them out.
@@ -42,8 +59,10 @@ const VERSION: u32 = 2;
 pub enum Variant {
     /// `installed`: unlocked by passphrase at the console, booted by a UKI.
     Plain,
-    /// `installed-tpm`: the same system whose initramfs can also unlock the root with
-    /// a key sealed in the TPM (enrolled by the `luks-tpm-unlock` scenario).
+    /// `installed-tpm`: the same system whose initramfs (dracut, systemd-cryptsetup)
+    /// unlocks the root with a key sealed in the TPM when the LUKS header has a
+    /// systemd-tpm2 token the TPM can unseal, and else asks for the passphrase. The
+    /// `luks-tpm-unlock` scenario enrolls the key.
     Tpm,
     /// `installed-sb`: booted through Debian's signed shim, grub and kernel instead
     /// of the UKI, so it boots with Secure Boot on (and the kernel locks itself down).
@@ -109,9 +128,14 @@ impl Variant {
         }
     }
 
-    /// The packages named to apt: [`PACKAGES`] and the variant's own.
+    /// The packages named to apt: [`PACKAGES`] and the variant's own. The TPM variant
+    /// builds its initramfs with dracut, which conflicts with initramfs-tools, so it
+    /// leaves out [`INITRAMFS_TOOLS_PACKAGES`].
     pub fn packages(self) -> Vec<&'static str> {
         let mut packages = PACKAGES.to_vec();
+        if self == Variant::Tpm {
+            packages.retain(|p| !INITRAMFS_TOOLS_PACKAGES.contains(p));
+        }
         packages.extend_from_slice(match self {
             Variant::Tpm => TPM_PACKAGES,
             Variant::SecureBoot => SECURE_BOOT_PACKAGES,
@@ -120,9 +144,20 @@ impl Variant {
         packages
     }
 
-    /// The kernel command line.
-    pub fn cmdline(self) -> &'static str {
-        CMDLINE
+    /// The kernel command line. The TPM variant's initramfs is systemd's: it learns
+    /// which device to unlock, under which name and how from `rd.luks.*`.
+    pub fn cmdline(self) -> String {
+        match self {
+            Variant::Tpm => {
+                format!("{CMDLINE} rd.luks.name={LUKS_UUID}=root rd.luks.options={TPM_LUKS_OPTIONS}")
+            }
+            _ => CMDLINE.to_string(),
+        }
+    }
+
+    /// dracut's configuration, for the variant whose initramfs dracut builds.
+    fn dracut_conf(self) -> Option<&'static str> {
+        (self == Variant::Tpm).then_some(DRACUT_CONF)
     }
 
     /// How many progress steps a build prints: the signed chain needs no UKI.
@@ -134,8 +169,20 @@ impl Variant {
     }
 }
 
-/// The TPM variant's additions to [`PACKAGES`].
-pub const TPM_PACKAGES: &[&str] = &[];
+/// The part of [`PACKAGES`] that builds the Debian initramfs with the cryptroot
+/// passphrase prompt.
+pub const INITRAMFS_TOOLS_PACKAGES: &[&str] = &["initramfs-tools", "cryptsetup-initramfs"];
+
+/// The TPM variant's additions to [`PACKAGES`]: dracut, the TPM2 libraries that
+/// systemd-cryptsetup and systemd-cryptenroll (both in bookworm's `systemd`) load at
+/// run time, which systemd only suggests, and tpm2-tools for `tpm2_clear`.
+pub const TPM_PACKAGES: &[&str] =
+    &["dracut", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0", "libtss2-tcti-device0", "tpm2-tools"];
+
+/// systemd-cryptsetup's options for the root in the TPM variant: try a TPM2 token
+/// enrolled in the LUKS header first; without one, or when the TPM cannot unseal it,
+/// ask for the passphrase.
+pub const TPM_LUKS_OPTIONS: &str = "tpm2-device=auto,discard";
 
 /// The Secure Boot variant's additions to [`PACKAGES`]: the signed boot files the
 /// ESP takes from the tree (shim-signed also brings mokutil, which reads the Secure
@@ -204,6 +251,7 @@ pub const SECRET_FILES: &[(&str, &str)] = &[
 
 const CONFIGURE: &str = include_str!("installed/configure.sh");
 const ROOT_FS: &str = include_str!("installed/root-fs.sh");
+const DRACUT_CONF: &str = include_str!("installed/dracut.conf");
 
 /// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
 /// configured.
@@ -239,8 +287,10 @@ pub struct Recipe<'a> {
     pub scripts: &'a [(&'a str, &'a str)],
 }
 
-pub const RECIPE: Recipe<'static> =
-    Recipe { overlay: OVERLAY, scripts: &[("configure.sh", CONFIGURE), ("root-fs.sh", ROOT_FS)] };
+pub const RECIPE: Recipe<'static> = Recipe {
+    overlay: OVERLAY,
+    scripts: &[("configure.sh", CONFIGURE), ("root-fs.sh", ROOT_FS), ("dracut.conf", DRACUT_CONF)],
+};
 
 impl Recipe<'_> {
     /// Everything that determines the output, as text: hashed for the cache key and
@@ -262,7 +312,7 @@ impl Recipe<'_> {
             text += &format!("secret {file} {value}\n");
         }
         if variant == Variant::SecureBoot {
-            text += &format!("grub.cfg\n{}", media::signed_grub_cfg(cmdline));
+            text += &format!("grub.cfg\n{}", media::signed_grub_cfg(&cmdline));
         }
         for (name, body) in self.scripts {
             text += &format!("script {name}\n{body}");
@@ -333,11 +383,11 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     let esp_files = if variant == Variant::SecureBoot {
         b.step("building ESP");
         let (kernel, initrd) = boot_files(b, &tree)?;
-        media::signed_chain(b, &tree, &kernel, &initrd, variant.cmdline(), &work)?
+        media::signed_chain(b, &tree, &kernel, &initrd, &variant.cmdline(), &work)?
     } else {
         b.step("building UKI");
         let (kernel, initrd) = boot_files(b, &tree)?;
-        let uki = media::uki(b, &kernel, &initrd, variant.cmdline(), OS_RELEASE, &work)?;
+        let uki = media::uki(b, &kernel, &initrd, &variant.cmdline(), OS_RELEASE, &work)?;
         b.step("building ESP");
         vec![(uki, "EFI/BOOT/BOOTX64.EFI")]
     };
@@ -378,9 +428,19 @@ fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Resul
         .env("BOOTPROOF_VARIANT", variant.name())
         .env("BOOTPROOF_BREAK", variant.broken())
         .env("BOOTPROOF_ROOT_PASSWORD", secret("root-password"))
-        .env("BOOTPROOF_ADMIN_PASSWORD", secret("admin-password"))
-        .arg("bookworm")
-        .arg(tree);
+        .env("BOOTPROOF_ADMIN_PASSWORD", secret("admin-password"));
+    if let Some(conf) = variant.dracut_conf() {
+        // In place before the other packages: installing the kernel runs dracut, and
+        // that one run should build this initramfs, not a generic one.
+        let file = work.join("dracut.conf");
+        b.write(&file, conf)?;
+        cmd.arg(format!(
+            "--essential-hook=mkdir -p \"$1/etc/dracut.conf.d\" && \
+             cp '{}' \"$1/etc/dracut.conf.d/10-bootproof.conf\"",
+            file.display()
+        ));
+    }
+    cmd.arg("bookworm").arg(tree);
     if let Some(sources) = host_sources() {
         cmd.arg(sources);
     }
@@ -473,6 +533,50 @@ mod tests {
         let mut kernel = resolved();
         kernel.kernel.1 = "6.1.193-1".into();
         assert_ne!(RECIPE.hash(Variant::Plain, &kernel), h);
+    }
+
+    #[test]
+    fn the_tpm_variant_swaps_initramfs_tools_for_dracut_and_the_tpm2_libraries() {
+        let tpm = Variant::Tpm.packages();
+        for p in INITRAMFS_TOOLS_PACKAGES {
+            assert!(!tpm.contains(p), "{p} conflicts with dracut");
+            assert!(Variant::Plain.packages().contains(p), "{p}");
+        }
+        for p in ["dracut", "tpm2-tools", "libtss2-esys-3.0.2-0", "libtss2-tcti-device0", "cryptsetup"] {
+            assert!(tpm.contains(&p), "{p}");
+        }
+        assert!(!Variant::Plain.packages().contains(&"dracut"));
+        assert_eq!(Variant::Broken(Broken::Sddm).packages(), Variant::Plain.packages());
+    }
+
+    #[test]
+    fn the_tpm_variant_names_the_luks_device_and_tries_the_tpm_first_on_the_cmdline() {
+        assert_eq!(Variant::Plain.cmdline(), CMDLINE);
+        let tpm = Variant::Tpm.cmdline();
+        assert!(tpm.starts_with(CMDLINE), "{tpm}");
+        assert!(tpm.contains(&format!(" rd.luks.name={LUKS_UUID}=root ")), "{tpm}");
+        assert!(tpm.ends_with(" rd.luks.options=tpm2-device=auto,discard"), "{tpm}");
+        assert!(CMDLINE.contains("root=/dev/mapper/root"), "the name rd.luks.name gives");
+    }
+
+    #[test]
+    fn dracut_builds_a_small_systemd_initramfs_with_what_systemd_cryptsetup_loads() {
+        assert_eq!(Variant::Tpm.dracut_conf(), Some(DRACUT_CONF));
+        assert_eq!(Variant::Plain.dracut_conf(), None);
+        let modules = DRACUT_CONF.lines().find(|l| l.starts_with("dracutmodules=")).unwrap();
+        for m in [" systemd ", " crypt ", " btrfs ", " systemd-ask-password "] {
+            assert!(modules.contains(m), "{m}");
+        }
+        assert!(!modules.contains("kernel-modules") && !modules.contains("systemd-udevd"), "{modules}");
+        for lib in [
+            "libtss2-esys.so.0",
+            "libtss2-sys.so.1",
+            "libtss2-tcti-device.so.0",
+            "libcryptsetup-token-systemd-tpm2.so",
+        ] {
+            assert!(DRACUT_CONF.contains(lib), "{lib}");
+        }
+        assert!(CONFIGURE.contains(&format!("luks,{TPM_LUKS_OPTIONS}")), "crypttab agrees with the cmdline");
     }
 
     #[test]

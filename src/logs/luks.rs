@@ -6,7 +6,9 @@
 //!
 //! The dump is indentation-structured: header fields at column 0, sections
 //! (`Keyslots:`) at column 0 with nothing after the colon, items as `  N: type`, their
-//! fields indented by a tab, and hex dumps (salts, digests) continued on indented lines.
+//! fields indented by a tab, and multi-line values continued on indented lines without
+//! a colon: hex dumps (salts, digests), and the `(null)` under an empty `tpm2-pubkey:`
+//! of a systemd-tpm2 token.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -114,8 +116,8 @@ enum Line<'a> {
     Luks1Slot(u32, bool),
     /// `Label: value` at column 0, or indented under an item.
     Field(&'a [u8], &'a [u8]),
-    /// The indented rest of a hex dump.
-    HexContinuation,
+    /// The indented rest of a multi-line value.
+    Continuation,
 }
 
 fn number<T: std::str::FromStr>(i: &[u8]) -> IResult<&[u8], T> {
@@ -166,14 +168,11 @@ fn field(i: &[u8]) -> IResult<&[u8], Line<'_>> {
     .parse(i)
 }
 
-fn hex_continuation(i: &[u8]) -> IResult<&[u8], Line<'_>> {
-    map(
-        preceded(
-            take_while1(|b: u8| b == b'\t' || b == b' '),
-            take_while1(|b: u8| b.is_ascii_hexdigit() || b == b' '),
-        ),
-        |_| Line::HexContinuation,
-    )
+/// Indented and without a colon, which every field and item has.
+fn continuation(i: &[u8]) -> IResult<&[u8], Line<'_>> {
+    map(preceded(take_while1(|b: u8| b == b'\t' || b == b' '), take_while1(|b: u8| b != b':')), |_| {
+        Line::Continuation
+    })
     .parse(i)
 }
 
@@ -187,7 +186,7 @@ fn line(i: &[u8]) -> Option<Line<'_>> {
     let parsed = title(i)
         .or_else(|_| luks1_slot(i))
         .or_else(|_| item(i))
-        .or_else(|_| all_consuming(hex_continuation).parse(i))
+        .or_else(|_| all_consuming(continuation).parse(i))
         .or_else(|_| field(i));
     parsed.ok().map(|(_, line)| line)
 }
@@ -217,7 +216,7 @@ impl Builder {
                 self.seen_title = true;
                 self.section = Some(Section::Header);
             }
-            Line::Blank | Line::HexContinuation => {}
+            Line::Blank | Line::Continuation => {}
             Line::Section(s) => self.section = Some(s),
             Line::Luks1Slot(id, enabled) => {
                 self.section = Some(Section::Keyslots);
@@ -367,7 +366,7 @@ impl Analyzer for LuksDump {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let tally = tally_stream(input, file, |text| match line(text) {
-            Some(Line::HexContinuation | Line::Blank) => LineClass::Continuation,
+            Some(Line::Continuation | Line::Blank) => LineClass::Continuation,
             Some(_) => LineClass::Record,
             None => LineClass::Unparsed,
         })?;
@@ -433,6 +432,24 @@ mod tests {
         let h = parse_dump(dump).unwrap();
         assert_eq!(h.tokens, vec![Token { id: 0, kind: "systemd-tpm2".into(), keyslots: vec![1] }]);
         assert_eq!(h.keyslots[0].iterations, Some(1000));
+    }
+
+    #[test]
+    fn a_systemd_tpm2_token_with_multi_line_values() {
+        // From reference:installed-tpm after `systemd-cryptenroll --tpm2-pcrs=7`
+        // (systemd 252, cryptsetup 2.6), shortened hex dumps.
+        let dump =
+            b"LUKS header information\nVersion:       \t2\nKeyslots:\n  1: luks2\n\tPBKDF:      pbkdf2\n\
+            Tokens:\n  0: systemd-tpm2\n\ttpm2-hash-pcrs:   7\n\ttpm2-pcr-bank:    sha256\n\
+            \ttpm2-pubkey:\n\t            (null)\n\ttpm2-pubkey-pcrs: n/a\n\ttpm2-primary-alg: ecc\n\
+            \ttpm2-blob:        00 9e 00 20 f6 b0 9d 6d 53 94 e3 aa d0 30 00 ca\n\
+            \t            4b 50 eb 68 ac ea 1d e5 d9 9a 9d 18 7f d2 cd 95\n\ttpm2-policy-hash:\n\
+            \t            4c c4 80 43 ae da ae 48 74 52 bb 40 7e 8f c2 1d\n\ttpm2-pin:         false\n\
+            \tKeyslot:    1\nDigests:\n  0: pbkdf2\n";
+        let h = parse_dump(dump).unwrap();
+        assert_eq!(h.tokens, vec![Token { id: 0, kind: "systemd-tpm2".into(), keyslots: vec![1] }]);
+        let a = LuksDump.analyze(&mut &dump[..], Path::new("dump")).unwrap();
+        assert_eq!(a.unparsed_lines, 0);
     }
 
     #[test]

@@ -6,28 +6,38 @@
 # BOOTPROOF_LUKS_UUID, BOOTPROOF_ROOT_PASSWORD, BOOTPROOF_ADMIN_PASSWORD,
 # BOOTPROOF_VARIANT (the image's name), BOOTPROOF_BREAK (empty, or the one property a
 # broken variant lacks: sysctl, home or sddm).
+# installed-tpm has dracut instead of initramfs-tools: its initramfs was built while
+# the packages were installed, from /etc/dracut.conf.d/10-bootproof.conf (put there
+# before them), and learns what to unlock from the kernel command line.
 set -eu
 root=$1
 broken=${BOOTPROOF_BREAK:-}
+variant=${BOOTPROOF_VARIANT:-installed}
 
 cp -a "$BOOTPROOF_OVERLAY"/. "$root"/
 echo bootproof-installed >"$root/etc/hostname"
 
-# The initramfs unlocks `root` (the name is what askpass prints: "Please unlock disk
-# root:"). The build host has no device-mapper, so the cryptsetup hook cannot see the
-# device; `initramfs` makes it include the entry anyway.
-echo "root UUID=$BOOTPROOF_LUKS_UUID none luks,discard,initramfs" >"$root/etc/crypttab"
 echo "/dev/mapper/root / btrfs subvol=/root,compress=zstd:1 0 0" >"$root/etc/fstab"
 if [ "$broken" != home ]; then
     echo "/dev/mapper/root /home btrfs subvol=/home,compress=zstd:1 0 0" >>"$root/etc/fstab"
 fi
-echo CRYPTSETUP=y >>"$root/etc/cryptsetup-initramfs/conf-hook"
 
-# MODULES=list: an 8 MB initramfs instead of 32 MB (the UKI is read by OVMF under
-# TCG), holding what a virtio disk with LUKS and btrfs needs.
-echo MODULES=list >"$root/etc/initramfs-tools/conf.d/bootproof"
-printf '%s\n' virtio_pci virtio_blk virtio_scsi btrfs dm_crypt xts aesni_intel \
-    aes_generic sha256_generic >>"$root/etc/initramfs-tools/modules"
+if [ "$variant" = installed-tpm ]; then
+    # The same entry as the kernel command line's rd.luks.* gives the initramfs, so
+    # systemd-cryptsetup@root.service of the running system agrees with it.
+    echo "root UUID=$BOOTPROOF_LUKS_UUID none luks,tpm2-device=auto,discard" >"$root/etc/crypttab"
+else
+    # The initramfs unlocks `root` (the name is what askpass prints: "Please unlock
+    # disk root:"). The build host has no device-mapper, so the cryptsetup hook cannot
+    # see the device; `initramfs` makes it include the entry anyway.
+    echo "root UUID=$BOOTPROOF_LUKS_UUID none luks,discard,initramfs" >"$root/etc/crypttab"
+    echo CRYPTSETUP=y >>"$root/etc/cryptsetup-initramfs/conf-hook"
+    # MODULES=list: an 8 MB initramfs instead of 32 MB (the UKI is read by OVMF under
+    # TCG), holding what a virtio disk with LUKS and btrfs needs.
+    echo MODULES=list >"$root/etc/initramfs-tools/conf.d/bootproof"
+    printf '%s\n' virtio_pci virtio_blk virtio_scsi btrfs dm_crypt xts aesni_intel \
+        aes_generic sha256_generic >>"$root/etc/initramfs-tools/modules"
+fi
 
 chroot "$root" useradd --create-home --shell /bin/bash admin
 printf 'root:%s\nadmin:%s\n' "$BOOTPROOF_ROOT_PASSWORD" "$BOOTPROOF_ADMIN_PASSWORD" |
@@ -50,4 +60,6 @@ case "$broken" in
 sysctl) rm "$root/etc/sysctl.d/99-zz-bootproof-hardening.conf" ;;
 sddm) chroot "$root" systemctl disable sddm.service ;;
 esac
-chroot "$root" update-initramfs -u -k all
+if [ "$variant" != installed-tpm ]; then
+    chroot "$root" update-initramfs -u -k all
+fi
