@@ -331,14 +331,17 @@ async fn run_scenarios(
         })
         .await;
     let reports: Vec<_> = reports.into_iter().flatten().collect();
-    println!("{:<28} {:<8} {:>8}  {:<5} run dir", "scenario", "result", "time", "accel");
+    // `time` is the scenario's own (from its VM slot on); `queued` the wait for a slot.
+    println!("{:<28} {:<8} {:>8} {:>8}  {:<5} run dir", "scenario", "result", "time", "queued", "accel");
     for r in &reports {
         let verdict = if r.passed { "ok" } else { "FAILED" };
+        let queued = r.vm_started_unix.map_or(0.0, |v| (v - r.started_unix).max(0.0));
         println!(
-            "{:<28} {:<8} {:>7.1}s  {:<5} {}",
+            "{:<28} {:<8} {:>7.1}s {:>7.1}s  {:<5} {}",
             r.scenario,
             verdict,
-            r.elapsed_secs,
+            r.elapsed_secs - queued,
+            queued,
             r.accel,
             r.run_dir.display()
         );

@@ -45,8 +45,12 @@ fn two_scenarios_run_and_the_table_lists_both_with_their_accel() {
         let row = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}:\n{stdout}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[1], "ok", "{row}");
-        assert!(["tcg", "kvm"].contains(&cols[3]), "{row}");
-        assert!(Path::new(cols[4]).join("summary.json").is_file(), "{row}");
+        for secs in [cols[2], cols[3]] {
+            let secs: f64 = secs.strip_suffix('s').and_then(|t| t.parse().ok()).unwrap_or(-1.0);
+            assert!(secs >= 0.0, "{row}");
+        }
+        assert!(["tcg", "kvm"].contains(&cols[4]), "{row}");
+        assert!(Path::new(cols[5]).join("summary.json").is_file(), "{row}");
     }
     assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
 }
