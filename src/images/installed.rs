@@ -1,8 +1,9 @@
 //! `reference:installed`: a Debian bookworm system installed the way the hardened
 //! images of bootproof's users are — LUKS2 (argon2id) root holding btrfs with
 //! subvolumes `root` and `home`, hardening sysctls, qemu-guest-agent, a serial console,
-//! SDDM with a graphical login into a minimal X session (an xterm), booted by a UKI from the ESP of a GPT disk — built from Debian's packages with
-//! `mmdebstrap`, plus the files of `overlay/` (see overlay/README.md).
+//! SDDM with a graphical login into a minimal X session (an xterm), booted by a UKI
+//! from the ESP of a GPT disk — built from Debian's packages with `mmdebstrap`, plus
+//! the files of `overlay/` (see overlay/README.md).
 //!
 //! `reference:installed-sb` is the same system booted the way Secure Boot allows:
 //! Debian's signed shim → signed grub → the tree's Debian-signed kernel and its
@@ -30,6 +31,10 @@
 //! the device (`rd.luks.name=`, `rd.luks.options=`): a generic dracut initramfs has no
 //! crypttab. Its initramfs is 14.5 MB against initramfs-tools' 8 MB: systemd and
 //! libcrypto rather than busybox and klibc.
+//!
+//! `installed-broken-sysctl`, `-home` and `-sddm` ([`Variant::Broken`]) each lack one
+//! property (the sysctl file, the `home` subvolume, SDDM enabled) and nothing else:
+//! `tests/broken_properties.rs` shows that the matching scenario, and only it, fails.
 //!
 //! The LUKS passphrase and the passwords are fixed test values of this reference
 //! image, written next to it in the cache ([`SECRET_FILES`]) so a scenario names them
