@@ -253,21 +253,29 @@ async fn run_scenarios(
     }
     // Reference images first, one at a time with their own progress: a build inside a
     // run would stall the other scenarios' VMs sharing this thread.
-    let mut needed: Vec<&str> = Vec::new();
-    for s in &scenarios {
+    // A scenario whose image did not build is reported failed without running: its
+    // run would only try the build again.
+    let needs = |s: &bootproof::scenario::Scenario| -> Vec<String> {
         let secrets = s.secrets.values().filter_map(|src| src.reference.as_deref()?.split_once('/'));
-        for image in std::iter::once(s.image.as_str()).chain(secrets.map(|(image, _)| image)) {
-            let bare = image.strip_prefix("reference:").unwrap_or(image);
-            if bootproof::images::known().contains(&bare) && !needed.contains(&bare) {
-                needed.push(bare);
+        std::iter::once(s.image.as_str())
+            .chain(secrets.map(|(image, _)| image))
+            .map(|image| image.strip_prefix("reference:").unwrap_or(image).to_string())
+            .filter(|bare| bootproof::images::known().contains(&bare.as_str()))
+            .collect()
+    };
+    let mut built: std::collections::BTreeMap<String, Result<(), String>> = Default::default();
+    for image in scenarios.iter().flat_map(needs) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(image) {
+            let result = bootproof::images::ensure(slot.key()).map(drop).map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                eprintln!("bootproof: reference:{}: {e}", slot.key());
             }
+            slot.insert(result);
         }
     }
-    for image in needed {
-        if let Err(e) = bootproof::images::ensure(image) {
-            eprintln!("bootproof: reference:{image}: {e}");
-        }
-    }
+    let unbuilt = |s: &bootproof::scenario::Scenario| {
+        needs(s).into_iter().find_map(|i| built[&i].clone().err().map(|e| (i, e)))
+    };
 
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
@@ -303,11 +311,16 @@ async fn run_scenarios(
         .run_until(async {
             let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
             for (index, s) in scenarios.iter().enumerate() {
+                reports.push(None);
+                if let Some((image, e)) = unbuilt(s) {
+                    let what = format!("building reference:{image}");
+                    let _ = done_tx.send((index, runner::not_run(s, &opts, &what, e)));
+                    continue;
+                }
                 let (s, opts, done_tx) = (s.clone(), opts.clone(), done_tx.clone());
                 tokio::task::spawn_local(async move {
                     let _ = done_tx.send((index, runner::run(&s, &opts).await));
                 });
-                reports.push(None);
             }
             drop(done_tx);
             while let Some((index, report)) = done_rx.recv().await {

@@ -69,3 +69,42 @@ fn an_image_override_to_a_missing_file_fails_naming_it_without_booting() {
     assert_eq!(report["image"], "/nonexistent/remix.qcow2");
     assert!(report["vm_started_unix"].is_null(), "no VM for a missing image: {report}");
 }
+
+#[test]
+fn a_reference_image_that_cannot_be_built_fails_its_scenarios_without_booting() {
+    // A host without apt-cache cannot build reference:tiny: PATH holds everything of
+    // /usr/bin but it, and an empty cache forces a build.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for entry in std::fs::read_dir("/usr/bin").unwrap().flatten() {
+        if entry.file_name() != "apt-cache" {
+            let _ = std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name()));
+        }
+    }
+    let (agent, reboot) = (scenario("tiny-agent"), scenario("tiny-reboot"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .args(["run", agent.to_str().unwrap(), reboot.to_str().unwrap(), "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .env("PATH", &bin)
+        .env("BOOTPROOF_CACHE", dir.path().join("cache"))
+        .env("BOOTPROOF_AUTO_INSTALL", "0")
+        .env_remove("BOOTPROOF_IMAGE")
+        .output()
+        .expect("bootproof runs");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // One build attempt, reported once, and both scenarios failed naming it.
+    assert_eq!(stderr.matches("bootproof: reference:tiny: ").count(), 1, "{stderr}");
+    assert!(stderr.contains("apt-cache"), "{stderr}");
+    assert_eq!(stderr.matches("failed:   building reference:tiny").count(), 2, "{stderr}");
+    assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
+    for name in ["tiny-agent", "tiny-reboot"] {
+        let run =
+            std::fs::read_dir(dir.path().join("artifacts").join(name)).unwrap().next().unwrap().unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.path().join("summary.json")).unwrap()).unwrap();
+        assert!(report["vm_started_unix"].is_null(), "{report}");
+        assert_eq!(report["failure"]["what"], "building reference:tiny", "{report}");
+    }
+}

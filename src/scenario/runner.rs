@@ -65,9 +65,33 @@ impl StepError {
 /// The whole scenario, whatever happens: setup errors become a failed report too.
 pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
     let started = Instant::now();
+    let (run_dir, mut report) = new_report(scenario, opts);
+    if let Err(seen) = execute(scenario, opts, &run_dir, started, &mut report).await {
+        report.failure.get_or_insert(Failure { what: "setup".into(), expected: "a running VM".into(), seen });
+    }
+    report.findings = findings(&run_dir);
+    report.passed = report.failure.is_none()
+        && report.steps.iter().all(|s| s.status == Status::Passed)
+        && report.checks.iter().all(|c| c.status == Status::Passed);
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.ended_unix = unix_now();
+    write_summary(&run_dir, &report);
+    report
+}
+
+/// A scenario that never got a VM because `what` failed before it (e.g. building its
+/// reference image), reported and written like any failed run.
+pub fn not_run(scenario: &Scenario, opts: &RunnerOptions, what: &str, seen: String) -> ScenarioReport {
+    let (run_dir, mut report) = new_report(scenario, opts);
+    report.failure = Some(Failure { what: what.into(), expected: "a running VM".into(), seen });
+    write_summary(&run_dir, &report);
+    report
+}
+
+fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioReport) {
     let started_unix = unix_now();
     let run_dir = opts.artifacts.join(&scenario.name).join(new_run_id());
-    let mut report = ScenarioReport {
+    let report = ScenarioReport {
         scenario: scenario.name.clone(),
         file: scenario.file.clone(),
         passed: false,
@@ -88,20 +112,14 @@ pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
         failure: None,
         last_console_lines: Vec::new(),
     };
-    if let Err(seen) = execute(scenario, opts, &run_dir, started, &mut report).await {
-        report.failure.get_or_insert(Failure { what: "setup".into(), expected: "a running VM".into(), seen });
-    }
-    report.findings = findings(&run_dir);
-    report.passed = report.failure.is_none()
-        && report.steps.iter().all(|s| s.status == Status::Passed)
-        && report.checks.iter().all(|c| c.status == Status::Passed);
-    report.elapsed_secs = started.elapsed().as_secs_f64();
-    report.ended_unix = unix_now();
-    if std::fs::create_dir_all(&run_dir).is_ok() {
-        let json = serde_json::to_vec_pretty(&report).expect("serialisable");
+    (run_dir, report)
+}
+
+fn write_summary(run_dir: &Path, report: &ScenarioReport) {
+    if std::fs::create_dir_all(run_dir).is_ok() {
+        let json = serde_json::to_vec_pretty(report).expect("serialisable");
         let _ = std::fs::write(run_dir.join("summary.json"), json);
     }
-    report
 }
 
 fn unix_now() -> f64 {
