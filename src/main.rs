@@ -255,16 +255,22 @@ async fn run_scenarios(
     // run would stall the other scenarios' VMs sharing this thread.
     // A scenario whose image did not build is reported failed without running: its
     // run would only try the build again.
-    let needs = |s: &bootproof::scenario::Scenario| -> Vec<String> {
-        let secrets = s.secrets.values().filter_map(|src| src.reference.as_deref()?.split_once('/'));
-        std::iter::once(s.image.as_str())
-            .chain(secrets.map(|(image, _)| image))
-            .map(|image| image.strip_prefix("reference:").unwrap_or(image).to_string())
-            .filter(|bare| bootproof::images::known().contains(&bare.as_str()))
-            .collect()
-    };
+    let known = bootproof::images::known();
+    let needs: Vec<Vec<String>> = scenarios
+        .iter()
+        .map(|s| {
+            let secrets = s.secrets.values().filter_map(|src| src.reference.as_deref());
+            let secret_images =
+                secrets.filter_map(|r| bootproof::images::secret_name(r).ok().map(|(i, _)| i));
+            std::iter::once(s.image.strip_prefix("reference:").unwrap_or(&s.image))
+                .chain(secret_images)
+                .filter(|bare| known.contains(bare))
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
     let mut built: std::collections::BTreeMap<String, Result<(), String>> = Default::default();
-    for image in scenarios.iter().flat_map(needs) {
+    for image in needs.iter().flatten().cloned() {
         if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(image) {
             let result = bootproof::images::ensure(slot.key()).map(drop).map_err(|e| e.to_string());
             if let Err(e) = &result {
@@ -273,9 +279,7 @@ async fn run_scenarios(
             slot.insert(result);
         }
     }
-    let unbuilt = |s: &bootproof::scenario::Scenario| {
-        needs(s).into_iter().find_map(|i| built[&i].clone().err().map(|e| (i, e)))
-    };
+    let unbuilt = |index: usize| needs[index].iter().find_map(|i| Some((i, built[i].clone().err()?)));
 
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
@@ -312,7 +316,7 @@ async fn run_scenarios(
             let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
             for (index, s) in scenarios.iter().enumerate() {
                 reports.push(None);
-                if let Some((image, e)) = unbuilt(s) {
+                if let Some((image, e)) = unbuilt(index) {
                     let what = format!("building reference:{image}");
                     let _ = done_tx.send((index, runner::not_run(s, &opts, &what, e)));
                     continue;
