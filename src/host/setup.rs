@@ -109,6 +109,16 @@ pub enum SetupError {
     Missing { missing: Vec<Requirement>, command: String, hint: &'static str },
     #[error("`{command}` failed ({status}); missing still: {}", describe(missing))]
     InstallFailed { command: String, status: String, missing: Vec<Requirement> },
+    #[error(
+        "`{command}` succeeded, yet it did not provide {}: check that the package provides it on this distribution",
+        describe(missing)
+    )]
+    NotProvided { command: String, missing: Vec<Requirement> },
+    #[error(
+        "host set-up did not settle after {rounds} install rounds (each removed something another needs); missing still: {}",
+        describe(missing)
+    )]
+    NoConvergence { rounds: usize, missing: Vec<Requirement> },
     #[error("missing on this host: {tool} (for {why})\n  install with: {command}{hint}")]
     ToolMissing { tool: &'static str, why: &'static str, command: String, hint: &'static str },
     #[error(
@@ -184,20 +194,88 @@ fn describe(missing: &[Requirement]) -> String {
 
 /// Makes sure every requirement is met, installing what is missing when allowed.
 pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
-    let missing = missing(reqs);
-    if missing.is_empty() {
-        return Ok(());
+    Setup::from_host().ensure(reqs)
+}
+
+/// How many install rounds [`Setup::ensure`] runs before it gives up: one for what was
+/// missing, one for what that install removed (Debian's `qemu-system-x86` 7.2 removes a
+/// newer `qemu-utils` from backports), and one to spare.
+const ROUNDS: usize = 3;
+
+/// Who installs what is missing on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// The host's package manager, if bootproof can drive one.
+    pub package_manager: Option<PackageManager>,
+    /// Whether bootproof may install (root, and `BOOTPROOF_AUTO_INSTALL` is not `0`).
+    pub may_install: bool,
+}
+
+impl Setup {
+    pub fn from_host() -> Setup {
+        Setup { package_manager: PackageManager::detect(), may_install: install_allowed() }
     }
-    let pm = PackageManager::detect();
-    let packages = |pm: PackageManager| {
-        let mut p: Vec<&str> = missing.iter().map(|r| pm.package(r)).collect();
-        p.sort_unstable();
-        p.dedup();
-        p
-    };
-    let Some(pm) = pm.filter(|_| install_allowed()) else {
-        let pm = pm.unwrap_or(PackageManager::Apt);
-        let mut command = pm.install_command(&packages(pm)).join(" ");
+
+    /// Installs what is missing until nothing is, checking again after every install:
+    /// an install can remove what an earlier one (or the machine's image) provided.
+    pub fn ensure(self, reqs: &[Requirement]) -> Result<(), SetupError> {
+        let missing = self::missing(reqs);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let Some(pm) = self.package_manager.filter(|_| self.may_install) else {
+            return Err(self.missing_error(missing));
+        };
+        // Parallel tests and builds all come here: one installs, the others wait and find.
+        let _lock = InstallLock::take();
+        let mut missing = self::missing(reqs);
+        let mut updated = false;
+        for _ in 0..ROUNDS {
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let argv = pm.install_command(&packages(pm, &missing));
+            let mut status = run_install(&argv);
+            if pm == PackageManager::Apt && !updated && !succeeded(&status) {
+                // An empty or stale package list is the usual cause on a fresh machine.
+                updated = true;
+                let _ = run_install(&["apt-get".to_string(), "update".to_string()]);
+                status = run_install(&argv);
+            }
+            let still = self::missing(reqs);
+            if !succeeded(&status) {
+                return Err(SetupError::InstallFailed {
+                    command: argv.join(" "),
+                    status: match status {
+                        Ok(s) => s.to_string(),
+                        Err(e) => e.to_string(),
+                    },
+                    missing: still,
+                });
+            }
+            if still.iter().any(|r| missing.contains(r)) {
+                // The package manager said yes, yet the same things are missing: another
+                // round would only repeat it.
+                let (same, _): (Vec<_>, Vec<_>) = still.into_iter().partition(|r| missing.contains(r));
+                return Err(SetupError::NotProvided { command: argv.join(" "), missing: same });
+            }
+            if !still.is_empty() {
+                eprintln!(
+                    "bootproof: that install removed {}; installing again",
+                    describe(&still)
+                );
+            }
+            missing = still;
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(SetupError::NoConvergence { rounds: ROUNDS, missing })
+    }
+
+    fn missing_error(self, missing: Vec<Requirement>) -> SetupError {
+        let pm = self.package_manager.unwrap_or(PackageManager::Apt);
+        let mut command = pm.install_command(&packages(pm, &missing)).join(" ");
         if !is_root() {
             command = format!("sudo {command}");
         }
@@ -206,33 +284,20 @@ pub fn ensure(reqs: &[Requirement]) -> Result<(), SetupError> {
         } else {
             ""
         };
-        return Err(SetupError::Missing { missing, command, hint });
-    };
-    // Parallel tests and builds all come here: one installs, the others wait and find.
-    let _lock = InstallLock::take();
-    let missing = self::missing(reqs);
-    if missing.is_empty() {
-        return Ok(());
+        SetupError::Missing { missing, command, hint }
     }
-    let argv = pm.install_command(&packages(pm));
-    let mut status = run_install(&argv);
-    if pm == PackageManager::Apt && !status.as_ref().is_ok_and(|s| s.success()) {
-        // An empty or stale package list is the usual cause on a fresh machine.
-        let _ = run_install(&["apt-get".to_string(), "update".to_string()]);
-        status = run_install(&argv);
-    }
-    let still = self::missing(reqs);
-    if still.is_empty() {
-        return Ok(());
-    }
-    Err(SetupError::InstallFailed {
-        command: argv.join(" "),
-        status: match status {
-            Ok(s) => s.to_string(),
-            Err(e) => e.to_string(),
-        },
-        missing: still,
-    })
+}
+
+fn succeeded(status: &std::io::Result<std::process::ExitStatus>) -> bool {
+    status.as_ref().is_ok_and(|s| s.success())
+}
+
+/// The packages that bring `missing`, each once.
+fn packages(pm: PackageManager, missing: &[Requirement]) -> Vec<&'static str> {
+    let mut p: Vec<&str> = missing.iter().map(|r| pm.package(r)).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
 }
 
 /// An exclusive `flock` on a file in the cache directory, held while installing.
