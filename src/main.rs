@@ -352,13 +352,12 @@ async fn run_scenarios(
     println!("{:<28} {:<8} {:>8} {:>8}  {:<5} run dir", "scenario", "result", "time", "queued", "accel");
     for r in &reports {
         let verdict = if r.passed { "ok" } else { "FAILED" };
-        let queued = r.vm_started_unix.map_or(0.0, |v| (v - r.started_unix).max(0.0));
         println!(
             "{:<28} {:<8} {:>7.1}s {:>7.1}s  {:<5} {}",
             r.scenario,
             verdict,
-            r.elapsed_secs - queued,
-            queued,
+            r.elapsed_secs,
+            r.queued_secs,
             r.accel,
             r.run_dir.display()
         );

@@ -260,10 +260,7 @@ impl Setup {
                 return Err(SetupError::NotProvided { command: argv.join(" "), missing: same });
             }
             if !still.is_empty() {
-                eprintln!(
-                    "bootproof: that install removed {}; installing again",
-                    describe(&still)
-                );
+                eprintln!("bootproof: that install removed {}; installing again", describe(&still));
             }
             missing = still;
         }

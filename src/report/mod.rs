@@ -25,7 +25,11 @@ pub struct ScenarioReport {
     /// When the VM ran (unix seconds), for the concurrency budget's record.
     pub vm_started_unix: Option<f64>,
     pub vm_ended_unix: Option<f64>,
+    /// Seconds from the VM's start to the end of the run (0 when no VM started); the
+    /// scenario's `timeout` counts from the same moment.
     pub elapsed_secs: f64,
+    /// Seconds spent waiting for a VM slot before that (see `scenario::budget`).
+    pub queued_secs: f64,
     pub timeout_secs: f64,
     /// The guest agent's transport, when one answered.
     pub agent: Option<String>,
@@ -46,7 +50,7 @@ pub struct StepReport {
     pub action: &'static str,
     pub description: String,
     pub status: Status,
-    /// Seconds since the scenario started.
+    /// Seconds since the VM started.
     pub started_secs: f64,
     pub ended_secs: f64,
     pub message: Option<String>,
@@ -238,6 +242,7 @@ mod tests {
             vm_started_unix: Some(0.5),
             vm_ended_unix: Some(11.0),
             elapsed_secs: 12.0,
+            queued_secs: 0.5,
             timeout_secs: 600.0,
             agent: Some("shell".into()),
             steps: vec![StepReport {

@@ -64,16 +64,16 @@ impl StepError {
 
 /// The whole scenario, whatever happens: setup errors become a failed report too.
 pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
-    let started = Instant::now();
     let (run_dir, mut report) = new_report(scenario, opts);
-    if let Err(seen) = execute(scenario, opts, &run_dir, started, &mut report).await {
+    let mut vm_start = None;
+    if let Err(seen) = execute(scenario, opts, &run_dir, &mut vm_start, &mut report).await {
         report.failure.get_or_insert(Failure { what: "setup".into(), expected: "a running VM".into(), seen });
     }
     report.findings = findings(&run_dir);
     report.passed = report.failure.is_none()
         && report.steps.iter().all(|s| s.status == Status::Passed)
         && report.checks.iter().all(|c| c.status == Status::Passed);
-    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.elapsed_secs = vm_start.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     report.ended_unix = unix_now();
     write_summary(&run_dir, &report);
     report
@@ -104,6 +104,7 @@ fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioRe
         vm_started_unix: None,
         vm_ended_unix: None,
         elapsed_secs: 0.0,
+        queued_secs: 0.0,
         timeout_secs: scenario.timeout.as_secs_f64(),
         agent: None,
         steps: Vec::new(),
@@ -136,7 +137,7 @@ async fn execute(
     scenario: &Scenario,
     opts: &RunnerOptions,
     run_dir: &Path,
-    started: Instant,
+    vm_start: &mut Option<Instant>,
     report: &mut ScenarioReport,
 ) -> Result<(), String> {
     let secrets = resolve_secrets(scenario)?;
@@ -147,13 +148,19 @@ async fn execute(
     let host = host_facts(&profile, &layout.share_dir()).map_err(|e| e.to_string())?;
     report.accel = host.accel.as_str().into();
     let plan = Plan::new(&profile, Some(&image), &host, &layout).map_err(|e| e.to_string())?;
-    let deadline = started + host.accel.scale(scenario.timeout);
-    report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
+    let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
         tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
     })
     .await
     .map_err(|e| format!("VM slot: {e}"))?;
+    report.queued_secs = queued.elapsed().as_secs_f64();
+    // The scenario's time limit counts from its VM's start: time spent waiting for a
+    // slot is reported apart (queued_secs), never taken from the scenario.
+    let started = Instant::now();
+    *vm_start = Some(started);
+    let deadline = started + host.accel.scale(scenario.timeout);
+    report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
     tell(opts, scenario, Progress::Booting);
     report.vm_started_unix = Some(unix_now());
     let mut vm =
