@@ -28,8 +28,11 @@ enum Command {
         #[arg(long, env = "BOOTPROOF_JUNIT")]
         junit: Option<PathBuf>,
         /// Only scenarios whose name contains this.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "exact")]
         filter: Option<String>,
+        /// Only the scenario of exactly this name.
+        #[arg(long)]
+        exact: Option<String>,
         /// Run against another image: `PATH` or `reference:NAME` for every scenario, or
         /// `reference:installed=PATH` for those written for reference:installed only.
         /// Secrets: BOOTPROOF_SECRET_<NAME> overrides a scenario's secret NAME.
@@ -87,10 +90,7 @@ enum ImagesCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BOOTPROOF_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    bootproof::reporter::init_tracing();
     let cli = Cli::parse();
     match cli.command {
         Command::Doctor { json } => doctor(json),
@@ -106,7 +106,9 @@ fn main() -> ExitCode {
                 .join(bootproof::vm::rundir::new_run_id());
             runtime_block_on(boot_one(profile, image, until, timeout, dir, !quiet))
         }
-        Command::Run { scenarios, artifacts, junit, filter, image } => {
+        Command::Run { scenarios, artifacts, junit, filter, exact, image } => {
+            let filter =
+                bootproof::scenario::suite::Filter { exact: exact.is_some(), name: exact.or(filter) };
             runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter, image))
         }
         Command::List { scenarios } => list(scenarios),
@@ -116,12 +118,6 @@ fn main() -> ExitCode {
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("bootproof: {message}");
     ExitCode::from(code)
-}
-
-/// `[  12.3s] a: step 2/5 ... · b: booting`, cut to fit a terminal line.
-fn live_line(elapsed: f64, doing: &[(String, String)]) -> String {
-    let parts: Vec<String> = doing.iter().map(|(name, what)| format!("{name}: {what}")).collect();
-    format!("[{elapsed:>6.1}s] {}", parts.join(" · ")).chars().take(150).collect()
 }
 
 fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
@@ -214,161 +210,40 @@ fn list(scenarios: Vec<PathBuf>) -> ExitCode {
     if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
-/// Builds the reference images the scenarios need, then runs the scenarios side by side
-/// as the VM budget allows, with a live progress line on a terminal (plain lines
-/// otherwise), each failure's one-screen report as it ends, then a summary table and
-/// where the artifacts are.
+/// `bootproof run`: the suite (scenario::suite) with its live display, then the table.
 async fn run_scenarios(
     given: Vec<PathBuf>,
     artifacts: PathBuf,
     junit: Option<PathBuf>,
-    filter: Option<String>,
+    filter: bootproof::scenario::suite::Filter,
     image: Option<bootproof::scenario::ImageOverride>,
 ) -> ExitCode {
-    use bootproof::scenario::runner::{self, Progress, RunnerOptions};
+    use bootproof::scenario::runner::{Rerun, RunnerOptions};
+    use bootproof::scenario::suite;
+    let selection = match suite::select(&scenario_paths(given), &filter, image.as_ref()) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    for (name, why) in &selection.ignored {
+        eprintln!("bootproof: skipping {name} (ignored: {why})");
+    }
     if let Err(e) = host::ensure_runtime() {
         return fail(2, e);
     }
     if let Ok(info) = host::qemu::info() {
         let _ = host::accel::choose(&info.path, &info.version);
     }
-    let mut scenarios = Vec::new();
-    for found in bootproof::scenario::discover(&scenario_paths(given)) {
-        match found {
-            Ok(mut s)
-                if s.ignore.is_none() && filter.as_ref().is_none_or(|f| s.name.contains(f.as_str())) =>
-            {
-                if let Some(o) = &image {
-                    o.apply(&mut s);
-                }
-                scenarios.push(s)
-            }
-            Ok(s) => eprintln!(
-                "bootproof: skipping {}{}",
-                s.name,
-                s.ignore.map(|r| format!(" (ignored: {r})")).unwrap_or_default()
-            ),
-            Err((_, e)) => return fail(2, e),
-        }
-    }
-    // Reference images first, one at a time with their own progress: a build inside a
-    // run would stall the other scenarios' VMs sharing this thread.
-    // A scenario whose image did not build is reported failed without running: its
-    // run would only try the build again.
-    let known = bootproof::images::known();
-    let needs: Vec<Vec<String>> = scenarios
-        .iter()
-        .map(|s| {
-            let secrets = s.secrets.values().filter_map(|src| src.reference.as_deref());
-            let secret_images =
-                secrets.filter_map(|r| bootproof::images::secret_name(r).ok().map(|(i, _)| i));
-            std::iter::once(s.image.strip_prefix("reference:").unwrap_or(&s.image))
-                .chain(secret_images)
-                .filter(|bare| known.contains(bare))
-                .map(str::to_string)
-                .collect()
-        })
-        .collect();
-    let mut built: std::collections::BTreeMap<String, Result<(), String>> = Default::default();
-    for image in needs.iter().flatten().cloned() {
-        if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(image) {
-            let result = bootproof::images::ensure(slot.key()).map(drop).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                eprintln!("bootproof: reference:{}: {e}", slot.key());
-            }
-            slot.insert(result);
-        }
-    }
-    let unbuilt = |index: usize| needs[index].iter().find_map(|i| Some((i, built[i].clone().err()?)));
-
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let started = std::time::Instant::now();
-    // What each running scenario is doing, for the live line.
-    let doing: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
-    let shown = doing.clone();
-    let progress: runner::ProgressFn = std::sync::Arc::new(move |name: &str, p: Progress| {
-        let what = match p {
-            Progress::WaitingForSlot { max_vms } => format!("waiting for a VM slot ({max_vms} at once)"),
-            Progress::Booting => "booting".into(),
-            Progress::Step { index, total, description } => format!("step {index}/{total} {description}"),
-            Progress::Checks { total } => format!("{total} checks"),
-            Progress::ShuttingDown => "shutting down".into(),
-        };
-        let elapsed = started.elapsed().as_secs_f64();
-        if live {
-            let mut doing = shown.lock().unwrap_or_else(|p| p.into_inner());
-            match doing.iter_mut().find(|(n, _)| n == name) {
-                Some(entry) => entry.1 = what,
-                None => doing.push((name.to_string(), what)),
-            }
-            eprint!("\r\x1b[K{}", live_line(elapsed, &doing));
-        } else {
-            eprintln!("[{elapsed:>6.1}s] {name}: {what}");
-        }
-    });
-    let opts = RunnerOptions { artifacts: artifacts.clone(), echo_console: false, progress: Some(progress) };
-    // All scenarios start together; the VM budget (scenario::budget) decides how many
-    // VMs run at once, so on a 2-core host two guests boot side by side.
-    let local = tokio::task::LocalSet::new();
-    let mut reports: Vec<Option<bootproof::report::ScenarioReport>> = Vec::new();
-    local
-        .run_until(async {
-            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-            for (index, s) in scenarios.iter().enumerate() {
-                reports.push(None);
-                if let Some((image, e)) = unbuilt(index) {
-                    let what = format!("building reference:{image}");
-                    let _ = done_tx.send((index, runner::not_run(s, &opts, &what, e)));
-                    continue;
-                }
-                let (s, opts, done_tx) = (s.clone(), opts.clone(), done_tx.clone());
-                tokio::task::spawn_local(async move {
-                    let _ = done_tx.send((index, runner::run(&s, &opts).await));
-                });
-            }
-            drop(done_tx);
-            while let Some((index, report)) = done_rx.recv().await {
-                let s = &scenarios[index];
-                doing.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _)| *n != s.name);
-                if live {
-                    eprint!("\r\x1b[K");
-                }
-                if !report.passed {
-                    eprintln!(
-                        "{}",
-                        report.failure_screen(&format!(
-                            "bootproof run {}",
-                            s.file.as_ref().map_or(s.name.clone(), |f| f.display().to_string())
-                        ))
-                    );
-                }
-                eprintln!("{}", report.one_line());
-                reports[index] = Some(report);
-            }
-        })
-        .await;
-    let reports: Vec<_> = reports.into_iter().flatten().collect();
-    // `time` is the scenario's own (from its VM slot on); `queued` the wait for a slot.
-    println!("{:<28} {:<8} {:>8} {:>8}  {:<5} run dir", "scenario", "result", "time", "queued", "accel");
-    for r in &reports {
-        let verdict = if r.passed { "ok" } else { "FAILED" };
-        println!(
-            "{:<28} {:<8} {:>7.1}s {:>7.1}s  {:<5} {}",
-            r.scenario,
-            verdict,
-            r.elapsed_secs,
-            r.queued_secs,
-            r.accel,
-            r.run_dir.display()
-        );
-    }
+    let display = suite::Display::new(selection.scenarios.len(), live);
+    let opts = RunnerOptions { rerun: Rerun::Cli { image }, ..RunnerOptions::new(&artifacts) };
+    let reports = suite::run(&selection.scenarios, &opts, display).await;
+    println!("{}", suite::table(&reports));
     let failed = reports.iter().filter(|r| !r.passed).count();
     println!("{} passed, {failed} failed; artifacts in {}", reports.len() - failed, artifacts.display());
-    if let Some(path) = junit {
-        let xml = bootproof::report::junit(&reports, "scenarios").to_string().expect("serialisable");
-        if let Err(e) = std::fs::write(&path, xml) {
-            return fail(2, format!("cannot write JUnit to {}: {e}", path.display()));
-        }
+    if let Some(path) = junit
+        && let Err(e) = std::fs::write(&path, bootproof::report::junit_xml(&reports, "scenarios"))
+    {
+        return fail(2, format!("cannot write JUnit to {}: {e}", path.display()));
     }
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -62,7 +62,10 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts"))
         .join("broken-properties");
-    let opts = runner::RunnerOptions { artifacts, echo_console: false, progress: None };
+    let opts = runner::RunnerOptions {
+        rerun: runner::Rerun::CargoTest { test: "broken_properties".into() },
+        ..runner::RunnerOptions::new(artifacts)
+    };
 
     // Every run starts at once; the VM budget lets as many boot as the host can take.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -105,7 +108,7 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
         } else if !report.passed {
             wrong.push(format!(
                 "{line}: failed, though {image} lacks only what another scenario proves:\n{}",
-                report.failure_screen("cargo test --test broken_properties")
+                report.failure_screen()
             ));
         }
     }

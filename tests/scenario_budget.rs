@@ -27,15 +27,11 @@ fn with_one_slot_two_scenarios_never_overlap() {
         Scenario::load(&file).unwrap()
     };
     let (a, b) = (load("first"), load("second"));
-    let opts = runner::RunnerOptions {
-        artifacts: dir.path().join("artifacts"),
-        echo_console: false,
-        progress: None,
-    };
+    let opts = runner::RunnerOptions::new(dir.path().join("artifacts"));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (ra, rb) = rt.block_on(async { tokio::join!(runner::run(&a, &opts), runner::run(&b, &opts)) });
     for r in [&ra, &rb] {
-        assert!(r.passed, "{}", r.failure_screen("rerun"));
+        assert!(r.passed, "{}", r.failure_screen());
     }
     let window =
         |r: &bootproof::report::ScenarioReport| (r.vm_started_unix.unwrap(), r.vm_ended_unix.unwrap());

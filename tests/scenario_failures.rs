@@ -17,8 +17,7 @@ async fn run(dir: &Path, text: &str) -> ScenarioReport {
     let file = dir.join("scenario.toml");
     std::fs::write(&file, text).unwrap();
     let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let opts =
-        runner::RunnerOptions { artifacts: dir.join("artifacts"), echo_console: false, progress: None };
+    let opts = runner::RunnerOptions::new(dir.join("artifacts"));
     runner::run(&scenario, &opts).await
 }
 
@@ -72,7 +71,7 @@ run = "true"
     assert_eq!(summary["steps"][1]["status"], "failed");
     let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
     assert!(console.contains("bootproof-tiny: init started"), "{console}");
-    let screen = r.failure_screen("rerun");
+    let screen = r.failure_screen();
     assert!(screen.contains("this line never comes") && screen.contains("last console lines"), "{screen}");
 }
 
@@ -104,7 +103,7 @@ file_contains = { path = "share:report.txt", pattern = "share=ok" }
     // The check still ran, and passed: a failure report shows everything known.
     assert_eq!(r.checks.len(), 1);
     assert_eq!(r.checks[0].status, Status::Passed);
-    let screen = r.failure_screen("rerun");
+    let screen = r.failure_screen();
     assert!(screen.contains("exit code 3") && screen.contains("boom"), "{screen}");
 }
 
@@ -158,7 +157,7 @@ power_off = true
 "#,
     )
     .await;
-    assert!(r.passed, "{}", r.failure_screen("rerun"));
+    assert!(r.passed, "{}", r.failure_screen());
     // The guest really received it (it wrote it into the share: the one place a guest
     // may put it), yet nothing bootproof wrote holds it.
     let typed = std::fs::read_to_string(r.run_dir.join("share/typed.txt")).unwrap();

@@ -34,11 +34,7 @@ fn time_spent_waiting_for_a_vm_slot_is_not_taken_from_the_scenario() {
         Scenario::load(&file).unwrap()
     };
     let (a, b, c) = (load("first"), load("second"), load("third"));
-    let opts = runner::RunnerOptions {
-        artifacts: dir.path().join("artifacts"),
-        echo_console: false,
-        progress: None,
-    };
+    let opts = runner::RunnerOptions::new(dir.path().join("artifacts"));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let reports = rt.block_on(async {
         // The only slot is taken for longer than any scenario may run, so even the
@@ -53,7 +49,7 @@ fn time_spent_waiting_for_a_vm_slot_is_not_taken_from_the_scenario() {
         [ra, rb, rc]
     });
     for r in &reports {
-        assert!(r.passed, "{}", r.failure_screen("rerun"));
+        assert!(r.passed, "{}", r.failure_screen());
         assert!(r.queued_secs > limit.as_secs_f64(), "{} queued only {:.1}s", r.scenario, r.queued_secs);
         assert!(r.elapsed_secs <= r.timeout_secs, "{}: {} of {}", r.scenario, r.elapsed_secs, r.timeout_secs);
         let summary: serde_json::Value =

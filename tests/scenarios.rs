@@ -9,17 +9,22 @@
 //! for the scenarios this process ran (under nextest, use nextest's own JUnit output).
 //! `BOOTPROOF_IMAGE=[reference:NAME=]IMAGE` runs them against another image and
 //! `BOOTPROOF_SECRET_<NAME>` overrides a secret, as `bootproof run --image` does.
+//!
+//! A scenario passes only if `bootproof inspect` agrees: its run directory must hold
+//! no error-level finding (the same call `inspect` makes), so a green suite and
+//! `inspect` never disagree. `BOOTPROOF_LOG=debug` shows bootproof's tracing.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use bootproof::report::{ScenarioReport, junit};
+use bootproof::report::{ScenarioReport, junit_xml};
 use bootproof::scenario::{Scenario, runner};
 
 static REPORTS: Mutex<Vec<ScenarioReport>> = Mutex::new(Vec::new());
 
 fn main() {
+    bootproof::reporter::init_tracing();
     let args = Arguments::from_args();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let image = std::env::var("BOOTPROOF_IMAGE").ok().map(|text| {
@@ -41,7 +46,7 @@ fn main() {
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(path) = std::env::var_os("BOOTPROOF_JUNIT") {
         let reports = REPORTS.lock().unwrap_or_else(|p| p.into_inner());
-        let xml = junit(&reports, "scenarios").to_string().expect("serialisable");
+        let xml = junit_xml(&reports, "scenarios");
         if let Err(e) = std::fs::write(&path, xml) {
             eprintln!("bootproof: cannot write JUnit to {}: {e}", PathBuf::from(path).display());
         }
@@ -54,19 +59,38 @@ fn run_one(s: &Scenario) -> Result<(), Failed> {
     let artifacts = std::env::var_os("BOOTPROOF_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts"));
-    let opts = runner::RunnerOptions { artifacts, echo_console: false, progress: None };
+    let opts = runner::RunnerOptions {
+        rerun: runner::Rerun::CargoTest { test: "scenarios".into() },
+        ..runner::RunnerOptions::new(artifacts)
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failed::from(e.to_string()))?;
     let report = rt.block_on(runner::run(s, &opts));
-    let result = if report.passed {
-        Ok(())
-    } else {
-        Err(Failed::from(
-            report.failure_screen(&format!("cargo test --test scenarios -- --exact {}", s.name)),
-        ))
-    };
+    let result =
+        if !report.passed { Err(Failed::from(report.failure_screen())) } else { inspect_agrees(&report) };
     REPORTS.lock().unwrap_or_else(|p| p.into_inner()).push(report);
     result
+}
+
+/// A passing scenario's run directory holds no error-level finding: `inspect` on it
+/// would exit 0.
+fn inspect_agrees(report: &ScenarioReport) -> Result<(), Failed> {
+    let inspected = bootproof::inspect::inspect_paths(std::slice::from_ref(&report.run_dir));
+    let errors: Vec<String> = inspected
+        .findings
+        .iter()
+        .filter(|f| f.severity >= bootproof::logs::Severity::Error)
+        .map(|f| format!("  {}:{}: {}", f.file.display(), f.line, f.summary))
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Failed::from(format!(
+        "scenario `{}` passed, but `bootproof inspect {}` reports error-level findings:\n{}",
+        report.scenario,
+        report.run_dir.display(),
+        errors.join("\n")
+    )))
 }

@@ -74,6 +74,40 @@ pub enum AgentError {
     NotAvailable { tried: Vec<&'static str>, why: String },
 }
 
+/// Replaces runs of base64 (the marker protocol's script and output lines, QGA's data
+/// fields) with their length: the log keeps the protocol's shape, not the payload.
+fn elide_payloads(text: &str) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 16 && run.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+            out.push_str(&format!("[base64, {} chars]", run.len()));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_b64(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// `value` quoted for the guest's POSIX shell: every name, path or key a check or step
+/// splices into a guest command goes through here (shlex). A NUL byte cannot be
+/// passed to a shell at all; scenario loading refuses such values, and here it makes
+/// an empty word rather than a broken command.
+pub fn quote(value: &str) -> String {
+    shlex::try_quote(value).map(|q| q.into_owned()).unwrap_or_else(|_| "''".to_string())
+}
+
 fn listed(tried: &[&str]) -> String {
     if tried.is_empty() { "nothing".to_string() } else { tried.join(", ") }
 }
@@ -84,10 +118,14 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// `agent.log`: one line per message, stamped with host seconds since it was opened
 /// (QEMU's start, for a VM's agent). Long messages are cut.
+///
+/// Commands are logged as the plain command (redacted, like every line); payloads the
+/// transports encode (the shell's base64 script and output, qemu-guest-agent's
+/// `out-data`/`err-data`) are logged by size only, so no encoding of a secret can
+/// slip past the redactor's forms (a payload is wrapped at any column).
 pub struct AgentLog {
     file: Mutex<std::fs::File>,
     started: Instant,
-    secrets: Mutex<Vec<String>>,
 }
 
 /// Characters of one message kept in the log.
@@ -96,23 +134,23 @@ const LOG_MESSAGE: usize = 2048;
 impl AgentLog {
     pub fn create(path: &Path, started: Instant) -> std::io::Result<AgentLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AgentLog { file: Mutex::new(file), started, secrets: Mutex::default() })
+        Ok(AgentLog { file: Mutex::new(file), started })
     }
 
-    /// Text that must never reach the log (secrets in commands and their output).
+    /// Text that must never reach the log (secrets in commands and their output); see
+    /// [`crate::redact::register`].
     pub fn redact(&self, secret: &str) {
-        if let Ok(mut s) = self.secrets.lock() {
-            s.push(secret.to_string());
-        }
+        crate::redact::register(secret);
+    }
+
+    /// Protocol traffic: like [`AgentLog::write`], with encoded payloads replaced by
+    /// their size.
+    fn write_wire(&self, transport: &str, direction: &str, text: &str) {
+        self.write(transport, direction, &elide_payloads(text));
     }
 
     fn write(&self, transport: &str, direction: &str, text: &str) {
-        let mut text = text.to_string();
-        for secret in self.secrets.lock().map(|s| s.clone()).unwrap_or_default() {
-            if !secret.is_empty() {
-                text = text.replace(&secret, "[REDACTED]");
-            }
-        }
+        let text = crate::redact::text(text);
         let mut cut: String = text.chars().take(LOG_MESSAGE).collect();
         if cut.len() < text.len() {
             cut += &format!(" [... {} bytes]", text.len());
@@ -304,6 +342,7 @@ pub async fn connect(ports: &Ports, timeout: Duration) -> Result<Agent, AgentErr
         };
         if let Some(transport) = transport {
             let agent = Agent { transport, log: log.clone() };
+            tracing::debug!(transport = agent.transport(), after = ?started.elapsed(), "guest agent answered");
             agent.log.write(agent.transport(), "ready", &format!("answered in {:.3?}", started.elapsed()));
             return Ok(agent);
         }
@@ -372,6 +411,16 @@ async fn probe_round(ports: &Ports, round: Duration) -> (Option<usize>, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_logged_by_size_and_words_stay() {
+        let line = r#"{"return":{"exitcode":0,"out-data":"Ym9vdHByb29mLWx1a3MK","exited":true}}"#;
+        assert_eq!(
+            elide_payloads(line),
+            r#"{"return":{"exitcode":0,"out-data":"[base64, 20 chars]","exited":true}}"#
+        );
+        assert_eq!(elide_payloads("BPO-1f2e\nsystemctl is-active"), "BPO-1f2e\nsystemctl is-active");
+    }
 
     #[test]
     fn a_cut_stream_says_so() {

@@ -208,13 +208,13 @@ impl Qga {
             self.sync(&mut port, deadline).await?;
         }
         port.synced = false;
-        self.log.write(NAME, ">", &msg.to_string());
+        self.log.write_wire(NAME, ">", &msg.to_string());
         let p = &mut *port;
         let reply = tokio::time::timeout_at(deadline, async {
             p.io.write_all(&line(&msg)).await?;
             loop {
                 for m in next_messages(p).await? {
-                    self.log.write(NAME, "<", &m.to_string());
+                    self.log.write_wire(NAME, "<", &m.to_string());
                     // A number is the answer to an earlier sync; anything else answers us.
                     if m.get("return").is_some_and(Value::is_number) {
                         continue;
@@ -235,12 +235,12 @@ impl Qga {
     /// Sends a sync with a fresh id and skips everything up to its answer.
     async fn sync(&self, port: &mut Port, deadline: Instant) -> Result<(), AgentError> {
         let id = random_id();
-        self.log.write(NAME, ">", &format!("0xff guest-sync-delimited id={id}"));
+        self.log.write_wire(NAME, ">", &format!("0xff guest-sync-delimited id={id}"));
         let done = tokio::time::timeout_at(deadline, async {
             port.io.write_all(&sync_request(id)).await?;
             loop {
                 for m in next_messages(port).await? {
-                    self.log.write(NAME, "<", &m.to_string());
+                    self.log.write_wire(NAME, "<", &m.to_string());
                     if m.get("return").and_then(Value::as_u64) == Some(id) {
                         return Ok::<_, std::io::Error>(());
                     }

@@ -138,7 +138,7 @@ async fn exchange<S: Stream + ?Sized, T>(
     deadline: Instant,
 ) -> Result<T, ExchangeError> {
     let work = async {
-        wire.log.write(wire.transport, ">", script);
+        wire.log.write_wire(wire.transport, ">", script);
         io.write_all(script.as_bytes()).await.map_err(ExchangeError::Io)?;
         io.flush().await.map_err(ExchangeError::Io)?;
         let mut chunk = vec![0u8; 64 * 1024];
@@ -167,7 +167,7 @@ async fn exchange<S: Stream + ?Sized, T>(
                     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the guest closed the channel");
                 return Err(ExchangeError::Io(eof));
             }
-            wire.log.write(wire.transport, "<", &String::from_utf8_lossy(&chunk[..n]));
+            wire.log.write_wire(wire.transport, "<", &String::from_utf8_lossy(&chunk[..n]));
             pending.extend_from_slice(&chunk[..n]);
         }
     };

@@ -1,19 +1,25 @@
 //! Built-in checks: what a scenario asserts about the booted system, read through the
 //! guest agent and from the captured logs, with the parsers of [`crate::logs`].
 //!
-//! Owns: the [`Check`] trait and the built-ins. Must not: drive the VM (no keys, no
-//! power); a check only looks. Each outcome says what was expected and what was seen.
+//! Owns: the [`Check`] trait, the check kinds ([`kind`]) and the built-ins. Must not:
+//! drive the VM (no keys, no power); a check only looks. Each outcome says what was
+//! expected and what was seen; a check that could not look (no agent, no log to read,
+//! output it cannot parse) is "not checked", which fails the scenario like a failure:
+//! nothing passes without having checked something.
 
-use regex::Regex;
+pub mod kind;
+
+pub use kind::{CheckKind, LuksExpect};
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::agent::Agent;
-use crate::logs::FindingKind;
-use crate::scenario::model::{CheckKind, LuksExpect};
+use crate::agent::{Agent, quote};
+use crate::logs::{FindingKind, Severity};
+use crate::pattern::Pattern;
 
 /// What a check sees.
 pub struct CheckContext<'a> {
@@ -26,20 +32,41 @@ pub struct CheckContext<'a> {
     pub timeout: Duration,
 }
 
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// The check could not look; the scenario fails, saying why.
+    NotChecked,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutcome {
-    pub passed: bool,
+    pub verdict: Verdict,
     pub expected: String,
-    /// What was seen: on failure, the evidence.
+    /// What was seen: on failure, the evidence; when not checked, why.
     pub message: String,
 }
 
 impl CheckOutcome {
     fn pass(expected: impl Into<String>, seen: impl Into<String>) -> Self {
-        CheckOutcome { passed: true, expected: expected.into(), message: seen.into() }
+        CheckOutcome { verdict: Verdict::Passed, expected: expected.into(), message: seen.into() }
     }
     fn fail(expected: impl Into<String>, seen: impl Into<String>) -> Self {
-        CheckOutcome { passed: false, expected: expected.into(), message: seen.into() }
+        CheckOutcome { verdict: Verdict::Failed, expected: expected.into(), message: seen.into() }
+    }
+    fn not_checked(expected: impl Into<String>, why: impl Into<String>) -> Self {
+        let why = why.into();
+        CheckOutcome {
+            verdict: Verdict::NotChecked,
+            expected: expected.into(),
+            message: format!("not checked: {why}"),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Passed
     }
 }
 
@@ -53,7 +80,7 @@ pub trait Check: Send + Sync {
 
 /// Whether a check kind asks the guest (and so needs an agent).
 pub fn needs_agent(kind: &CheckKind) -> bool {
-    !matches!(kind, CheckKind::FileContains { path, .. } if path.starts_with("share:"))
+    kind.needs_agent()
 }
 
 /// The built-in check for a scenario file's `[[check]]`.
@@ -70,6 +97,7 @@ impl Check for Builtin {
                 CheckKind::NoFailedUnits => no_failed_units(ctx).await,
                 CheckKind::NoKernelOops => no_kernel_oops(ctx).await,
                 CheckKind::NoSelinuxDenials { allow } => no_selinux_denials(ctx, allow).await,
+                CheckKind::NoErrorFindings { allow } => no_error_findings(ctx, allow),
                 CheckKind::Sysctl(expected) => sysctl(ctx, expected).await,
                 CheckKind::BtrfsSubvolumes(names) => btrfs_subvolumes(ctx, names).await,
                 CheckKind::Luks(expect) => luks(ctx, expect).await,
@@ -83,19 +111,45 @@ impl Check for Builtin {
     }
 }
 
-/// Runs a guest command; Err is the outcome to report.
-async fn guest(ctx: &CheckContext<'_>, expected: &str, command: &str) -> Result<Vec<u8>, CheckOutcome> {
+/// What a guest command gave: its output when it exited 0.
+enum Asked {
+    Output(Vec<u8>),
+    /// It ran and exited non-zero: the guest answered, the answer is no.
+    Exited {
+        code: i32,
+        stderr: String,
+    },
+}
+
+/// Runs a guest command; Err is the outcome to report (not checked: the agent could
+/// not be asked or did not answer).
+async fn ask(ctx: &CheckContext<'_>, expected: &str, command: &str) -> Result<Asked, CheckOutcome> {
     let Some(agent) = ctx.agent else {
         let why = ctx.agent_error.clone().unwrap_or_else(|| "no guest agent".into());
-        return Err(CheckOutcome::fail(expected, format!("cannot ask the guest: {why}")));
+        return Err(CheckOutcome::not_checked(expected, format!("cannot ask the guest: {why}")));
     };
     match agent.run(command, ctx.timeout).await {
-        Ok(out) if out.exit_code == 0 => Ok(out.stdout),
-        Ok(out) => Err(CheckOutcome::fail(
-            expected,
-            format!("`{command}` exited {}: {}", out.exit_code, String::from_utf8_lossy(&out.stderr).trim()),
-        )),
-        Err(e) => Err(CheckOutcome::fail(expected, format!("`{command}`: {e}"))),
+        Ok(out) if out.exit_code == 0 => Ok(Asked::Output(out.stdout)),
+        Ok(out) => Ok(Asked::Exited {
+            code: out.exit_code,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+        Err(e) => Err(CheckOutcome::not_checked(expected, format!("`{command}`: {e}"))),
+    }
+}
+
+/// Runs a guest command that must succeed; Err is the outcome to report.
+async fn guest(ctx: &CheckContext<'_>, expected: &str, command: &str) -> Result<Vec<u8>, CheckOutcome> {
+    match ask(ctx, expected, command).await? {
+        Asked::Output(out) => Ok(out),
+        // 126/127: the shell could not run the tool, so nothing was learnt; any other
+        // exit status is the guest's answer (no such file, not a LUKS device, ...).
+        Asked::Exited { code: code @ (126 | 127), stderr } => {
+            Err(CheckOutcome::not_checked(expected, format!("`{command}` exited {code}: {stderr}")))
+        }
+        Asked::Exited { code, stderr } => {
+            Err(CheckOutcome::fail(expected, format!("`{command}` exited {code}: {stderr}")))
+        }
     }
 }
 
@@ -112,17 +166,26 @@ async fn no_failed_units(ctx: &CheckContext<'_>) -> CheckOutcome {
     let expected = "no failed systemd units";
     let out =
         guest_or_return!(ctx, expected, "systemctl list-units --failed --all --plain --no-legend --no-pager");
-    let failed: Vec<String> = String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|u| u.contains('.'))
-        .collect();
+    let mut failed = Vec::new();
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+        match crate::logs::systemctl::unit_line(line) {
+            Ok((_, unit)) if unit.failed() => failed.push(String::from_utf8_lossy(unit.unit).into_owned()),
+            Ok(_) => {}
+            Err(_) => {
+                let line = String::from_utf8_lossy(line);
+                return CheckOutcome::not_checked(
+                    expected,
+                    format!("`systemctl list-units` line not understood: {line}"),
+                );
+            }
+        }
+    }
     if failed.is_empty() {
         return CheckOutcome::pass(expected, "none failed");
     }
     let mut seen = format!("failed: {}", failed.join(", "));
     for unit in failed.iter().take(3) {
-        let cmd = format!("journalctl -b -u '{unit}' -n 5 --no-pager -o cat");
+        let cmd = format!("journalctl -b -u {} -n 5 --no-pager -o cat", quote(unit));
         if let Ok(log) = guest(ctx, expected, &cmd).await {
             seen.push_str(&format!("\n{unit}:\n{}", String::from_utf8_lossy(&log).trim_end()));
         }
@@ -131,9 +194,11 @@ async fn no_failed_units(ctx: &CheckContext<'_>) -> CheckOutcome {
 }
 
 /// Findings of the log analyzers over `bytes`, labelled `name`.
-fn analyze(bytes: &[u8], name: &str) -> Vec<crate::logs::Finding> {
+fn analyze(bytes: &[u8], name: &str) -> Result<Vec<crate::logs::Finding>, String> {
     let analyzers = crate::logs::registry();
-    crate::inspect::inspect_reader(&analyzers, bytes, Path::new(name)).map(|(_, f)| f).unwrap_or_default()
+    crate::inspect::inspect_reader(&analyzers, bytes, Path::new(name))
+        .map(|(_, f)| f)
+        .map_err(|e| e.to_string())
 }
 
 const KERNEL_FAILURES: &[FindingKind] = &[
@@ -144,37 +209,79 @@ const KERNEL_FAILURES: &[FindingKind] = &[
     FindingKind::SoftLockup,
 ];
 
+fn listed(found: &[crate::logs::Finding]) -> String {
+    let shown: Vec<String> =
+        found.iter().take(5).map(|f| format!("{}:{}: {}", f.file.display(), f.line, f.summary)).collect();
+    shown.join("\n")
+}
+
+/// The console log and the guest's `dmesg`: what the console shows is evidence on its
+/// own (a panic ends the agent with the guest), but a pass needs dmesg too, since a
+/// quiet console does not carry every kernel message.
 async fn no_kernel_oops(ctx: &CheckContext<'_>) -> CheckOutcome {
     let expected = "no kernel panic, Oops, BUG, WARNING or soft lockup";
     let mut found = Vec::new();
     if let Ok(console) = std::fs::read(ctx.run_dir.join("console.log")) {
-        found.extend(analyze(&console, "console.log"));
-    }
-    if ctx.agent.is_some() {
-        let dmesg = guest_or_return!(ctx, expected, "dmesg");
-        found.extend(analyze(&dmesg, "dmesg"));
+        match analyze(&console, "console.log") {
+            Ok(f) => found.extend(f),
+            Err(e) => return CheckOutcome::not_checked(expected, format!("console.log: {e}")),
+        }
     }
     found.retain(|f| KERNEL_FAILURES.contains(&f.kind));
-    if found.is_empty() {
-        return CheckOutcome::pass(expected, "none in the console log or dmesg");
+    if !found.is_empty() {
+        return CheckOutcome::fail(expected, listed(&found));
     }
-    let seen = found
-        .iter()
-        .take(5)
-        .map(|f| format!("{}:{}: {}", f.file.display(), f.line, f.summary))
-        .collect::<Vec<_>>();
-    CheckOutcome::fail(expected, seen.join("\n"))
+    let dmesg = guest_or_return!(ctx, expected, "dmesg");
+    match analyze(&dmesg, "dmesg") {
+        Ok(f) => found.extend(f.into_iter().filter(|f| KERNEL_FAILURES.contains(&f.kind))),
+        Err(e) => return CheckOutcome::not_checked(expected, format!("dmesg: {e}")),
+    }
+    if found.is_empty() {
+        CheckOutcome::pass(expected, "none in the console log or dmesg")
+    } else {
+        CheckOutcome::fail(expected, listed(&found))
+    }
 }
 
-async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[String]) -> CheckOutcome {
+/// Exit status of the denial reader when the guest has SELinux but nothing to read.
+const NO_AUDIT_LOG: i32 = 3;
+
+async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome {
     let expected = "no SELinux AVC denials outside the allow-list";
-    let allow: Vec<Regex> = allow.iter().filter_map(|a| Regex::new(a).ok()).collect();
-    let out = guest_or_return!(
-        ctx,
-        expected,
-        "{ cat /var/log/audit/audit.log 2>/dev/null; journalctl -b --no-pager -o short-precise 2>/dev/null | grep -F 'avc:'; } || true"
+    // Without SELinux enabled there is nothing that could deny, and nothing to read: a
+    // pass would claim what was never looked at.
+    match ask(ctx, expected, "cat /sys/fs/selinux/enforce").await {
+        Ok(Asked::Output(_)) => {}
+        Ok(Asked::Exited { .. }) => {
+            return CheckOutcome::not_checked(
+                expected,
+                "SELinux is not enabled in this guest (no /sys/fs/selinux/enforce)",
+            );
+        }
+        Err(outcome) => return outcome,
+    }
+    let read = format!(
+        "if [ -r /var/log/audit/audit.log ]; then cat /var/log/audit/audit.log; \
+         elif command -v journalctl >/dev/null; then journalctl -b --no-pager -o short-precise; \
+         else exit {NO_AUDIT_LOG}; fi"
     );
-    let denials: Vec<_> = analyze(&out, "audit")
+    let out = match ask(ctx, expected, &read).await {
+        Ok(Asked::Output(out)) => out,
+        Ok(Asked::Exited { code, stderr }) => {
+            let why = if code == NO_AUDIT_LOG {
+                "neither /var/log/audit/audit.log nor journalctl to read denials from".to_string()
+            } else {
+                format!("reading the audit log exited {code}: {stderr}")
+            };
+            return CheckOutcome::not_checked(expected, why);
+        }
+        Err(outcome) => return outcome,
+    };
+    let findings = match analyze(&out, "audit") {
+        Ok(f) => f,
+        Err(e) => return CheckOutcome::not_checked(expected, format!("audit log: {e}")),
+    };
+    let denials: Vec<_> = findings
         .into_iter()
         .filter(|f| f.kind == FindingKind::AvcDenial)
         .filter(|f| {
@@ -188,13 +295,40 @@ async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[String]) -> CheckOu
     CheckOutcome::fail(expected, format!("{} denials:\n{shown}", denials.len()))
 }
 
+/// What `bootproof inspect` says of the run directory: the same code, so a passing
+/// check and `inspect` can never disagree.
+fn no_error_findings(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome {
+    let expected = "no error-level finding in the run's logs and share (as `bootproof inspect` reports)";
+    let report = crate::inspect::inspect_paths(&[PathBuf::from(ctx.run_dir)]);
+    if report.files.is_empty() {
+        return CheckOutcome::not_checked(expected, format!("no log was read in {}", ctx.run_dir.display()));
+    }
+    let errors: Vec<_> = report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity >= Severity::Error)
+        .filter(|f| {
+            !allow.iter().any(|re| re.is_match(&f.summary) || f.evidence.iter().any(|e| re.is_match(e)))
+        })
+        .collect();
+    if errors.is_empty() {
+        CheckOutcome::pass(
+            expected,
+            format!("{} files read, none with an error-level finding", report.files.len()),
+        )
+    } else {
+        CheckOutcome::fail(expected, listed(&errors))
+    }
+}
+
 async fn sysctl(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> CheckOutcome {
     let want = expected.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
     // Some keys are unreadable even to root (busybox then exits 1): what was read counts.
-    let out = guest_or_return!(ctx, &want, "sysctl -a 2>/dev/null; true");
+    let out =
+        guest_or_return!(ctx, &want, "command -v sysctl >/dev/null || exit 127; sysctl -a 2>/dev/null; true");
     let seen = match crate::logs::sysctl::parse(&out) {
         Ok(s) => s,
-        Err(e) => return CheckOutcome::fail(want, format!("`sysctl -a` output not understood: {e}")),
+        Err(e) => return CheckOutcome::not_checked(want, format!("`sysctl -a` output not understood: {e}")),
     };
     let actual: BTreeMap<&str, &str> = seen.iter().map(|s| (s.key.as_str(), s.value.as_str())).collect();
     let wrong: Vec<String> = expected
@@ -222,7 +356,7 @@ async fn btrfs_subvolumes(ctx: &CheckContext<'_>, names: &[String]) -> CheckOutc
     let subvols = match crate::logs::btrfs::parse_subvolume_list(&out) {
         Ok(s) => s,
         Err(e) => {
-            return CheckOutcome::fail(
+            return CheckOutcome::not_checked(
                 expected,
                 format!("`btrfs subvolume list` output not understood: {e}"),
             );
@@ -254,10 +388,12 @@ async fn luks(ctx: &CheckContext<'_>, expect: &LuksExpect) -> CheckOutcome {
             Err(outcome) => return outcome,
         },
     };
-    let dump = guest_or_return!(ctx, &expected, &format!("cryptsetup luksDump '{device}'"));
+    let dump = guest_or_return!(ctx, &expected, &format!("cryptsetup luksDump {}", quote(&device)));
     let header = match crate::logs::luks::parse_dump(&dump) {
         Ok(h) => h,
-        Err(e) => return CheckOutcome::fail(expected, format!("luksDump of {device} not understood: {e}")),
+        Err(e) => {
+            return CheckOutcome::not_checked(expected, format!("luksDump of {device} not understood: {e}"));
+        }
     };
     let cipher = header.cipher.clone().or_else(|| header.segments.first().and_then(|s| s.cipher.clone()));
     let pbkdfs: Vec<String> = header.keyslots.iter().filter_map(|k| k.pbkdf.clone()).collect();
@@ -305,34 +441,41 @@ async fn root_luks_device(ctx: &CheckContext<'_>, expected: &str) -> Result<Stri
     let mapping = source.split('[').next().unwrap_or("").trim().to_string();
     // findmnt may name the mapping by its kernel name (`/dev/dm-0`, as on Debian 12)
     // rather than `/dev/mapper/<name>`; lsblk gives the mapping's name either way.
-    let name = match guest(ctx, expected, &format!("lsblk -n -d -r -o NAME '{mapping}'")).await {
-        Ok(out) => String::from_utf8_lossy(&out).trim().to_string(),
-        Err(_) => mapping.rsplit('/').next().unwrap_or("").to_string(),
-    };
-    let status = guest(ctx, expected, &format!("cryptsetup status '{name}'")).await.map_err(|_| {
-        CheckOutcome::fail(expected, format!("/ is mounted from {source}, which is not a dm-crypt mapping"))
-    })?;
+    let lsblk = guest(ctx, expected, &format!("lsblk -d -l -o NAME {}", quote(&mapping))).await;
+    let name = lsblk
+        .ok()
+        .and_then(|out| crate::logs::lsblk::parse_text(&out).ok())
+        .and_then(|devices| devices.into_iter().next().map(|d| d.name))
+        .unwrap_or_else(|| mapping.rsplit('/').next().unwrap_or("").to_string());
+    let status =
+        guest(ctx, expected, &format!("cryptsetup status {}", quote(&name))).await.map_err(|_| {
+            CheckOutcome::fail(
+                expected,
+                format!("/ is mounted from {source}, which is not a dm-crypt mapping"),
+            )
+        })?;
     String::from_utf8_lossy(&status)
         .lines()
         .find_map(|l| l.trim().strip_prefix("device:").map(|d| d.trim().to_string()))
         .ok_or_else(|| CheckOutcome::fail(expected, format!("`cryptsetup status {name}` names no device")))
 }
 
-async fn mounts(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> CheckOutcome {
+async fn mounts(ctx: &CheckContext<'_>, expected: &BTreeMap<String, Pattern>) -> CheckOutcome {
     let want = expected.iter().map(|(k, v)| format!("{k} ~ /{v}/")).collect::<Vec<_>>().join(", ");
     let mut wrong = Vec::new();
     let mut seen_all = Vec::new();
     for (target, pattern) in expected {
-        let Ok(re) = Regex::new(pattern) else {
-            wrong.push(format!("{target}: /{pattern}/ is not a valid regex"));
-            continue;
+        let cmd = format!("findmnt -n -o SOURCE,FSTYPE,OPTIONS --mountpoint {}", quote(target));
+        // findmnt exits 1 when nothing is mounted there: that is the answer.
+        let line = match ask(ctx, &want, &cmd).await {
+            Ok(Asked::Output(out)) => String::from_utf8_lossy(&out).trim().to_string(),
+            Ok(Asked::Exited { code: 1, .. }) => String::from("(not mounted)"),
+            Ok(Asked::Exited { code, stderr }) => {
+                return CheckOutcome::not_checked(want, format!("`{cmd}` exited {code}: {stderr}"));
+            }
+            Err(outcome) => return outcome,
         };
-        let cmd = format!("findmnt -n -o SOURCE,FSTYPE,OPTIONS --mountpoint '{target}'");
-        let line = match guest(ctx, &want, &cmd).await {
-            Ok(out) => String::from_utf8_lossy(&out).trim().to_string(),
-            Err(_) => String::from("(not mounted)"),
-        };
-        if !re.is_match(&line) {
+        if !pattern.is_match(&line) {
             wrong.push(format!("{target}: expected /{pattern}/, seen {line}"));
         }
         seen_all.push(format!("{target}: {line}"));
@@ -344,14 +487,14 @@ async fn mounts(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> 
     }
 }
 
-async fn journal(ctx: &CheckContext<'_>, pattern: &str, should_contain: bool) -> CheckOutcome {
+async fn journal(ctx: &CheckContext<'_>, re: &Pattern, should_contain: bool) -> CheckOutcome {
+    let pattern = re.as_str();
     let expected = if should_contain {
         format!("a journal line matching /{pattern}/")
     } else {
         format!("no journal line matching /{pattern}/")
     };
     let out = guest_or_return!(ctx, &expected, "journalctl -b --no-pager -o short-precise");
-    let re = Regex::new(pattern).expect("validated when parsed");
     let text = String::from_utf8_lossy(&out);
     let hits: Vec<&str> = text.lines().filter(|l| re.is_match(l)).collect();
     match (should_contain, hits.first()) {
@@ -366,7 +509,8 @@ async fn journal(ctx: &CheckContext<'_>, pattern: &str, should_contain: bool) ->
     }
 }
 
-async fn file_contains(ctx: &CheckContext<'_>, path: &str, pattern: &str) -> CheckOutcome {
+async fn file_contains(ctx: &CheckContext<'_>, path: &str, re: &Pattern) -> CheckOutcome {
+    let pattern = re.as_str();
     let expected = format!("{path} matching /{pattern}/");
     let content = if let Some(rel) = path.strip_prefix("share:") {
         match crate::vm::share::read_file(ctx.share, rel, 16 << 20) {
@@ -374,9 +518,8 @@ async fn file_contains(ctx: &CheckContext<'_>, path: &str, pattern: &str) -> Che
             Err(e) => return CheckOutcome::fail(expected, e.to_string()),
         }
     } else {
-        guest_or_return!(ctx, &expected, &format!("cat -- '{path}'"))
+        guest_or_return!(ctx, &expected, &format!("cat -- {}", quote(path)))
     };
-    let re = Regex::new(pattern).expect("validated when parsed");
     let text = String::from_utf8_lossy(&content);
     match text.lines().find(|l| re.is_match(l)) {
         Some(l) => CheckOutcome::pass(expected, l.to_string()),

@@ -9,10 +9,10 @@
 //! Matching runs over the text stream, not over lines, so prompts without a newline
 //! match; a pattern matches within one line. Each console has a cursor: a match
 //! consumes the text up to its end, so the next wait starts after it, and text that
-//! arrived before a wait began is still seen.
+//! arrived before a wait began is still seen. A machine reset moves the cursor to the
+//! end ([`Console::mark_reset`]): after a reboot, waits see only the new boot's text.
 
 mod ansi;
-mod redact;
 
 pub use ansi::AnsiStripper;
 
@@ -83,7 +83,6 @@ struct State {
     tail: VecDeque<String>,
     line: Vec<u8>,
     closed: bool,
-    redactions: Vec<Vec<u8>>,
 }
 
 impl State {
@@ -114,8 +113,15 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     progress: watch::Sender<u64>,
+    /// How many resets [`Console::mark_reset`] has marked.
+    resets: watch::Sender<u64>,
     started: Instant,
 }
+
+/// Silence on the console after a reset that means the old boot's last bytes are in.
+const RESET_QUIET: Duration = Duration::from_millis(100);
+/// The longest a reset mark waits for that silence (a guest flooding the console).
+const RESET_DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// A handle on a VM's serial console. Cheap to clone.
 #[derive(Clone)]
@@ -143,14 +149,15 @@ impl Console {
         let text = std::fs::File::create(files.text)?;
         let (reader, writer) = tokio::io::split(stream);
         let (progress, _) = watch::channel(0);
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), progress, started });
+        let (resets, _) = watch::channel(0);
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), progress, resets, started });
         let task = Capture {
             shared: shared.clone(),
             raw,
             text,
             echo: files.echo,
             stripper: AnsiStripper::default(),
-            redactor: redact::Redactor::default(),
+            redactor: crate::redact::Stream::default(),
         };
         tokio::spawn(task.run(reader));
         Ok(Console { shared, writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))) })
@@ -219,6 +226,38 @@ impl Console {
         }
     }
 
+    /// Marks a machine reset: waits until the console has been quiet for a moment (QEMU
+    /// wrote the old boot's last bytes before it reported the reset; this reads them),
+    /// then moves the cursor to the end, so later waits match only the new boot's text.
+    pub async fn mark_reset(&self) {
+        let mut progress = self.shared.progress.subscribe();
+        let give_up = tokio::time::Instant::now() + RESET_DRAIN_MAX;
+        loop {
+            let quiet_until = (tokio::time::Instant::now() + RESET_QUIET).min(give_up);
+            match tokio::time::timeout_at(quiet_until, progress.changed()).await {
+                Ok(Ok(())) if tokio::time::Instant::now() < give_up => continue,
+                _ => break,
+            }
+        }
+        let mut st = self.lock();
+        let end = st.end();
+        st.cursor = end;
+        st.scanned = end;
+        drop(st);
+        self.shared.resets.send_modify(|n| *n += 1);
+    }
+
+    /// How many resets have been marked so far.
+    pub fn resets(&self) -> u64 {
+        *self.shared.resets.borrow()
+    }
+
+    /// Waits until more than `seen` resets have been marked.
+    pub async fn wait_reset_after(&self, seen: u64, timeout: Duration) -> bool {
+        let mut resets = self.shared.resets.subscribe();
+        tokio::time::timeout(timeout, resets.wait_for(|n| *n > seen)).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// Sends bytes to the guest's serial port.
     pub async fn send(&self, bytes: &[u8]) -> Result<(), ConsoleError> {
         let mut w = self.writer.lock().await;
@@ -234,9 +273,10 @@ impl Console {
     }
 
     /// Text that must never reach a file or a message (secrets the guest echoes): from
-    /// now on it is replaced by `[REDACTED]` in the raw log, the text log and the tail.
+    /// now on it is replaced by `[REDACTED]` in the raw log, the text log and the tail,
+    /// as everywhere else ([`crate::redact::register`]).
     pub fn redact(&self, secret: &str) {
-        self.lock().redactions.push(secret.as_bytes().to_vec());
+        crate::redact::register(secret);
     }
 
     /// The last console lines (at most [`TAIL_LINES`]), the partial last line included.
@@ -325,7 +365,7 @@ struct Capture {
     text: std::fs::File,
     echo: bool,
     stripper: AnsiStripper,
-    redactor: redact::Redactor,
+    redactor: crate::redact::Stream,
 }
 
 impl Capture {
@@ -339,8 +379,7 @@ impl Capture {
                 Ok(n) => n,
             };
             clean.clear();
-            let secrets = self.lock().redactions.clone();
-            self.redactor.feed(&buf[..n], &secrets, &mut clean);
+            self.redactor.feed(&buf[..n], &mut clean);
             // Straight to the page cache: a crash of bootproof loses nothing already read.
             let _ = self.raw.write_all(&clean);
             stripped.clear();
@@ -395,7 +434,7 @@ impl Capture {
         out.push(b'\n');
         let _ = self.text.write_all(&out);
         if self.echo {
-            eprintln!("  console | {}", String::from_utf8_lossy(line));
+            crate::reporter::line(format!("  console | {}", String::from_utf8_lossy(line)));
         }
     }
 

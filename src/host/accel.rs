@@ -98,11 +98,11 @@ pub fn choose(qemu: &Path, qemu_version: &str) -> Result<Verdict, AccelError> {
 fn warn_tcg_once(reason: &str) {
     static WARNED: Once = Once::new();
     WARNED.call_once(|| {
-        eprintln!(
+        crate::reporter::line(format!(
             "bootproof: warning: KVM is not usable here ({reason}); guests run under TCG \
              software emulation, several times slower; timeouts are scaled by {}",
             Accel::Tcg.timeout_scale()
-        );
+        ));
     });
 }
 

@@ -162,7 +162,7 @@ pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
     if let Some(path) = installed() {
         return Ok(path);
     }
-    eprintln!("bootproof: installing {} (about a minute): {command}", tool.command);
+    crate::reporter::line(format!("bootproof: installing {} (about a minute): {command}", tool.command));
     use std::os::fd::AsFd;
     let status = std::io::stderr().as_fd().try_clone_to_owned().and_then(|err| {
         Command::new("cargo").args(&argv[1..]).stdout(std::process::Stdio::from(err)).status()
@@ -260,7 +260,10 @@ impl Setup {
                 return Err(SetupError::NotProvided { command: argv.join(" "), missing: same });
             }
             if !still.is_empty() {
-                eprintln!("bootproof: that install removed {}; installing again", describe(&still));
+                crate::reporter::line(format!(
+                    "bootproof: that install removed {}; installing again",
+                    describe(&still)
+                ));
             }
             missing = still;
         }
@@ -328,7 +331,7 @@ pub fn missing(reqs: &[Requirement]) -> Vec<Requirement> {
 
 fn run_install(argv: &[String]) -> std::io::Result<std::process::ExitStatus> {
     use std::os::fd::AsFd;
-    eprintln!("bootproof: installing host packages: {}", argv.join(" "));
+    crate::reporter::line(format!("bootproof: installing host packages: {}", argv.join(" ")));
     // Package manager chatter goes to stderr so stdout stays the tool's own output.
     let to_stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
     Command::new(&argv[0])

@@ -148,7 +148,7 @@ pub fn scratch_range() -> std::ops::Range<u64> {
 /// `tiny-sb`, `installed`, with or without the `reference:` prefix), printing progress
 /// on stderr.
 pub fn ensure(name: &str) -> Result<BuiltImage, ImageError> {
-    build(name, false, &mut |line| eprintln!("bootproof: {line}"))
+    build(name, false, &mut |line| crate::reporter::line(format!("bootproof: {line}")))
 }
 
 /// Like [`ensure`], with `force` to rebuild even when cached and `progress` receiving

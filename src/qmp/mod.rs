@@ -60,7 +60,7 @@ struct Log {
 impl Log {
     fn write(&mut self, direction: &str, msg: &Value) {
         let line = json!({"t": self.started.elapsed().as_secs_f64(), "dir": direction, "msg": msg});
-        let _ = writeln!(self.file, "{line}");
+        let _ = writeln!(self.file, "{}", crate::redact::text(&line.to_string()));
     }
 }
 
@@ -150,6 +150,7 @@ impl Qmp {
         } else {
             json!({"execute": command, "id": id, "arguments": "[REDACTED]"})
         };
+        tracing::debug!(target: "bootproof::qmp", message = %logged, "QMP command");
         self.log.lock().unwrap_or_else(|p| p.into_inner()).write("out", &logged);
         {
             let mut w = self.writer.lock().await;
@@ -229,8 +230,12 @@ impl Qmp {
 
     /// Presses a chord such as `ctrl-alt-delete` or `ret`.
     pub async fn send_keys(&self, chord: &str) -> Result<(), QmpError> {
-        let keys: Vec<Value> =
-            chord_qcodes(chord)?.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
+        self.send_qcodes(&chord_qcodes(chord)?).await
+    }
+
+    /// Presses keys together, by QEMU's names (`ctrl`, `alt`, `delete`).
+    pub async fn send_qcodes(&self, qcodes: &[String]) -> Result<(), QmpError> {
+        let keys: Vec<Value> = qcodes.iter().map(|q| json!({"type": "qcode", "data": q})).collect();
         self.execute("send-key", Some(json!({"keys": keys}))).await.map(drop)
     }
 

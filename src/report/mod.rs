@@ -40,6 +40,8 @@ pub struct ScenarioReport {
     /// The first thing that failed.
     pub failure: Option<Failure>,
     pub last_console_lines: Vec<String>,
+    /// The command that reruns this scenario alone (it works when pasted).
+    pub rerun: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,11 +67,13 @@ pub struct CheckReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Status {
     Passed,
     Failed,
     Skipped,
+    /// A check that could not look (no agent, nothing to read): a failure, with why.
+    NotChecked,
 }
 
 impl Status {
@@ -78,6 +82,7 @@ impl Status {
             Status::Passed => "passed",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::NotChecked => "not-checked",
         }
     }
 }
@@ -96,10 +101,43 @@ const SCREEN_FINDINGS: usize = 5;
 const SCREEN_CONSOLE: usize = 10;
 
 impl ScenarioReport {
+    /// Removes every registered secret from the report's text (see [`crate::redact`]):
+    /// the runner calls it before anything is written or shown, and each rendering
+    /// redacts its own output once more.
+    pub fn redact(&mut self) {
+        use crate::redact::in_place;
+        for st in &mut self.steps {
+            in_place(&mut st.description);
+            st.message.iter_mut().for_each(in_place);
+        }
+        for c in &mut self.checks {
+            in_place(&mut c.message);
+        }
+        for f in &mut self.findings {
+            in_place(&mut f.summary);
+            f.evidence.iter_mut().for_each(in_place);
+            f.time.iter_mut().for_each(in_place);
+        }
+        if let Some(f) = &mut self.failure {
+            in_place(&mut f.what);
+            in_place(&mut f.expected);
+            in_place(&mut f.seen);
+        }
+        self.last_console_lines.iter_mut().for_each(in_place);
+        self.agent.iter_mut().for_each(in_place);
+    }
+
+    /// `summary.json`'s text.
+    pub fn to_json(&self) -> String {
+        let json = serde_json::to_string_pretty(self).expect("a report serialises");
+        crate::redact::text(&json).into_owned()
+    }
+
     /// The failure message that fits one screen: what failed, expected vs seen, failed
     /// checks, the last console lines, the top findings, where everything is, and the
     /// command that reruns this scenario alone.
-    pub fn failure_screen(&self, rerun: &str) -> String {
+    pub fn failure_screen(&self) -> String {
+        let rerun = &self.rerun;
         let mut s = format!(
             "scenario `{}` FAILED after {:.1}s under {} ({} on {})\n",
             self.scenario, self.elapsed_secs, self.accel, self.image, self.profile
@@ -109,10 +147,12 @@ impl ScenarioReport {
             s.push_str(&indent_after_label("expected: ", &f.expected));
             s.push_str(&indent_after_label("seen:     ", &f.seen));
         }
-        let failed: Vec<&CheckReport> = self.checks.iter().filter(|c| c.status == Status::Failed).collect();
-        let passed = self.checks.iter().filter(|c| c.status == Status::Passed).count();
+        let failed: Vec<&CheckReport> = self.checks.iter().filter(|c| c.status != Status::Passed).collect();
+        let passed = self.checks.len() - failed.len();
+        let unchecked = failed.iter().filter(|c| c.status == Status::NotChecked).count();
         if !self.checks.is_empty() {
-            s.push_str(&format!("  checks:   {passed} passed, {} failed\n", failed.len()));
+            let of_which = if unchecked > 0 { format!(" ({unchecked} not checked)") } else { String::new() };
+            s.push_str(&format!("  checks:   {passed} passed, {} failed{of_which}\n", failed.len()));
             for c in failed {
                 s.push_str(&format!("    {} (line {}): {}\n", c.kind, c.line, first_lines(&c.message, 3)));
             }
@@ -147,14 +187,16 @@ impl ScenarioReport {
         }
         s.push_str(&format!("  run dir:  {}\n", self.run_dir.display()));
         s.push_str(&format!("  rerun:    {rerun}\n"));
-        s
+        crate::redact::text(&s).into_owned()
     }
 
     /// One line for progress output and tables.
     pub fn one_line(&self) -> String {
         let verdict = if self.passed { "ok" } else { "FAILED" };
         let detail = self.failure.as_ref().map(|f| format!(": {}", f.what)).unwrap_or_default();
-        format!("{verdict} {} in {:.1}s ({}){detail}", self.scenario, self.elapsed_secs, self.accel)
+        let line =
+            format!("{verdict} {} in {:.1}s ({}){detail}", self.scenario, self.elapsed_secs, self.accel);
+        crate::redact::text(&line).into_owned()
     }
 }
 
@@ -186,8 +228,13 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// JUnit XML that CI systems read: one testsuite, one testcase per scenario, each step
-/// a property, the console tail as system-out on failure.
-pub fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Report {
+/// a property, the console tail as system-out on failure; redacted like every output.
+pub fn junit_xml(reports: &[ScenarioReport], suite_name: &str) -> String {
+    let xml = junit(reports, suite_name).to_string().expect("JUnit serialises");
+    crate::redact::text(&xml).into_owned()
+}
+
+fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Report {
     use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
     let mut suite = TestSuite::new(suite_name);
     for r in reports {
@@ -197,7 +244,7 @@ pub fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Repor
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let what = r.failure.as_ref().map_or_else(|| "failed".to_string(), |f| f.what.clone());
             st.set_message(what);
-            st.set_description(r.failure_screen(&format!("bootproof run {}", r.scenario)));
+            st.set_description(r.failure_screen());
             st
         };
         let mut case = TestCase::new(r.scenario.clone(), status);
@@ -205,6 +252,7 @@ pub fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Repor
         case.set_time(Duration::from_secs_f64(r.elapsed_secs.max(0.0)));
         case.add_property(Property::new("accel", r.accel.clone()));
         case.add_property(Property::new("run_dir", r.run_dir.display().to_string()));
+        case.add_property(Property::new("rerun", r.rerun.clone()));
         for st in &r.steps {
             let value = format!(
                 "{} {} ({:.1}s)",
@@ -263,12 +311,13 @@ mod tests {
                 seen: "exit code 1\nstderr: boom".into(),
             }),
             last_console_lines: vec!["bootproof-tiny: init started".into()],
+            rerun: "cargo test --test scenarios -- --exact tiny-run".into(),
         }
     }
 
     #[test]
     fn the_failure_screen_says_what_where_and_how_to_rerun() {
-        let screen = sample(false).failure_screen("cargo test --test scenarios -- --exact tiny-run");
+        let screen = sample(false).failure_screen();
         for needle in [
             "FAILED",
             "run \"false\"",
@@ -286,7 +335,7 @@ mod tests {
 
     #[test]
     fn junit_has_the_shape_ci_systems_read() {
-        let xml = junit(&[sample(true), sample(false)], "scenarios").to_string().unwrap();
+        let xml = junit_xml(&[sample(true), sample(false)], "scenarios");
         assert!(xml.contains("<testsuites name=\"bootproof\" tests=\"2\""), "{xml}");
         assert!(xml.contains("<testsuite name=\"scenarios\" tests=\"2\""), "{xml}");
         assert!(xml.contains("<testcase name=\"tiny-run\" classname=\"bootproof.scenarios\""), "{xml}");

@@ -3,8 +3,10 @@
 pub mod budget;
 pub mod model;
 
-pub use model::{Action, Check, CheckKind, Scenario, ScenarioError, Step};
+pub use crate::checks::CheckKind;
+pub use model::{Action, Check, Scenario, ScenarioError, Step};
 pub mod runner;
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 
@@ -12,25 +14,23 @@ use std::path::{Path, PathBuf};
 /// each loaded or with the error that names the file; a name used twice is an error.
 pub fn discover(paths: &[PathBuf]) -> Vec<Result<Scenario, (String, ScenarioError)>> {
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
-                .collect();
-            found.sort();
-            files.extend(found);
+            // A directory that cannot be read is an error, never an empty suite.
+            match read_dir_tomls(p) {
+                Ok(found) => files.extend(found),
+                Err(source) => unreadable
+                    .push(Err((p.display().to_string(), ScenarioError::Read { path: p.clone(), source }))),
+            }
         } else {
             files.push(p.clone());
         }
     }
     let mut seen: std::collections::BTreeMap<String, PathBuf> = Default::default();
-    files
+    unreadable
         .into_iter()
-        .map(|f| {
+        .chain(files.into_iter().map(|f| {
             let stem =
                 f.file_stem().map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
             let s = Scenario::load(&f).map_err(|e| (stem.clone(), e))?;
@@ -39,8 +39,21 @@ pub fn discover(paths: &[PathBuf]) -> Vec<Result<Scenario, (String, ScenarioErro
                 return Err((stem, ScenarioError::Invalid { path: f.clone(), line: 1, column: 1, message }));
             }
             Ok(s)
-        })
+        }))
         .collect()
+}
+
+/// The `*.toml` files directly in `dir`, sorted by name.
+fn read_dir_tomls(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// `--image [FROM=]TO` (and `BOOTPROOF_IMAGE`): runs scenarios against another image
@@ -78,6 +91,16 @@ impl ImageOverride {
             } else {
                 std::path::absolute(&self.to).map_or_else(|_| self.to.clone(), |p| p.display().to_string())
             };
+        }
+    }
+}
+
+/// As written on the command line.
+impl std::fmt::Display for ImageOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.from {
+            Some(from) => write!(f, "{from}={}", self.to),
+            None => f.write_str(&self.to),
         }
     }
 }

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::checks::CheckKind;
+use crate::checks::kind::RawCheck;
+use crate::pattern::{BytePattern, Pattern};
 use crate::profile::{line_column, parse_duration};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,19 +34,84 @@ pub struct Scenario {
     pub file: Option<PathBuf>,
 }
 
+/// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// Read from this environment variable.
-    #[serde(default)]
-    pub env: Option<String>,
-    /// Read from this file (relative to the scenario file); a trailing newline is dropped.
-    #[serde(default)]
-    pub file: Option<PathBuf>,
+#[serde(try_from = "RawSecretSource")]
+pub enum SecretSource {
+    /// This environment variable; when it is unset, `fallback` (a file) if given.
+    Env { var: String, fallback: Option<PathBuf> },
+    /// This file (relative to the scenario file); a trailing newline is dropped.
+    File(PathBuf),
     /// A test secret of a reference image, `<image>/<file>` (`installed/luks-passphrase`):
     /// the file its build wrote next to the image (see [`crate::images::secret_file`]).
+    Reference(String),
+}
+
+impl SecretSource {
+    /// The file the value is read from, if any (relative paths are resolved by `load`).
+    pub fn file_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            SecretSource::Env { fallback, .. } => fallback.as_mut(),
+            SecretSource::File(f) => Some(f),
+            SecretSource::Reference(_) => None,
+        }
+    }
+
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            SecretSource::Reference(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// `{ env = "VAR" }`, `{ file = "path" }`, both (the file when the variable is unset),
+/// or `{ reference = "installed/luks-passphrase" }` alone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretSource {
     #[serde(default)]
-    pub reference: Option<String>,
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+impl TryFrom<RawSecretSource> for SecretSource {
+    type Error = String;
+
+    fn try_from(raw: RawSecretSource) -> Result<Self, String> {
+        match raw {
+            RawSecretSource { reference: Some(r), env: None, file: None } => {
+                crate::images::secret_name(&r).map_err(|e| e.to_string())?;
+                Ok(SecretSource::Reference(r))
+            }
+            RawSecretSource { reference: Some(_), .. } => {
+                Err("`reference` comes alone, without `env` or `file`".into())
+            }
+            RawSecretSource { env: Some(var), file, .. } => Ok(SecretSource::Env { var, fallback: file }),
+            RawSecretSource { file: Some(f), .. } => Ok(SecretSource::File(f)),
+            _ => Err("needs `env = \"VAR\"`, `file = \"path\"` or \
+                      `reference = \"installed/luks-passphrase\"`"
+                .into()),
+        }
+    }
+}
+
+/// Keys pressed together, such as `ctrl-alt-f2`, checked against QEMU's key names
+/// when the scenario is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chord {
+    pub text: String,
+    pub qcodes: Vec<String>,
+}
+
+impl Chord {
+    pub fn parse(text: &str) -> Result<Chord, String> {
+        let qcodes = crate::qmp::chord_qcodes(text).map_err(|e| e.to_string())?;
+        Ok(Chord { text: text.to_string(), qcodes })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,14 +128,14 @@ pub enum Action {
     /// `fail_on`: text that ends the wait as a failure at once (a prompt that comes
     /// back, a refusal), instead of waiting out the timeout.
     WaitConsole {
-        pattern: String,
-        fail_on: Option<String>,
+        pattern: BytePattern,
+        fail_on: Option<BytePattern>,
     },
     TypeConsole {
         text: String,
     },
     SendKeys {
-        chord: String,
+        chord: Chord,
     },
     TypeKeys {
         text: String,
@@ -79,8 +147,9 @@ pub enum Action {
     Run {
         command: String,
         exit: i32,
-        stdout: Option<String>,
-        stderr: Option<String>,
+        /// Multi-line regexes over the command's output.
+        stdout: Option<Pattern>,
+        stderr: Option<Pattern>,
     },
     WaitFile {
         path: String,
@@ -116,7 +185,7 @@ impl Action {
         match self {
             Action::WaitConsole { pattern, .. } => format!("wait_console /{pattern}/"),
             Action::TypeConsole { text } => format!("type_console {text:?}"),
-            Action::SendKeys { chord } => format!("send_keys {chord}"),
+            Action::SendKeys { chord } => format!("send_keys {}", chord.text),
             Action::TypeKeys { text } => format!("type_keys {text:?}"),
             Action::Screenshot { name } => format!("screenshot {name}"),
             Action::WaitJournal(w) => format!("wait_journal {}", w.describe()),
@@ -129,30 +198,59 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournalWait {
-    /// A unit that must reach `state`.
-    #[serde(default)]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub state: Option<UnitState>,
-    /// A message regex, optionally only from this SYSLOG_IDENTIFIER.
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub identifier: Option<String>,
+/// What a `wait_journal` step waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalWait {
+    /// A unit reaching a state.
+    Unit { name: String, state: UnitState },
+    /// A message matching a regex, optionally only from this SYSLOG_IDENTIFIER.
+    Message { pattern: Pattern, identifier: Option<String> },
 }
 
 impl JournalWait {
     pub fn describe(&self) -> String {
-        match (&self.unit, &self.message) {
-            (Some(u), _) => format!("{u} {}", self.state.unwrap_or(UnitState::Active).as_str()),
-            (None, Some(m)) => match &self.identifier {
-                Some(id) => format!("{id}: /{m}/"),
-                None => format!("/{m}/"),
-            },
-            (None, None) => "(nothing)".into(),
+        match self {
+            JournalWait::Unit { name, state } => format!("{name} {}", state.as_str()),
+            JournalWait::Message { pattern, identifier: Some(id) } => format!("{id}: /{pattern}/"),
+            JournalWait::Message { pattern, identifier: None } => format!("/{pattern}/"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournalWait {
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    state: Option<UnitState>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    identifier: Option<String>,
+}
+
+impl RawJournalWait {
+    fn into_wait(self) -> Result<JournalWait, String> {
+        let nul = |k: &str, v: &Option<String>| match v {
+            Some(v) if v.contains('\0') => {
+                Err(format!("wait_journal.{k}: a NUL character cannot reach the guest"))
+            }
+            _ => Ok(()),
+        };
+        nul("unit", &self.unit)?;
+        nul("identifier", &self.identifier)?;
+        match (self.unit, self.message) {
+            (Some(name), None) if self.identifier.is_none() => {
+                Ok(JournalWait::Unit { name, state: self.state.unwrap_or(UnitState::Active) })
+            }
+            (None, Some(m)) if self.state.is_none() => {
+                let pattern = Pattern::new(&m).map_err(|e| format!("wait_journal.message: {e}"))?;
+                Ok(JournalWait::Message { pattern, identifier: self.identifier })
+            }
+            (Some(_), None) => Err("wait_journal: `identifier` belongs to `message`, not to `unit`".into()),
+            (None, Some(_)) => Err("wait_journal: `state` belongs to `unit`, not to `message`".into()),
+            _ => Err("wait_journal needs exactly one of `unit` or `message`".into()),
         }
     }
 }
@@ -177,59 +275,6 @@ impl UnitState {
 pub struct Check {
     pub kind: CheckKind,
     pub line: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckKind {
-    NoFailedUnits,
-    NoKernelOops,
-    NoSelinuxDenials {
-        allow: Vec<String>,
-    },
-    Sysctl(BTreeMap<String, String>),
-    BtrfsSubvolumes(Vec<String>),
-    Luks(LuksExpect),
-    Mounts(BTreeMap<String, String>),
-    JournalContains(String),
-    JournalLacks(String),
-    FileContains {
-        path: String,
-        pattern: String,
-    },
-    /// Whether the firmware booted with Secure Boot on (`true`) or off.
-    SecureBoot(bool),
-}
-
-impl CheckKind {
-    pub fn key(&self) -> &'static str {
-        match self {
-            CheckKind::NoFailedUnits => "no_failed_units",
-            CheckKind::NoKernelOops => "no_kernel_oops",
-            CheckKind::NoSelinuxDenials { .. } => "no_selinux_denials",
-            CheckKind::Sysctl(_) => "sysctl",
-            CheckKind::BtrfsSubvolumes(_) => "btrfs_subvolumes",
-            CheckKind::Luks(_) => "luks",
-            CheckKind::Mounts(_) => "mounts",
-            CheckKind::JournalContains(_) => "journal_contains",
-            CheckKind::JournalLacks(_) => "journal_lacks",
-            CheckKind::FileContains { .. } => "file_contains",
-            CheckKind::SecureBoot(_) => "secure_boot",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LuksExpect {
-    /// The LUKS device backing `/` unless set.
-    #[serde(default)]
-    pub device: Option<String>,
-    #[serde(default)]
-    pub version: Option<u32>,
-    #[serde(default)]
-    pub cipher: Option<String>,
-    #[serde(default)]
-    pub pbkdf: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,7 +321,7 @@ struct RawStep {
     send_keys: Option<String>,
     type_keys: Option<String>,
     screenshot: Option<String>,
-    wait_journal: Option<JournalWait>,
+    wait_journal: Option<RawJournalWait>,
     run: Option<String>,
     wait_file: Option<String>,
     power_off: Option<bool>,
@@ -289,31 +334,6 @@ struct RawStep {
     stderr: Option<String>,
     reason: Option<String>,
     fail_on: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCheck {
-    no_failed_units: Option<bool>,
-    no_kernel_oops: Option<bool>,
-    no_selinux_denials: Option<bool>,
-    sysctl: Option<BTreeMap<String, toml::Value>>,
-    btrfs_subvolumes: Option<Vec<String>>,
-    luks: Option<LuksExpect>,
-    mounts: Option<BTreeMap<String, String>>,
-    journal_contains: Option<String>,
-    journal_lacks: Option<String>,
-    file_contains: Option<FileContains>,
-    secure_boot: Option<bool>,
-    // Modifiers.
-    allow: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileContains {
-    path: String,
-    pattern: String,
 }
 
 struct Ctx<'a> {
@@ -346,7 +366,7 @@ impl Scenario {
         if !s.image.starts_with("reference:") && Path::new(&s.image).is_relative() {
             s.image = base.join(&s.image).display().to_string();
         }
-        for f in s.secrets.values_mut().filter_map(|src| src.file.as_mut()) {
+        for f in s.secrets.values_mut().filter_map(SecretSource::file_mut) {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
@@ -361,11 +381,18 @@ impl Scenario {
         let raw: RawScenario = toml::from_str(text)
             .map_err(|e| ctx.error(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         let timeout = parse_duration(raw.timeout.get_ref()).map_err(|m| ctx.error(raw.timeout.span(), m))?;
-        for (name, src) in &raw.secrets {
-            secret_source(name, src).map_err(|m| ctx.error(0..0, m))?;
-        }
         let steps = raw.step.into_iter().map(|s| step(&ctx, s)).collect::<Result<Vec<_>, _>>()?;
         let checks = raw.check.into_iter().map(|c| check(&ctx, c)).collect::<Result<Vec<_>, _>>()?;
+        if steps.is_empty() && checks.is_empty() {
+            return Err(ctx.error(
+                0..0,
+                format!(
+                    "scenario `{}` has no [[step]] and no [[check]]: it would pass without checking \
+                     anything; add a step or a check",
+                    raw.name
+                ),
+            ));
+        }
         for st in &steps {
             for secret in secret_refs(st) {
                 if !raw.secrets.contains_key(&secret) {
@@ -393,24 +420,6 @@ impl Scenario {
     }
 }
 
-/// A secret comes from `env` (optionally falling back to `file`), `file`, or a
-/// reference image's `reference` alone.
-fn secret_source(name: &str, src: &SecretSource) -> Result<(), String> {
-    if let Some(r) = &src.reference {
-        if src.env.is_some() || src.file.is_some() {
-            return Err(format!("secret `{name}`: `reference` comes alone, without `env` or `file`"));
-        }
-        return crate::images::secret_name(r).map(drop).map_err(|e| format!("secret `{name}`: {e}"));
-    }
-    if src.env.is_none() && src.file.is_none() {
-        return Err(format!(
-            "secret `{name}` needs `env = \"VAR\"`, `file = \"path\"` or \
-             `reference = \"installed/luks-passphrase\"`"
-        ));
-    }
-    Ok(())
-}
-
 /// Names in `${secret:NAME}` references of a step's text.
 pub fn secret_refs(step: &Step) -> Vec<String> {
     let text = match &step.action {
@@ -435,20 +444,19 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
     let err = |m: String| ctx.error(span.clone(), m);
     let mut actions: Vec<(&str, Action)> = Vec::new();
     let mut push = |k, a| actions.push((k, a));
+    let bytes = |key: &str, re: &str| BytePattern::new(re).map_err(|e| err(format!("{key}: {e}")));
+    let text = |key: &str, re: &str| Pattern::multi_line(re).map_err(|e| err(format!("{key}: {e}")));
     if let Some(p) = &r.wait_console {
-        for (key, re) in [("wait_console", Some(p)), ("fail_on", r.fail_on.as_ref())] {
-            if let Some(re) = re {
-                regex::bytes::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
-            }
-        }
-        push("wait_console", Action::WaitConsole { pattern: p.clone(), fail_on: r.fail_on.clone() });
+        let pattern = bytes("wait_console", p)?;
+        let fail_on = r.fail_on.as_deref().map(|f| bytes("fail_on", f)).transpose()?;
+        push("wait_console", Action::WaitConsole { pattern, fail_on });
     }
     if let Some(t) = r.type_console.clone() {
         push("type_console", Action::TypeConsole { text: t });
     }
-    if let Some(c) = r.send_keys.clone() {
-        crate::qmp::chord_qcodes(&c).map_err(|e| err(format!("send_keys: {e}")))?;
-        push("send_keys", Action::SendKeys { chord: c });
+    if let Some(c) = &r.send_keys {
+        let chord = Chord::parse(c).map_err(|e| err(format!("send_keys: {e}")))?;
+        push("send_keys", Action::SendKeys { chord });
     }
     if let Some(t) = r.type_keys.clone() {
         push("type_keys", Action::TypeKeys { text: t });
@@ -460,29 +468,12 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
         push("screenshot", Action::Screenshot { name: n });
     }
     if let Some(w) = r.wait_journal.clone() {
-        if w.unit.is_none() == w.message.is_none() {
-            return Err(err("wait_journal needs exactly one of `unit` or `message`".into()));
-        }
-        if let Some(m) = &w.message {
-            regex::Regex::new(m).map_err(|e| err(format!("wait_journal.message: not a valid regex: {e}")))?;
-        }
-        push("wait_journal", Action::WaitJournal(w));
+        push("wait_journal", Action::WaitJournal(w.into_wait().map_err(err)?));
     }
     if let Some(c) = r.run.clone() {
-        for (key, re) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
-            if let Some(re) = re {
-                regex::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
-            }
-        }
-        push(
-            "run",
-            Action::Run {
-                command: c,
-                exit: r.exit.unwrap_or(0),
-                stdout: r.stdout.clone(),
-                stderr: r.stderr.clone(),
-            },
-        );
+        let stdout = r.stdout.as_deref().map(|re| text("stdout", re)).transpose()?;
+        let stderr = r.stderr.as_deref().map(|re| text("stderr", re)).transpose()?;
+        push("run", Action::Run { command: c, exit: r.exit.unwrap_or(0), stdout, stderr });
     }
     if let Some(p) = r.wait_file.clone() {
         push("wait_file", Action::WaitFile { path: p });
@@ -500,15 +491,17 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
         })?;
         push("sleep", Action::Sleep { duration, reason });
     }
-    let keys: Vec<&str> = actions.iter().map(|(k, _)| *k).collect();
-    if actions.len() != 1 {
-        return Err(err(format!(
-            "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, screenshot, \
-             wait_journal, run, wait_file, power_off, reboot, sleep); found {}",
-            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-        )));
-    }
-    let (key, action) = actions.pop().expect("one");
+    let (key, action) = match <[(&str, Action); 1]>::try_from(actions) {
+        Ok([one]) => one,
+        Err(actions) => {
+            let keys: Vec<&str> = actions.iter().map(|(k, _)| *k).collect();
+            return Err(err(format!(
+                "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, \
+                 screenshot, wait_journal, run, wait_file, power_off, reboot, sleep); found {}",
+                if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+            )));
+        }
+    };
     let run_only =
         [("exit", r.exit.is_some()), ("stdout", r.stdout.is_some()), ("stderr", r.stderr.is_some())];
     if let Some((m, _)) = run_only.iter().find(|(_, set)| *set).filter(|_| key != "run") {
@@ -527,71 +520,7 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
 
 fn check(ctx: &Ctx, spanned: toml::Spanned<RawCheck>) -> Result<Check, ScenarioError> {
     let span = spanned.span();
-    let r = spanned.into_inner();
-    let err = |m: String| ctx.error(span.clone(), m);
-    let mut kinds: Vec<CheckKind> = Vec::new();
-    if r.no_failed_units == Some(true) {
-        kinds.push(CheckKind::NoFailedUnits);
-    }
-    if r.no_kernel_oops == Some(true) {
-        kinds.push(CheckKind::NoKernelOops);
-    }
-    if r.no_selinux_denials == Some(true) {
-        kinds.push(CheckKind::NoSelinuxDenials { allow: r.allow.clone().unwrap_or_default() });
-    }
-    if let Some(map) = &r.sysctl {
-        let mut expected = BTreeMap::new();
-        for (k, v) in map {
-            let v = match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                other => {
-                    return Err(err(format!("sysctl `{k}`: expected a string or integer, found {other}")));
-                }
-            };
-            expected.insert(k.clone(), v);
-        }
-        kinds.push(CheckKind::Sysctl(expected));
-    }
-    if let Some(s) = &r.btrfs_subvolumes {
-        kinds.push(CheckKind::BtrfsSubvolumes(s.clone()));
-    }
-    if let Some(l) = &r.luks {
-        kinds.push(CheckKind::Luks(l.clone()));
-    }
-    if let Some(m) = &r.mounts {
-        kinds.push(CheckKind::Mounts(m.clone()));
-    }
-    for (key, re, make) in [
-        ("journal_contains", &r.journal_contains, CheckKind::JournalContains as fn(String) -> CheckKind),
-        ("journal_lacks", &r.journal_lacks, CheckKind::JournalLacks as fn(String) -> CheckKind),
-    ] {
-        if let Some(re) = re {
-            regex::Regex::new(re).map_err(|e| err(format!("{key}: not a valid regex: {e}")))?;
-            kinds.push(make(re.clone()));
-        }
-    }
-    if let Some(f) = &r.file_contains {
-        regex::Regex::new(&f.pattern)
-            .map_err(|e| err(format!("file_contains.pattern: not a valid regex: {e}")))?;
-        kinds.push(CheckKind::FileContains { path: f.path.clone(), pattern: f.pattern.clone() });
-    }
-    if let Some(on) = r.secure_boot {
-        kinds.push(CheckKind::SecureBoot(on));
-    }
-    if kinds.len() != 1 {
-        let found: Vec<&str> = kinds.iter().map(CheckKind::key).collect();
-        return Err(err(format!(
-            "a check needs exactly one kind (no_failed_units, no_kernel_oops, no_selinux_denials, sysctl, \
-             btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains, secure_boot); \
-             found {}",
-            if found.is_empty() { "none".to_string() } else { found.join(", ") }
-        )));
-    }
-    let kind = kinds.pop().expect("one");
-    if r.allow.is_some() && kind.key() != "no_selinux_denials" {
-        return Err(err("`allow` belongs to `no_selinux_denials`".into()));
-    }
+    let kind = spanned.into_inner().into_kind().map_err(|m| ctx.error(span.clone(), m))?;
     Ok(Check { kind, line: ctx.line(&span) })
 }
 
@@ -628,7 +557,9 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(600));
         assert_eq!(s.steps.len(), 4);
         assert_eq!(s.steps[0].line, 7);
-        assert!(matches!(&s.steps[3].action, Action::Run { exit: 0, stdout: Some(o), .. } if o == "amd64"));
+        assert!(
+            matches!(&s.steps[3].action, Action::Run { exit: 0, stdout: Some(o), .. } if o.as_str() == "amd64")
+        );
         assert_eq!(s.steps[3].timeout, Some(Duration::from_secs(30)));
         let CheckKind::Sysctl(m) = &s.checks[1].kind else { panic!() };
         assert_eq!(m["kernel.dmesg_restrict"], "1");
@@ -636,9 +567,9 @@ mod tests {
 
     #[test]
     fn reference_secrets_name_a_file_of_a_reference_image() {
-        let with = |src: &str| parse(&format!("{HEAD}[secrets]\nluks = {src}\n"));
+        let with = |src: &str| parse(&format!("{HEAD}[secrets]\nluks = {src}\n[[step]]\npower_off = true\n"));
         let s = with("{ reference = \"installed/luks-passphrase\" }").unwrap();
-        assert_eq!(s.secrets["luks"].reference.as_deref(), Some("installed/luks-passphrase"));
+        assert_eq!(s.secrets["luks"].reference(), Some("installed/luks-passphrase"));
         let (_, m) = error_at(&format!("{HEAD}[secrets]\nluks = {{ reference = \"installed/nope\" }}\n"));
         assert!(m.contains("unknown reference secret `installed/nope`"), "{m}");
         let (_, m) = error_at(&format!(
@@ -664,7 +595,9 @@ mod tests {
         let (_, m) = error_at(&format!("{HEAD}[[step]]\nrun = \"x\"\nfail_on = \"y\"\n"));
         assert!(m.contains("`fail_on` belongs to `wait_console`"), "{m}");
         let s = parse(&format!("{HEAD}[[step]]\nwait_console = \"ok\"\nfail_on = \"again\"\n")).unwrap();
-        assert!(matches!(&s.steps[0].action, Action::WaitConsole { fail_on: Some(f), .. } if f == "again"));
+        assert!(
+            matches!(&s.steps[0].action, Action::WaitConsole { fail_on: Some(f), .. } if f.as_str() == "again")
+        );
         let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_console = \"(unclosed\"\n"));
         assert!(m.contains("not a valid regex"), "{m}");
         let (_, m) = error_at(&format!("{HEAD}[[step]]\ntype_console = \"${{secret:nope}}\"\n"));
@@ -676,6 +609,19 @@ mod tests {
         assert!(m.contains("exactly one kind"), "{m}");
         let (line, _) = error_at("name = \"n\"\nprofile = \"uefi\"\n");
         assert_eq!(line, 1);
+    }
+
+    #[test]
+    fn a_scenario_that_checks_nothing_is_refused() {
+        let (line, m) = error_at(HEAD);
+        assert_eq!(line, 1);
+        assert!(m.contains("no [[step]] and no [[check]]") && m.contains("scenario `n`"), "{m}");
+        let (_, m) = error_at(&format!(
+            "{HEAD}[[step]]\nwait_journal = {{ unit = \"a.service\", identifier = \"x\" }}\n"
+        ));
+        assert!(m.contains("`identifier` belongs to `message`"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[step]]\nwait_journal = {{ unit = \"a\\u0000b\" }}\n"));
+        assert!(m.contains("NUL"), "{m}");
     }
 
     #[test]

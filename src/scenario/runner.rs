@@ -3,21 +3,23 @@
 //! when a step failed, where they still can), then a report with everything known.
 //!
 //! Owns: the order of things and turning each outcome into a [`StepReport`],
-//! [`CheckReport`] or [`Failure`]. Must not: print (the caller renders the report),
-//! or hold a VM outside the host's VM budget.
+//! [`CheckReport`] or [`Failure`]; what goes wrong before the steps is a [`RunError`].
+//! Must not: print (the caller renders the report), or hold a VM outside the host's
+//! VM budget. Every value spliced into a guest command is quoted
+//! ([`crate::agent::quote`]); guest output is read with the parsers of
+//! [`crate::logs`].
 //!
 //! `wait_journal` polls the journal through the guest agent (`systemctl is-active`,
-//! `journalctl -o json --after-cursor`) rather than a live virtio journal port as
+//! `journalctl -o json --cursor-file`) rather than a live virtio journal port as
 //! DESIGN.md sketches: it needs no guest-side unit and works on any systemd image
 //! that has an agent; the streaming port can replace it without changing the format.
 
-use regex::Regex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::agent::{Agent, AgentError};
-use crate::checks::{self, CheckContext};
+use crate::agent::{Agent, AgentError, quote};
+use crate::checks::{self, CheckContext, Verdict};
 use crate::host::accel::Accel;
 use crate::profile::{self, Profile};
 use crate::report::{CheckReport, Failure, ScenarioReport, Status, StepReport};
@@ -26,8 +28,69 @@ use crate::vm::plan::Plan;
 use crate::vm::rundir::{RunLayout, new_run_id};
 use crate::vm::{Ending, Vm, VmOptions};
 
-use super::budget;
 use super::model::{Action, JournalWait, Scenario, SecretSource, Step, UnitState};
+use super::{ImageOverride, budget};
+use crate::pattern::{BytePattern, Pattern};
+
+/// What kept a scenario from reaching its steps.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "secret `{name}`: environment variable {var} is not set; set it (or {override_var}) to the secret"
+    )]
+    SecretUnset { name: String, var: String, override_var: String },
+    #[error("secret `{name}`: cannot read {}: {source}", path.display())]
+    SecretFile {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret `{name}`: {source}")]
+    SecretReference {
+        name: String,
+        #[source]
+        source: Box<crate::images::ImageError>,
+    },
+    #[error("scenario `{0}` has no steps and no checks: it would pass without checking anything")]
+    NothingToCheck(String),
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    #[error("run directory {}: {source}", path.display())]
+    RunDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Boot(#[from] Box<crate::vm::boot::BootError>),
+    #[error(transparent)]
+    Plan(#[from] crate::vm::plan::PlanError),
+    #[error("waiting for a VM slot: {0}")]
+    Slot(#[source] std::io::Error),
+    #[error(transparent)]
+    Vm(#[from] Box<crate::vm::VmError>),
+}
+
+impl RunError {
+    /// The failure as the report shows it: what failed and what was expected of it.
+    fn failure(&self) -> Failure {
+        let (what, expected) = match self {
+            RunError::SecretUnset { name, .. }
+            | RunError::SecretFile { name, .. }
+            | RunError::SecretReference { name, .. } => (format!("secret `{name}`"), "the secret's value"),
+            RunError::NothingToCheck(_) => ("scenario".into(), "at least one step or check"),
+            RunError::Profile(_) => ("profile".into(), "a valid profile"),
+            RunError::RunDir { .. } => ("run directory".into(), "a writable run directory"),
+            RunError::Boot(_) | RunError::Plan(_) => {
+                ("setup".into(), "an image, firmware and QEMU to run it")
+            }
+            RunError::Slot(_) => ("VM slot".into(), "a free VM slot"),
+            RunError::Vm(_) => ("VM start".into(), "a running VM"),
+        };
+        Failure { what, expected: expected.into(), seen: self.to_string() }
+    }
+}
 
 /// Progress, for a live display; the runner itself prints nothing.
 #[derive(Debug, Clone)]
@@ -47,6 +110,54 @@ pub struct RunnerOptions {
     pub artifacts: PathBuf,
     pub echo_console: bool,
     pub progress: Option<ProgressFn>,
+    /// How the report tells the user to rerun the scenario alone.
+    pub rerun: Rerun,
+}
+
+impl RunnerOptions {
+    /// Run directories under `artifacts`, no console echo, no progress, reruns with
+    /// `bootproof run`.
+    pub fn new(artifacts: impl Into<PathBuf>) -> RunnerOptions {
+        RunnerOptions {
+            artifacts: artifacts.into(),
+            echo_console: false,
+            progress: None,
+            rerun: Rerun::Cli { image: None },
+        }
+    }
+}
+
+/// The command that reruns one scenario alone, as reports print it: it works when
+/// pasted into a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rerun {
+    /// `bootproof run FILE` (or `--exact NAME` for a shipped scenario without a file
+    /// on disk), with the `--image` override the run had.
+    Cli { image: Option<ImageOverride> },
+    /// `cargo test --test NAME -- --exact SCENARIO`.
+    CargoTest { test: String },
+}
+
+impl Rerun {
+    pub fn command(&self, scenario: &Scenario) -> String {
+        match self {
+            Rerun::CargoTest { test } => {
+                format!("cargo test --test {} -- --exact {}", quote(test), quote(&scenario.name))
+            }
+            Rerun::Cli { image } => {
+                let what = match scenario.file.as_ref().filter(|f| f.is_file()) {
+                    Some(f) => {
+                        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                        quote(&abs.display().to_string())
+                    }
+                    None => format!("--exact {}", quote(&scenario.name)),
+                };
+                let image =
+                    image.as_ref().map(|o| format!(" --image {}", quote(&o.to_string()))).unwrap_or_default();
+                format!("bootproof run {what}{image}")
+            }
+        }
+    }
 }
 
 /// A step that did not do what it should, with what was expected and what was seen.
@@ -66,16 +177,19 @@ impl StepError {
 pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
     let (run_dir, mut report) = new_report(scenario, opts);
     let mut vm_start = None;
-    if let Err(seen) = execute(scenario, opts, &run_dir, &mut vm_start, &mut report).await {
-        report.failure.get_or_insert(Failure { what: "setup".into(), expected: "a running VM".into(), seen });
+    if let Err(e) = execute(scenario, opts, &run_dir, &mut vm_start, &mut report).await {
+        report.failure.get_or_insert(e.failure());
     }
     report.findings = findings(&run_dir);
+    // Something must have been checked: a step that ran or a check that looked.
+    let checked = report.steps.iter().any(|s| s.status == Status::Passed) || !report.checks.is_empty();
     report.passed = report.failure.is_none()
+        && checked
         && report.steps.iter().all(|s| s.status == Status::Passed)
         && report.checks.iter().all(|c| c.status == Status::Passed);
     report.elapsed_secs = vm_start.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     report.ended_unix = unix_now();
-    write_summary(&run_dir, &report);
+    write_summary(&run_dir, &mut report);
     report
 }
 
@@ -84,7 +198,7 @@ pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
 pub fn not_run(scenario: &Scenario, opts: &RunnerOptions, what: &str, seen: String) -> ScenarioReport {
     let (run_dir, mut report) = new_report(scenario, opts);
     report.failure = Some(Failure { what: what.into(), expected: "a running VM".into(), seen });
-    write_summary(&run_dir, &report);
+    write_summary(&run_dir, &mut report);
     report
 }
 
@@ -112,14 +226,20 @@ fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioRe
         findings: Vec::new(),
         failure: None,
         last_console_lines: Vec::new(),
+        rerun: opts.rerun.command(scenario),
     };
     (run_dir, report)
 }
 
-fn write_summary(run_dir: &Path, report: &ScenarioReport) {
+/// Redacts the report, sweeps what others wrote into the run directory (QEMU's log,
+/// the guest's share) for secrets, and writes `summary.json`.
+fn write_summary(run_dir: &Path, report: &mut ScenarioReport) {
+    report.redact();
+    if run_dir.is_dir() {
+        let _ = crate::redact::sweep(run_dir);
+    }
     if std::fs::create_dir_all(run_dir).is_ok() {
-        let json = serde_json::to_vec_pretty(report).expect("serialisable");
-        let _ = std::fs::write(run_dir.join("summary.json"), json);
+        let _ = std::fs::write(run_dir.join("summary.json"), report.to_json());
     }
 }
 
@@ -139,21 +259,28 @@ async fn execute(
     run_dir: &Path,
     vm_start: &mut Option<Instant>,
     report: &mut ScenarioReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
+    if scenario.steps.is_empty() && scenario.checks.is_empty() {
+        return Err(RunError::NothingToCheck(scenario.name.clone()));
+    }
+    // Secrets first: a missing one is reported as that, before anything is built or boots.
     let secrets = resolve_secrets(scenario)?;
+    for secret in secrets.values() {
+        crate::redact::register(secret);
+    }
     let profile = profile_for(scenario)?;
-    let layout =
-        RunLayout::create(run_dir).map_err(|e| format!("run directory {}: {e}", run_dir.display()))?;
-    let image = resolve_image(&scenario.image).map_err(|e| e.to_string())?;
-    let host = host_facts(&profile, &layout.share_dir()).map_err(|e| e.to_string())?;
+    let layout = RunLayout::create(run_dir)
+        .map_err(|source| RunError::RunDir { path: run_dir.to_path_buf(), source })?;
+    let image = resolve_image(&scenario.image).map_err(Box::new)?;
+    let host = host_facts(&profile, &layout.share_dir()).map_err(Box::new)?;
     report.accel = host.accel.as_str().into();
-    let plan = Plan::new(&profile, Some(&image), &host, &layout).map_err(|e| e.to_string())?;
+    let plan = Plan::new(&profile, Some(&image), &host, &layout)?;
     let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
         tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
     })
     .await
-    .map_err(|e| format!("VM slot: {e}"))?;
+    .map_err(RunError::Slot)?;
     report.queued_secs = queued.elapsed().as_secs_f64();
     // The scenario's time limit counts from its VM's start: time spent waiting for a
     // slot is reported apart (queued_secs), never taken from the scenario.
@@ -163,11 +290,7 @@ async fn execute(
     report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
     tell(opts, scenario, Progress::Booting);
     report.vm_started_unix = Some(unix_now());
-    let mut vm =
-        Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(|e| e.to_string())?;
-    for secret in secrets.values() {
-        vm.redact(secret);
-    }
+    let mut vm = Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(Box::new)?;
     let mut ctx = StepCtx {
         vm: &mut vm,
         accel: host.accel,
@@ -219,8 +342,8 @@ fn checks_position(steps: &[Step]) -> usize {
     }
 }
 
-fn profile_for(scenario: &Scenario) -> Result<Profile, String> {
-    let mut p = profile::resolve(&scenario.profile).map_err(|e| e.to_string())?;
+fn profile_for(scenario: &Scenario) -> Result<Profile, RunError> {
+    let mut p = profile::resolve(&scenario.profile)?;
     let needs_agent =
         scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
             || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
@@ -233,7 +356,7 @@ fn profile_for(scenario: &Scenario) -> Result<Profile, String> {
     Ok(p)
 }
 
-fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, String> {
+fn resolve_secrets(scenario: &Scenario) -> Result<BTreeMap<String, String>, RunError> {
     scenario.secrets.iter().map(|(name, src)| secret_value(name, src).map(|v| (name.clone(), v))).collect()
 }
 
@@ -246,26 +369,28 @@ pub fn secret_override_var(name: &str) -> String {
     format!("BOOTPROOF_SECRET_{upper}")
 }
 
-fn secret_value(name: &str, src: &SecretSource) -> Result<String, String> {
-    if let Ok(v) = std::env::var(secret_override_var(name)) {
+fn secret_value(name: &str, src: &SecretSource) -> Result<String, RunError> {
+    let override_var = secret_override_var(name);
+    if let Ok(v) = std::env::var(&override_var) {
         return Ok(v);
     }
-    let reference = match &src.reference {
-        Some(r) => Some(crate::images::secret_file(r).map_err(|e| format!("secret `{name}`: {e}"))?),
-        None => None,
+    let file = match src {
+        SecretSource::Env { var, fallback } => match (std::env::var(var), fallback) {
+            (Ok(v), _) => return Ok(v),
+            (Err(_), Some(file)) => file.clone(),
+            (Err(_), None) => {
+                return Err(RunError::SecretUnset { name: name.into(), var: var.clone(), override_var });
+            }
+        },
+        SecretSource::File(file) => file.clone(),
+        SecretSource::Reference(r) => crate::images::secret_file(r)
+            .map_err(|source| RunError::SecretReference { name: name.into(), source: Box::new(source) })?,
     };
-    if let Some(var) = &src.env {
-        if let Ok(v) = std::env::var(var) {
-            return Ok(v);
-        }
-        if src.file.is_none() {
-            return Err(format!(
-                "secret `{name}`: environment variable {var} is not set; set it to the secret"
-            ));
-        }
-    }
-    let file = reference.as_ref().or(src.file.as_ref()).expect("validated: env, file or reference");
-    let v = std::fs::read_to_string(file).map_err(|e| format!("secret `{name}`: {}: {e}", file.display()))?;
+    let v = std::fs::read_to_string(&file).map_err(|source| RunError::SecretFile {
+        name: name.into(),
+        path: file.clone(),
+        source,
+    })?;
     Ok(v.strip_suffix('\n').unwrap_or(&v).to_string())
 }
 
@@ -377,9 +502,7 @@ async fn run_step(
 
 async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
     match action {
-        Action::WaitConsole { pattern, fail_on } => {
-            wait_console(ctx, pattern, fail_on.as_deref(), limit).await
-        }
+        Action::WaitConsole { pattern, fail_on } => wait_console(ctx, pattern, fail_on.as_ref(), limit).await,
         Action::TypeConsole { text } => {
             let text = expand(text, ctx.secrets);
             ctx.vm
@@ -391,9 +514,9 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         Action::SendKeys { chord } => ctx
             .vm
             .qmp()
-            .send_keys(chord)
+            .send_qcodes(&chord.qcodes)
             .await
-            .map_err(|e| StepError::new(format!("keys {chord} sent"), e.to_string())),
+            .map_err(|e| StepError::new(format!("keys {} sent", chord.text), e.to_string())),
         Action::TypeKeys { text } => {
             let expanded = expand(text, ctx.secrets);
             let sent = if has_secret(text) {
@@ -427,14 +550,12 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
 
 async fn wait_console(
     ctx: &mut StepCtx<'_>,
-    pattern: &str,
-    fail_on: Option<&str>,
+    pattern: &BytePattern,
+    fail_on: Option<&BytePattern>,
     limit: Duration,
 ) -> Result<(), StepError> {
-    let want = regex::bytes::Regex::new(pattern).expect("validated when parsed");
-    let bad = fail_on.map(|f| regex::bytes::Regex::new(f).expect("validated when parsed"));
-    let mut patterns = vec![&want];
-    patterns.extend(bad.as_ref());
+    let mut patterns = vec![pattern.regex()];
+    patterns.extend(fail_on.map(BytePattern::regex));
     let expected = match fail_on {
         Some(f) => format!("/{pattern}/ on the serial console within {limit:.1?}, before any /{f}/"),
         None => format!("/{pattern}/ on the serial console within {limit:.1?}"),
@@ -466,8 +587,8 @@ async fn run_command(
     ctx: &mut StepCtx<'_>,
     command: &str,
     exit: i32,
-    stdout: &Option<String>,
-    stderr: &Option<String>,
+    stdout: &Option<Pattern>,
+    stderr: &Option<Pattern>,
     limit: Duration,
 ) -> Result<(), StepError> {
     let started = Instant::now();
@@ -491,12 +612,10 @@ async fn run_command(
         return Err(StepError::new(expected, seen()));
     }
     for (re, bytes) in [(stdout, &out.stdout), (stderr, &out.stderr)] {
-        if let Some(re) = re {
-            // Multi-line: `^2$` means a line that is `2`, as people read command output.
-            let re = regex::RegexBuilder::new(re).multi_line(true).build().expect("validated when parsed");
-            if !re.is_match(&String::from_utf8_lossy(bytes)) {
-                return Err(StepError::new(expected, seen()));
-            }
+        if let Some(re) = re
+            && !re.is_match(&String::from_utf8_lossy(bytes))
+        {
+            return Err(StepError::new(expected, seen()));
         }
     }
     Ok(())
@@ -504,59 +623,86 @@ async fn run_command(
 
 const POLL: Duration = Duration::from_millis(1000);
 
+/// Runs a command for a wait: the guest's answer, or the step's failure at once when
+/// the agent itself failed (its channel broke, the guest went away) rather than
+/// polling on until the timeout. A single slow command only costs its own time.
+async fn poll(
+    agent: &Agent,
+    cmd: &str,
+    left: Duration,
+    expected: &str,
+) -> Result<Option<crate::agent::CommandOutput>, StepError> {
+    match agent.run(cmd, left).await {
+        Ok(out) => Ok(Some(out)),
+        Err(AgentError::Timeout { .. }) => Ok(None),
+        Err(e) => Err(StepError::new(expected, format!("the guest agent failed: {e}"))),
+    }
+}
+
+fn stdout_line(out: &crate::agent::CommandOutput) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -> Result<(), StepError> {
     let start = Instant::now();
     let agent = ctx.agent(limit).await?;
     let expected = format!("journal: {} within {limit:.1?}", w.describe());
-    let mut cursor: Option<String> = None;
+    // journalctl keeps its place in this file between polls, so each poll reads only
+    // what is new.
+    let cursor_file = format!("/run/bootproof-wait-{:x}", crate::agent::marker::random_id());
     let mut last = String::from("nothing yet");
     while start.elapsed() < limit {
         let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(30));
-        if let Some(unit) = &w.unit {
-            let want = w.state.unwrap_or(UnitState::Active);
-            let out = agent.run(&format!("systemctl is-active -- '{unit}'"), left).await;
-            let state =
-                out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-            if state == want.as_str() {
-                return Ok(());
-            }
-            if state == "failed" && want == UnitState::Active {
-                let status = agent.run(&format!("systemctl status --no-pager -n 10 -- '{unit}'"), left).await;
-                let detail = status.map(|o| shown(&o.stdout)).unwrap_or_default();
-                return Err(StepError::new(expected, format!("{unit} failed\n{detail}")));
-            }
-            if state == "inactive"
-                && want == UnitState::Active
-                && let Some(why) = never_started(&agent, unit, left).await
-            {
-                return Err(StepError::new(expected, why));
-            }
-            last = format!("{unit} is {state}");
-        } else if let Some(pattern) = &w.message {
-            let re = Regex::new(pattern).expect("validated when parsed");
-            let mut cmd = String::from("journalctl -b -o json --no-pager");
-            if let Some(id) = &w.identifier {
-                cmd.push_str(&format!(" -t '{id}'"));
-            }
-            if let Some(c) = &cursor {
-                cmd.push_str(&format!(" --after-cursor='{c}'"));
-            }
-            if let Ok(out) = agent.run(&cmd, left).await {
-                for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-                    if let Some(c) = v["__CURSOR"].as_str() {
-                        cursor = Some(c.to_string());
-                    }
-                    if v["MESSAGE"].as_str().is_some_and(|m| re.is_match(m)) {
-                        return Ok(());
-                    }
+        match w {
+            JournalWait::Unit { name, state } => {
+                let cmd = format!("systemctl is-active -- {}", quote(name));
+                let Some(out) = poll(&agent, &cmd, left, &expected).await? else { continue };
+                let seen = stdout_line(&out);
+                if seen == state.as_str() {
+                    return Ok(());
                 }
+                if seen == "failed" && *state == UnitState::Active {
+                    let status = format!("systemctl status --no-pager -n 10 -- {}", quote(name));
+                    let detail = poll(&agent, &status, left, &expected).await?.map(|o| shown(&o.stdout));
+                    return Err(StepError::new(
+                        expected,
+                        format!("{name} failed\n{}", detail.unwrap_or_default()),
+                    ));
+                }
+                if seen == "inactive"
+                    && *state == UnitState::Active
+                    && let Some(why) = never_started(&agent, name, left).await
+                {
+                    return Err(StepError::new(expected, why));
+                }
+                last = format!("{name} is {}", if seen.is_empty() { "(no answer)" } else { &seen });
             }
-            last = "no matching journal message".into();
+            JournalWait::Message { pattern, identifier } => {
+                let mut cmd =
+                    format!("journalctl -b -o json --no-pager --cursor-file={}", quote(&cursor_file));
+                if let Some(id) = identifier {
+                    cmd.push_str(&format!(" -t {}", quote(id)));
+                }
+                let Some(out) = poll(&agent, &cmd, left, &expected).await? else { continue };
+                if journal_has(&out.stdout, pattern) {
+                    return Ok(());
+                }
+                last = "no matching journal message".into();
+            }
         }
         tokio::time::sleep(POLL).await;
     }
     Err(StepError::new(expected, last))
+}
+
+/// Whether a message of `journalctl -o json` output (one entry per line, read with the
+/// journal JSON parser) matches.
+fn journal_has(output: &[u8], pattern: &Pattern) -> bool {
+    output
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| crate::logs::journal::json::json_entry(l).ok())
+        .any(|e| e.message.bytes().is_some_and(|m| pattern.is_match(&String::from_utf8_lossy(m))))
 }
 
 /// Why an inactive `unit` will not start by itself: the boot has finished and the unit
@@ -569,7 +715,8 @@ async fn never_started(agent: &Agent, unit: &str, limit: Duration) -> Option<Str
     if !matches!(system.as_str(), "running" | "degraded") {
         return None;
     }
-    let enabled = agent.run(&format!("systemctl is-enabled -- '{unit}'"), limit).await.map(text).ok()?;
+    let enabled =
+        agent.run(&format!("systemctl is-enabled -- {}", quote(unit)), limit).await.map(text).ok()?;
     let why = match enabled.as_str() {
         "disabled" | "masked" | "masked-runtime" => enabled.clone(),
         "" | "not-found" => "not found".to_string(),
@@ -606,7 +753,10 @@ async fn power_off(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepErr
     }
 }
 
+/// Asks the guest to reboot and returns once QEMU reset the machine and the console
+/// marked it, so the next console wait sees only the new boot.
 async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    let resets = ctx.vm.console().resets();
     let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
     let mut events = ctx.vm.qmp().events();
     let agent = match ctx.agent.take() {
@@ -628,10 +778,10 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
             .map_err(|e| StepError::new("ctrl-alt-delete sent", e.to_string()))?;
     }
     let seen = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
-    if seen > seen_before {
-        return Ok(());
-    }
     let wait = async {
+        if seen > seen_before {
+            return true;
+        }
         while let Ok(e) = events.recv().await {
             if e.name == "RESET" {
                 return true;
@@ -639,9 +789,15 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
         }
         false
     };
-    match tokio::time::timeout(limit, wait).await {
-        Ok(true) => Ok(()),
-        _ => Err(StepError::new(format!("a RESET event within {limit:.1?}"), "no reset")),
+    let started = Instant::now();
+    if !tokio::time::timeout(limit, wait).await.unwrap_or(false) {
+        return Err(StepError::new(format!("a RESET event within {limit:.1?}"), "no reset"));
+    }
+    let left = limit.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
+    if ctx.vm.console().wait_reset_after(resets, left).await {
+        Ok(())
+    } else {
+        Err(StepError::new("the console marking the reset", "QEMU reported a reset the console did not see"))
     }
 }
 
@@ -674,8 +830,12 @@ async fn run_checks(
     };
     for c in selected {
         let outcome = checks::builtin(&c.kind).run(&check_ctx).await;
-        let status = if outcome.passed { Status::Passed } else { Status::Failed };
-        if !outcome.passed && report.failure.is_none() {
+        let status = match outcome.verdict {
+            Verdict::Passed => Status::Passed,
+            Verdict::Failed => Status::Failed,
+            Verdict::NotChecked => Status::NotChecked,
+        };
+        if !outcome.passed() && report.failure.is_none() {
             let file =
                 scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
             report.failure = Some(Failure {
@@ -693,21 +853,12 @@ async fn run_checks(
     }
 }
 
-/// What `inspect` finds in the run's own logs and in what the guest left in the share.
+/// What `bootproof inspect` finds in the run directory (the same call).
 fn findings(run_dir: &Path) -> Vec<crate::logs::Finding> {
-    let mut paths: Vec<PathBuf> = ["console.log", "agent.log", "swtpm.log"]
-        .iter()
-        .map(|f| run_dir.join(f))
-        .filter(|p| p.is_file())
-        .collect();
-    let share = run_dir.join("share");
-    if share.is_dir() {
-        paths.push(share);
-    }
-    if paths.is_empty() {
+    if !run_dir.is_dir() {
         return Vec::new();
     }
-    crate::inspect::inspect_paths(&paths).findings
+    crate::inspect::inspect_paths(&[run_dir.to_path_buf()]).findings
 }
 
 #[cfg(test)]
@@ -737,8 +888,8 @@ mod tests {
 
     #[test]
     fn a_reference_secret_outside_the_images_list_fails_before_any_build() {
-        let src = SecretSource { env: None, file: None, reference: Some("installed/build.log".into()) };
-        let err = secret_value("luks", &src).unwrap_err();
+        let src = SecretSource::Reference("installed/build.log".into());
+        let err = secret_value("luks", &src).unwrap_err().to_string();
         assert!(err.starts_with("secret `luks`: unknown reference secret `installed/build.log`"), "{err}");
     }
 }

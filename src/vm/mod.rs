@@ -115,6 +115,7 @@ impl Vm {
             _ => None,
         };
         let argv = argv::argv(&plan);
+        tracing::debug!(run_dir = %layout.dir.display(), argv = %argv::shell_command(&argv), "starting QEMU");
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         let started = Instant::now();
@@ -131,6 +132,7 @@ impl Vm {
         };
         let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
         let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
+        mark_resets(&console, &qmp);
         let agent_ports = agent_listeners.accept(&plan, started).await?;
         let agent = tokio::sync::OnceCell::new();
         Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, started })
@@ -277,6 +279,21 @@ impl Drop for Vm {
             let _ = std::fs::remove_dir(&l.socket_dir);
         }
     }
+}
+
+/// Every machine reset QEMU reports starts a new boot on the console: waits after it
+/// match only what the new boot prints, never the old boot's last lines.
+fn mark_resets(console: &Console, qmp: &Qmp) {
+    let (console, mut events) = (console.clone(), qmp.events());
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.name == "RESET" => console.mark_reset().await,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 fn bind(path: &Path) -> Result<UnixListener, VmError> {
