@@ -39,6 +39,7 @@ pub mod agent;
 pub mod cache;
 pub mod checks;
 pub mod console;
+pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod inspect;

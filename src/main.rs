@@ -130,7 +130,7 @@ fn runtime_block_on(fut: impl std::future::Future<Output = ExitCode>) -> ExitCod
 }
 
 fn doctor(json: bool) -> ExitCode {
-    let report = host::doctor::examine();
+    let report = bootproof::doctor::examine();
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
     } else {

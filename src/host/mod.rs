@@ -4,7 +4,6 @@
 //! Must not: start guests for anything but the acceleration probe.
 
 pub mod accel;
-pub mod doctor;
 pub mod ovmf;
 pub mod qemu;
 pub mod setup;

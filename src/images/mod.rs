@@ -285,6 +285,13 @@ fn built(recipe: &Recipe, path: PathBuf) -> BuiltImage {
 /// The static C library on Debian (amd64); `gcc -static` fails without it.
 const STATIC_LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.a";
 
+/// Every host tool some reference image is built with, as `bootproof doctor` lists
+/// them.
+pub const TOOLS: &[Requirement] = {
+    use tools::*;
+    &[XORRISO, MCOPY, MKFS_VFAT, SFDISK, OBJCOPY, UKI_STUB, CPIO, MMDEBSTRAP]
+};
+
 /// Host tools a build of `recipe` runs.
 fn requirements(recipe: &Recipe) -> Vec<Requirement> {
     let mut reqs = vec![

@@ -267,5 +267,9 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             Cell::new(r.run_dir.display()),
         ]);
     }
-    crate::redact::text(&table.to_string()).into_owned()
+    // Rows start with the scenario's name, as people and scripts read them.
+    table.column_iter_mut().for_each(|c| {
+        c.set_padding((0, 2));
+    });
+    crate::redact::text(&table.trim_fmt()).into_owned()
 }

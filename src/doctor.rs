@@ -1,8 +1,12 @@
 //! `bootproof doctor`: one table of what this host offers, and what is missing.
+//!
+//! Owns: the table. It reads both the host (QEMU, acceleration, firmware, swtpm) and
+//! the image recipes' tool list, so it sits above `host` and `images`, which never
+//! import each other's way back.
 
 use serde::Serialize;
 
-use super::{accel, ovmf, qemu, setup};
+use crate::host::{self, accel, ovmf, qemu, setup};
 
 /// One row of the doctor table.
 #[derive(Debug, Clone, Serialize)]
@@ -55,12 +59,6 @@ fn tool_row(req: &setup::Requirement, required: bool) -> Check {
     }
 }
 
-/// Tools the reference images are built with.
-pub const IMAGE_TOOLS: &[setup::Requirement] = {
-    use crate::images::tools::*;
-    &[XORRISO, MCOPY, MKFS_VFAT, SFDISK, OBJCOPY, UKI_STUB, CPIO, MMDEBSTRAP]
-};
-
 /// Looks at the host; runs the acceleration probe when no verdict is cached.
 pub fn examine() -> Report {
     let mut checks = Vec::new();
@@ -94,9 +92,9 @@ pub fn examine() -> Report {
         }
         Err(e) => checks.push(row("qemu-system-x86_64", "missing", e.to_string(), true)),
     }
-    checks.push(tool_row(&super::QEMU_IMG, true));
-    checks.push(tool_row(&super::SWTPM, true));
-    checks.push(tool_row(&super::SWTPM_TOOLS, false));
+    checks.push(tool_row(&host::QEMU_IMG, true));
+    checks.push(tool_row(&host::SWTPM, true));
+    checks.push(tool_row(&host::SWTPM_TOOLS, false));
     for (item, fw) in [
         ("firmware uefi", crate::profile::Firmware::Uefi),
         ("firmware uefi-secureboot", crate::profile::Firmware::UefiSecureBoot),
@@ -118,6 +116,6 @@ pub fn examine() -> Report {
             Err(e) => row(item, "missing", e.to_string().lines().next().unwrap_or("").to_string(), true),
         });
     }
-    checks.extend(IMAGE_TOOLS.iter().map(|r| tool_row(r, false)));
+    checks.extend(crate::images::TOOLS.iter().map(|r| tool_row(r, false)));
     Report { checks, accel: accel_name }
 }

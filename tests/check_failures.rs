@@ -1,0 +1,189 @@
+//! Every check kind fails for the right reason: against a real guest that lacks the
+//! property, each check fails with a message naming the property and what was seen,
+//! and a check that cannot look fails as "not checked" with why, never passes.
+
+use std::path::Path;
+
+use bootproof::report::{CheckReport, ScenarioReport, Status};
+use bootproof::scenario::{Scenario, runner};
+
+fn ready() {
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
+    }
+}
+
+async fn run(dir: &Path, text: &str) -> ScenarioReport {
+    let file = dir.join("scenario.toml");
+    std::fs::write(&file, text).unwrap();
+    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    runner::run(&scenario, &runner::RunnerOptions::new(dir.join("artifacts"))).await
+}
+
+fn check<'a>(r: &'a ScenarioReport, kind: &str) -> &'a CheckReport {
+    r.checks.iter().find(|c| c.kind == kind).unwrap_or_else(|| panic!("no {kind} check in {:?}", r.checks))
+}
+
+fn failed_with(r: &ScenarioReport, kind: &str, status: Status, needles: &[&str]) {
+    let c = check(r, kind);
+    assert_eq!(c.status, status, "{kind}: {c:?}");
+    for n in needles {
+        assert!(c.message.contains(n), "{kind}: {n:?} missing from {:?}", c.message);
+    }
+}
+
+/// One boot of the installed system with a failed unit, checked for properties it does
+/// not have: each check fails on its own evidence.
+#[tokio::test]
+async fn checks_of_properties_the_installed_system_lacks_fail_naming_them() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "lacking"
+profile = "uefi"
+image = "reference:installed"
+timeout = "4m"
+
+[secrets]
+luks = { reference = "installed/luks-passphrase" }
+
+[[step]]
+wait_console = "Please unlock disk root:"
+timeout = "60s"
+
+[[step]]
+type_console = "${secret:luks}\n"
+
+[[step]]
+wait_journal = { unit = "multi-user.target" }
+timeout = "90s"
+
+# A unit that fails, as a broken service would.
+[[step]]
+run = "systemd-run --unit=bootproof-broken.service /bin/false; sleep 1; systemctl is-failed bootproof-broken.service"
+stdout = "^failed$"
+
+[[step]]
+power_off = true
+timeout = "60s"
+
+[[step]]
+wait_file = "journal.export"
+timeout = "10s"
+
+[[check]]
+no_failed_units = true
+
+[[check]]
+journal_lacks = "bootproof-broken.service: Main process exited"
+
+[[check]]
+journal_contains = "no such line was ever logged"
+
+[[check]]
+mounts = { "/" = "^/dev/vda2 ext4" }
+
+[[check]]
+luks = { cipher = "serpent-xts-plain64", pbkdf = "pbkdf2" }
+
+[[check]]
+btrfs_subvolumes = ["root", "home", "var"]
+
+[[check]]
+file_contains = { path = "/etc/bootproof-absent", pattern = "x" }
+
+[[check]]
+secure_boot = true
+
+[[check]]
+no_selinux_denials = true
+
+[[check]]
+no_error_findings = true
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    let all_ran = r.steps.iter().all(|s| s.status == Status::Passed);
+    assert!(all_ran, "every step passes; only checks fail: {}", r.failure_screen());
+    failed_with(&r, "no_failed_units", Status::Failed, &["failed: bootproof-broken.service"]);
+    failed_with(&r, "journal_lacks", Status::Failed, &["bootproof-broken.service: Main process exited"]);
+    failed_with(&r, "journal_contains", Status::Failed, &["none among"]);
+    failed_with(&r, "mounts", Status::Failed, &["/: expected /^/dev/vda2 ext4/, seen ", "btrfs"]);
+    failed_with(
+        &r,
+        "luks",
+        Status::Failed,
+        &["cipher: expected serpent-xts-plain64, seen aes-xts-plain64", "pbkdf of every keyslot: expected pbkdf2, seen argon2id"],
+    );
+    failed_with(&r, "btrfs_subvolumes", Status::Failed, &["missing: var", "present: "]);
+    failed_with(&r, "file_contains", Status::Failed, &["/etc/bootproof-absent", "No such file"]);
+    failed_with(&r, "secure_boot", Status::Failed, &["SecureBoot = 0"]);
+    failed_with(&r, "no_selinux_denials", Status::NotChecked, &["not checked: SELinux is not enabled"]);
+    failed_with(&r, "no_error_findings", Status::Failed, &["bootproof-broken.service"]);
+    let screen = r.failure_screen();
+    assert!(screen.contains("checks:   0 passed, 10 failed (1 not checked)"), "{screen}");
+}
+
+/// On the tiny guest (busybox, no systemd, no SELinux) checks that cannot look say so
+/// and fail; a real kernel panic fails `no_kernel_oops` from the console alone.
+#[tokio::test]
+async fn checks_that_cannot_look_fail_as_not_checked_and_a_kernel_panic_fails_no_kernel_oops() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "cannot-look"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+[[step]]
+run = "uname -s"
+stdout = "^Linux$"
+
+[[check]]
+no_failed_units = true
+
+[[check]]
+no_selinux_denials = true
+
+[[check]]
+sysctl = { "kernel.ostype" = "Linux" }
+"#,
+    )
+    .await;
+    assert!(!r.passed, "{}", r.failure_screen());
+    failed_with(&r, "no_failed_units", Status::NotChecked, &["not checked: ", "systemctl", "exited 127"]);
+    failed_with(&r, "no_selinux_denials", Status::NotChecked, &["not checked: SELinux is not enabled"]);
+    failed_with(&r, "sysctl", Status::Passed, &["1 values as expected"]);
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.what.starts_with("check no_failed_units"), "{f:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "panics"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+# The kernel's own crash trigger: a real panic, after the command has answered.
+[[step]]
+run = "(sleep 1; echo c > /proc/sysrq-trigger) >/dev/null 2>&1 &"
+
+[[step]]
+wait_console = "Kernel panic - not syncing"
+
+[[check]]
+no_kernel_oops = true
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    failed_with(&r, "no_kernel_oops", Status::Failed, &["console.log:", "sysrq"]);
+}
