@@ -116,7 +116,10 @@ no_error_findings = true
         &r,
         "luks",
         Status::Failed,
-        &["cipher: expected serpent-xts-plain64, seen aes-xts-plain64", "pbkdf of every keyslot: expected pbkdf2, seen argon2id"],
+        &[
+            "cipher: expected serpent-xts-plain64, seen aes-xts-plain64",
+            "pbkdf of every keyslot: expected pbkdf2, seen argon2id",
+        ],
     );
     failed_with(&r, "btrfs_subvolumes", Status::Failed, &["missing: var", "present: "]);
     failed_with(&r, "file_contains", Status::Failed, &["/etc/bootproof-absent", "No such file"]);

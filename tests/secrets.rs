@@ -153,8 +153,11 @@ fn a_secret_used_every_way_reaches_no_file_report_or_terminal_in_any_encoding() 
             ),
         )
         .unwrap();
-        std::fs::write(d.join(format!("secret-{agent}.toml")), tiny_scenario(&format!("secret-{agent}"), agent))
-            .unwrap();
+        std::fs::write(
+            d.join(format!("secret-{agent}.toml")),
+            tiny_scenario(&format!("secret-{agent}"), agent),
+        )
+        .unwrap();
     }
     std::fs::write(d.join("secret-qga.toml"), format!("{INSTALLED}{ECHO_AND_FAIL}\n")).unwrap();
     let junit = d.join("junit.xml");

@@ -230,21 +230,27 @@ impl Console {
     /// wrote the old boot's last bytes before it reported the reset; this reads them),
     /// then moves the cursor to the end, so later waits match only the new boot's text.
     pub async fn mark_reset(&self) {
-        let mut progress = self.shared.progress.subscribe();
-        let give_up = tokio::time::Instant::now() + RESET_DRAIN_MAX;
-        loop {
-            let quiet_until = (tokio::time::Instant::now() + RESET_QUIET).min(give_up);
-            match tokio::time::timeout_at(quiet_until, progress.changed()).await {
-                Ok(Ok(())) if tokio::time::Instant::now() < give_up => continue,
-                _ => break,
-            }
-        }
+        self.settle(RESET_QUIET, RESET_DRAIN_MAX).await;
         let mut st = self.lock();
         let end = st.end();
         st.cursor = end;
         st.scanned = end;
         drop(st);
         self.shared.resets.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until nothing has arrived for `quiet` (at most `max`): what the guest wrote
+    /// until then has been read and its complete lines are in `console.log`.
+    pub async fn settle(&self, quiet: Duration, max: Duration) {
+        let mut progress = self.shared.progress.subscribe();
+        let give_up = tokio::time::Instant::now() + max;
+        loop {
+            let quiet_until = (tokio::time::Instant::now() + quiet).min(give_up);
+            match tokio::time::timeout_at(quiet_until, progress.changed()).await {
+                Ok(Ok(())) if tokio::time::Instant::now() < give_up => continue,
+                _ => break,
+            }
+        }
     }
 
     /// How many resets have been marked so far.

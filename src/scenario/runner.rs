@@ -306,8 +306,11 @@ async fn execute(
             run_checks(scenario, opts, &mut ctx, report, true).await;
         }
         tell(opts, scenario, Progress::Step { index: i + 1, total, description: step.action.describe() });
-        let failed_before = report.failure.is_some();
-        let step_report = if failed_before {
+        // A failed step skips the steps after it; a failed check does not: the checks
+        // before a final power_off are assertions, and the power-off still drives the
+        // guest to write what the later checks read.
+        let step_failed = report.steps.iter().any(|s| s.status != Status::Passed);
+        let step_report = if step_failed {
             skipped(i, step, started)
         } else {
             run_step(i, step, &mut ctx, scenario, started, report).await
@@ -317,16 +320,16 @@ async fn execute(
     if checks_at == scenario.steps.len() {
         run_checks(scenario, opts, &mut ctx, report, true).await;
     }
-    // What the guest left in the share is complete only now (the journal is exported
-    // as it powers off), and reading it needs no running guest.
-    run_checks(scenario, opts, &mut ctx, report, false).await;
     report.agent = ctx.transport.take();
     tell(opts, scenario, Progress::ShuttingDown);
     if !ctx.powered_off {
-        vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
+        ctx.vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
     }
+    // What the guest left in the share is complete only now that the VM is gone (the
+    // journal is exported as it powers off), and reading it needs no running guest.
+    run_checks(scenario, opts, &mut ctx, report, false).await;
     report.vm_ended_unix = Some(unix_now());
-    report.last_console_lines = vm.console().tail();
+    report.last_console_lines = ctx.vm.console().tail();
     Ok(())
 }
 
@@ -814,6 +817,9 @@ async fn run_checks(
         return;
     }
     tell(opts, scenario, Progress::Checks { total: selected.len() });
+    // Checks read console.log: let the lines the guest just printed (a panic that
+    // ended a wait mid-flood) reach it first.
+    ctx.vm.console().settle(Duration::from_millis(300), Duration::from_secs(2)).await;
     let agent = if live && !ctx.powered_off && !ctx.vm.console().is_closed() {
         let limit = ctx.remaining().min(ctx.accel.scale(Duration::from_secs(120)));
         ctx.agent(limit).await.map_err(|e| e.seen)
