@@ -215,7 +215,7 @@ pub fn ide_slots(machine: Machine) -> usize {
 /// That is how an installer's kernel with a blank disk failed. So the kernel keeps 0,
 /// as the thing to boot, and the drives count from 1 in their usual order behind it.
 /// SeaBIOS runs that option ROM first; OVMF boots the kernel it reads from fw_cfg
-/// ahead of any drive (shown with a bootable disk at index 1 in tests/direct_kernel.rs).
+/// ahead of the drives, a bootable disk among them (tests/direct_kernel.rs).
 fn first_drive_bootindex(plan: &Plan) -> usize {
     usize::from(plan.kernel.is_some())
 }
