@@ -20,10 +20,12 @@ use regex::bytes::Regex;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+
+use crate::vm::process::{ExitReport, ExitWatch};
 
 /// Text kept in memory for matching; older text is only on disk.
 pub const WINDOW_BYTES: usize = 1 << 20;
@@ -36,11 +38,14 @@ const MAX_LINE: usize = 16 * 1024;
 pub enum ConsoleError {
     #[error("timed out after {waited:.1?} waiting for {patterns} on the serial console\n{}", tail_text(tail))]
     Timeout { patterns: String, waited: Duration, tail: Vec<String> },
+    /// `qemu` says how QEMU ended, when the VM supervisor gave the console an
+    /// [`ExitWatch`] and QEMU has indeed exited.
     #[error(
-        "the serial console closed (QEMU exited) after {waited:.1?}, before {patterns} appeared\n{}",
+        "the serial console closed after {waited:.1?}, before {patterns} appeared: {}\n{}",
+        qemu.as_ref().map_or_else(|| "QEMU exited".to_string(), |r| r.to_string()),
         tail_text(tail)
     )]
-    Closed { patterns: String, waited: Duration, tail: Vec<String> },
+    Closed { patterns: String, waited: Duration, tail: Vec<String>, qemu: Option<ExitReport> },
     #[error("cannot write to the serial console: {0}")]
     Write(#[source] std::io::Error),
 }
@@ -116,12 +121,16 @@ struct Shared {
     /// How many resets [`Console::mark_reset`] has marked.
     resets: watch::Sender<u64>,
     started: Instant,
+    /// How QEMU ended, asked when the console closes.
+    exit: OnceLock<ExitWatch>,
 }
 
 /// Silence on the console after a reset that means the old boot's last bytes are in.
 const RESET_QUIET: Duration = Duration::from_millis(100);
 /// The longest a reset mark waits for that silence (a guest flooding the console).
 const RESET_DRAIN_MAX: Duration = Duration::from_secs(1);
+/// How long a closed console waits for QEMU's exit status (see [`ExitWatch::report`]).
+const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// A handle on a VM's serial console. Cheap to clone.
 #[derive(Clone)]
@@ -150,7 +159,13 @@ impl Console {
         let (reader, writer) = tokio::io::split(stream);
         let (progress, _) = watch::channel(0);
         let (resets, _) = watch::channel(0);
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), progress, resets, started });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            progress,
+            resets,
+            started,
+            exit: OnceLock::new(),
+        });
         let task = Capture {
             shared: shared.clone(),
             raw,
@@ -161,6 +176,12 @@ impl Console {
         };
         tokio::spawn(task.run(reader));
         Ok(Console { shared, writer: Arc::new(tokio::sync::Mutex::new(Box::new(writer))) })
+    }
+
+    /// From now on, an error for a closed console says how QEMU ended, as `watch`
+    /// tells (its exit status and the last lines of its log).
+    pub fn explain_closing_with(&self, watch: ExitWatch) {
+        let _ = self.shared.exit.set(watch);
     }
 
     /// Waits until `pattern` matches the console text after the cursor, and moves the
@@ -183,21 +204,22 @@ impl Console {
         loop {
             // `open` holds the end of a match that may still grow.
             progress.borrow_and_update();
-            {
+            let closed_tail = {
                 let mut st = self.lock();
                 match search(&mut st, patterns) {
                     Some(found) if !found.open => return Ok(consume(&mut st, found)),
                     Some(found) => open = Some(found.end),
                     None => open = None,
                 }
-                if st.closed {
-                    let tail = st.tail_lines();
-                    return Err(ConsoleError::Closed {
-                        patterns: describe(patterns),
-                        waited: start.elapsed(),
-                        tail,
-                    });
-                }
+                st.closed.then(|| st.tail_lines())
+            };
+            if let Some(tail) = closed_tail {
+                let waited = start.elapsed();
+                let qemu = match self.shared.exit.get() {
+                    Some(watch) => watch.report(EXIT_GRACE).await,
+                    None => None,
+                };
+                return Err(ConsoleError::Closed { patterns: describe(patterns), waited, tail, qemu });
             }
             let wait_until = match open {
                 Some(_) => deadline.min(tokio::time::Instant::now() + OPEN_MATCH_GRACE),

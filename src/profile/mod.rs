@@ -1,10 +1,14 @@
 //! Machine profiles: `vm-profiles/*.toml` → [`Profile`].
 //!
-//! Owns: the profile format, its validation, and errors that point at the file, line,
-//! column and key. Must not: look at the host (firmware discovery, acceleration) or
-//! start anything; resolving a profile against the host happens in [`crate::vm`].
+//! Owns: the profile format, its validation, errors that point at the file, line,
+//! column and key, and the shipped profiles. Must not: look at the host (firmware
+//! discovery, acceleration) or start anything; resolving a profile against the host
+//! happens in [`crate::vm`].
 //!
-//! Paths in a profile are relative to the profile file's directory.
+//! Paths in a profile are relative to the profile file's directory. The shipped
+//! profiles are built into the binary from `vm-profiles/` (see build.rs), so a name
+//! such as `uefi` resolves wherever bootproof runs; messages call them
+//! `builtin:vm-profiles/<name>.toml`.
 
 mod units;
 
@@ -237,11 +241,11 @@ pub enum ProfileError {
     #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
     Invalid { path: PathBuf, line: usize, column: usize, message: String, snippet: String },
     #[error(
-        "no profile named `{name}`: looked for {}\n  shipped profiles: {}",
-        looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        "no profile named `{name}`: it is not a shipped profile, and not a path (a path has a `/` \
+         or ends in `.toml`)\n  shipped profiles: {}",
         shipped.join(", ")
     )]
-    NotFound { name: String, looked: Vec<PathBuf>, shipped: Vec<String> },
+    NotFound { name: String, shipped: Vec<String> },
 }
 
 impl Profile {
@@ -310,40 +314,47 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// The profiles shipped in `vm-profiles/` of this crate.
-pub fn shipped_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vm-profiles")
-}
+/// The shipped profiles as `(file name, contents)`: `vm-profiles/*.toml` at build
+/// time (see build.rs).
+const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_profiles.rs"));
+
+/// How messages name a shipped profile's file, and how one can be named as a path.
+pub const BUILTIN_DIR: &str = "builtin:vm-profiles";
 
 /// Names of the shipped profiles, sorted.
 pub fn shipped_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(shipped_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
+    let mut names: Vec<String> =
+        SHIPPED.iter().filter_map(|(file, _)| file.strip_suffix(".toml")).map(String::from).collect();
     names.sort();
     names
 }
 
-/// Finds a profile by path (anything with a `/` or ending in `.toml`) or by the name of
-/// a shipped profile.
+/// A shipped profile by name (`uefi`), labelled `builtin:vm-profiles/uefi.toml`.
+fn shipped(name: &str) -> Option<Result<Profile, ProfileError>> {
+    let (file, text) = SHIPPED.iter().find(|(file, _)| file.strip_suffix(".toml") == Some(name))?;
+    let label = PathBuf::from(format!("{BUILTIN_DIR}/{file}"));
+    Some(Profile::parse(text, &label).map(|mut p| {
+        if p.name.is_empty() {
+            p.name = name.to_string();
+        }
+        p
+    }))
+}
+
+/// Finds a profile by the name of a shipped profile, by its `builtin:vm-profiles/...`
+/// label, or by path (anything else with a `/` or ending in `.toml`).
 pub fn resolve(name_or_path: &str) -> Result<Profile, ProfileError> {
-    let as_path = Path::new(name_or_path);
-    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
-        return Profile::load(as_path);
+    let builtin = name_or_path
+        .strip_prefix(BUILTIN_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|file| file.strip_suffix(".toml"));
+    let is_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+    if builtin.is_none() && is_path {
+        return Profile::load(Path::new(name_or_path));
     }
-    let shipped = shipped_dir().join(format!("{name_or_path}.toml"));
-    if shipped.exists() {
-        return Profile::load(&shipped);
-    }
-    Err(ProfileError::NotFound {
-        name: name_or_path.to_string(),
-        looked: vec![shipped],
-        shipped: shipped_names(),
+    let name = builtin.unwrap_or(name_or_path);
+    shipped(name).unwrap_or_else(|| {
+        Err(ProfileError::NotFound { name: name_or_path.to_string(), shipped: shipped_names() })
     })
 }
 
@@ -501,7 +512,47 @@ mod tests {
             assert!(names.iter().any(|n| n == required), "{required} missing from {names:?}");
         }
         for name in names {
-            resolve(&name).unwrap_or_else(|e| panic!("{e}"));
+            let p = resolve(&name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(p.name, name);
+            // Embedded, a shipped profile has no directory that a relative path could
+            // be relative to.
+            let relative = p.disks.iter().map(|d| &d.path).chain(p.shares.iter().map(|s| &s.path));
+            let relative: Vec<_> = relative.chain(&p.cdrom).filter(|p| p.is_relative()).collect();
+            assert!(relative.is_empty() && p.kernel.is_none(), "{name}: paths in a shipped profile");
+            assert!(
+                !matches!(p.firmware, Firmware::Files { .. }),
+                "{name}: firmware files in a shipped profile"
+            );
         }
+    }
+
+    #[test]
+    fn every_file_of_vm_profiles_is_shipped_as_it_is() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-profiles");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| {
+                (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        on_disk.sort();
+        let shipped: Vec<(String, String)> =
+            SHIPPED.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+        assert_eq!(shipped, on_disk);
+    }
+
+    #[test]
+    fn a_shipped_profile_resolves_by_name_or_builtin_label_and_errors_name_the_label() {
+        assert_eq!(resolve("uefi-tpm").unwrap(), resolve("builtin:vm-profiles/uefi-tpm.toml").unwrap());
+        assert_eq!(resolve("uefi-tpm").unwrap().tpm, Tpm::V2);
+        let e = resolve("builtin:vm-profiles/nope.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("no profile named `builtin:vm-profiles/nope.toml`") && e.contains("uefi-tpm"),
+            "{e}"
+        );
+        let broken = Profile::parse("memroy = 1\n", Path::new("builtin:vm-profiles/x.toml")).unwrap_err();
+        assert!(broken.to_string().starts_with("builtin:vm-profiles/x.toml:1:1: "), "{broken}");
     }
 }

@@ -17,15 +17,19 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::vm::process::{ExitReport, ExitWatch};
+
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
-    #[error("QMP connection closed (QEMU exited?)")]
-    Closed,
+    /// `qemu` says how QEMU ended, when the VM supervisor gave the client an
+    /// [`ExitWatch`] and QEMU has indeed exited.
+    #[error("QMP connection closed{}", closed_because(qemu))]
+    Closed { qemu: Option<ExitReport> },
     #[error("QMP: {0}")]
     Io(#[from] std::io::Error),
     #[error("QMP greeting was not understood: {0}")]
@@ -40,6 +44,10 @@ pub enum QmpError {
     Key(#[from] KeyError),
     #[error("screenshot {}: {detail}", path.display())]
     Screenshot { path: PathBuf, detail: String },
+}
+
+fn closed_because(qemu: &Option<ExitReport>) -> String {
+    qemu.as_ref().map_or_else(|| " (QEMU exited?)".to_string(), |r| format!(": {r}"))
 }
 
 /// An asynchronous event from QEMU, with the host time since QEMU started.
@@ -74,7 +82,12 @@ pub struct Qmp {
     log: Arc<Mutex<Log>>,
     /// Events seen so far (names only), so a late waiter still finds an early event.
     seen: Arc<Mutex<Vec<Event>>>,
+    /// How QEMU ended, asked when the connection closes.
+    exit: Arc<OnceLock<ExitWatch>>,
 }
+
+/// How long a closed connection waits for QEMU's exit status (see [`ExitWatch::report`]).
+const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// How long a plain command may take to be answered.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,7 +101,7 @@ impl Qmp {
         let (reader, writer) = tokio::io::split(stream);
         let mut lines = BufReader::new(reader).lines();
         let mut log = Log { file: std::fs::File::create(log_path)?, started };
-        let greeting = lines.next_line().await?.ok_or(QmpError::Closed)?;
+        let greeting = lines.next_line().await?.ok_or(QmpError::Closed { qemu: None })?;
         let greeting: Value =
             serde_json::from_str(&greeting).map_err(|e| QmpError::Greeting(e.to_string()))?;
         log.write("in", &greeting);
@@ -103,6 +116,7 @@ impl Qmp {
             next_id: Default::default(),
             log: Arc::new(Mutex::new(log)),
             seen: Default::default(),
+            exit: Default::default(),
         };
         tokio::spawn(route(
             lines,
@@ -114,6 +128,20 @@ impl Qmp {
         ));
         qmp.execute("qmp_capabilities", None).await?;
         Ok(qmp)
+    }
+
+    /// From now on, an error for a closed connection says how QEMU ended, as `watch`
+    /// tells (its exit status and the last lines of its log).
+    pub fn explain_closing_with(&self, watch: ExitWatch) {
+        let _ = self.exit.set(watch);
+    }
+
+    async fn closed(&self) -> QmpError {
+        let qemu = match self.exit.get() {
+            Some(watch) => watch.report(EXIT_GRACE).await,
+            None => None,
+        };
+        QmpError::Closed { qemu }
     }
 
     /// Runs a command and returns its `return` value.
@@ -152,15 +180,18 @@ impl Qmp {
         };
         tracing::debug!(target: "bootproof::qmp", message = %logged, "QMP command");
         self.log.lock().unwrap_or_else(|p| p.into_inner()).write("out", &logged);
-        {
+        let written = {
             let mut w = self.writer.lock().await;
             let mut bytes = serde_json::to_vec(&msg).expect("serialisable");
             bytes.push(b'\n');
-            w.write_all(&bytes).await.map_err(|_| QmpError::Closed)?;
+            w.write_all(&bytes).await
+        };
+        if written.is_err() {
+            return Err(self.closed().await);
         }
         let reply = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => return Err(QmpError::Closed),
+            Ok(Err(_)) => return Err(self.closed().await),
             Err(_) => {
                 return Err(QmpError::NoReply { command: command.into(), timeout });
             }
@@ -194,15 +225,17 @@ impl Qmp {
         let fut = async {
             loop {
                 match rx.recv().await {
-                    Ok(e) if e.name == name => return Ok(e),
+                    Ok(e) if e.name == name => return Some(e),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(QmpError::Closed),
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
         };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| QmpError::NoEvent { name: name.into(), timeout })?
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(self.closed().await),
+            Err(_) => Err(QmpError::NoEvent { name: name.into(), timeout }),
+        }
     }
 
     /// `query-status`: e.g. `running`, `paused`, `shutdown`, `internal-error`.
@@ -266,7 +299,7 @@ impl Qmp {
     /// Asks QEMU to exit now.
     pub async fn quit(&self) -> Result<(), QmpError> {
         match self.execute_timeout("quit", None, Duration::from_secs(5)).await {
-            Ok(_) | Err(QmpError::Closed) => Ok(()),
+            Ok(_) | Err(QmpError::Closed { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -1,4 +1,10 @@
 //! Scenarios: the file format, and running one against a VM.
+//!
+//! The shipped scenarios (`tests/scenarios/*.toml`) are built into the binary (see
+//! build.rs) and addressed as `builtin:tests/scenarios` (all of them) or
+//! `builtin:tests/scenarios/<file>.toml`, wherever a scenario path is accepted: so
+//! `bootproof run` works away from its source tree, and messages name them by that
+//! label.
 
 pub mod budget;
 pub mod model;
@@ -10,30 +16,51 @@ pub mod suite;
 
 use std::path::{Path, PathBuf};
 
+/// Where a scenario comes from.
+enum Source {
+    File(PathBuf),
+    /// A shipped scenario: its `builtin:` label and its text.
+    Builtin(PathBuf, &'static str),
+}
+
 /// Scenario files named directly or found in directories (`*.toml`, sorted by name),
-/// each loaded or with the error that names the file; a name used twice is an error.
+/// and shipped ones (`builtin:` paths), each loaded or with the error that names the
+/// file; a name used twice is an error.
 pub fn discover(paths: &[PathBuf]) -> Vec<Result<Scenario, (String, ScenarioError)>> {
-    let mut files = Vec::new();
+    let mut sources = Vec::new();
     let mut unreadable = Vec::new();
     for p in paths {
-        if p.is_dir() {
+        if let Some(shipped) = builtin(p) {
+            sources.extend(shipped);
+        } else if p.is_dir() {
             // A directory that cannot be read is an error, never an empty suite.
             match read_dir_tomls(p) {
-                Ok(found) => files.extend(found),
+                Ok(found) => sources.extend(found.into_iter().map(Source::File)),
                 Err(source) => unreadable
                     .push(Err((p.display().to_string(), ScenarioError::Read { path: p.clone(), source }))),
             }
         } else {
-            files.push(p.clone());
+            sources.push(Source::File(p.clone()));
         }
     }
     let mut seen: std::collections::BTreeMap<String, PathBuf> = Default::default();
     unreadable
         .into_iter()
-        .chain(files.into_iter().map(|f| {
+        .chain(sources.into_iter().map(|source| {
+            let (f, loaded) = match source {
+                Source::File(f) => {
+                    let loaded = Scenario::load(&f);
+                    (f, loaded)
+                }
+                Source::Builtin(label, text) => {
+                    let loaded =
+                        Scenario::parse(text, &label).map(|s| Scenario { file: Some(label.clone()), ..s });
+                    (label, loaded)
+                }
+            };
             let stem =
                 f.file_stem().map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
-            let s = Scenario::load(&f).map_err(|e| (stem.clone(), e))?;
+            let s = loaded.map_err(|e| (stem.clone(), e))?;
             if let Some(first) = seen.insert(s.name.clone(), f.clone()) {
                 let message = format!("scenario name `{}` is also used by {}", s.name, first.display());
                 return Err((stem, ScenarioError::Invalid { path: f.clone(), line: 1, column: 1, message }));
@@ -54,6 +81,30 @@ fn read_dir_tomls(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     found.sort();
     Ok(found)
+}
+
+/// The shipped scenarios as `(file name, contents)`, sorted: `tests/scenarios/*.toml`
+/// at build time (see build.rs).
+const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_scenarios.rs"));
+
+/// The shipped scenarios' address: what `bootproof run` and `list` use by default.
+pub const BUILTIN_DIR: &str = "builtin:tests/scenarios";
+
+/// The shipped scenarios a `builtin:` path names: all of them for [`BUILTIN_DIR`], one
+/// for `BUILTIN_DIR/<file>.toml`. A `builtin:` path naming none is left to fail as a
+/// file that does not exist; any other path is `None`.
+fn builtin(path: &Path) -> Option<Vec<Source>> {
+    let rest = path.to_str()?.strip_prefix(BUILTIN_DIR)?.trim_end_matches('/');
+    let wanted = match rest.strip_prefix('/') {
+        Some(file) => Some(file),
+        None if rest.is_empty() => None,
+        None => return None,
+    };
+    let shipped = SHIPPED.iter().filter(|(file, _)| wanted.is_none_or(|w| w == *file));
+    let sources: Vec<Source> = shipped
+        .map(|(file, text)| Source::Builtin(PathBuf::from(format!("{BUILTIN_DIR}/{file}")), text))
+        .collect();
+    (!sources.is_empty()).then_some(sources)
 }
 
 /// `--image [FROM=]TO` (and `BOOTPROOF_IMAGE`): runs scenarios against another image
@@ -105,9 +156,10 @@ impl std::fmt::Display for ImageOverride {
     }
 }
 
-/// The scenarios shipped with bootproof: what `bootproof run` runs without arguments.
+/// The scenarios shipped with bootproof, built into the binary: what `bootproof run`
+/// runs without arguments.
 pub fn builtin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+    PathBuf::from(BUILTIN_DIR)
 }
 
 #[cfg(test)]
@@ -135,6 +187,50 @@ mod tests {
         only.apply(&mut installed);
         assert_eq!(tiny.image, "reference:tiny");
         assert_eq!(installed.image, "reference:installed-broken-home");
+    }
+
+    #[test]
+    fn the_builtin_suite_is_every_file_of_tests_scenarios_labelled_builtin() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+        let from_disk: Vec<Scenario> =
+            discover(std::slice::from_ref(&dir)).into_iter().map(|r| r.unwrap()).collect();
+        let shipped: Vec<Scenario> = discover(&[builtin_dir()]).into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(shipped.len(), from_disk.len());
+        for (s, d) in shipped.iter().zip(&from_disk) {
+            let file = d.file.as_ref().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(s.file.as_deref(), Some(Path::new(&format!("builtin:tests/scenarios/{file}"))));
+            assert_eq!(Scenario { file: None, ..s.clone() }, Scenario { file: None, ..d.clone() });
+        }
+    }
+
+    #[test]
+    fn a_shipped_scenario_names_no_file_beside_it() {
+        // Embedded, a shipped scenario has no directory that a relative path could be
+        // relative to: profiles by name, images by reference, secrets not from files.
+        for s in discover(&[builtin_dir()]).into_iter().map(|r| r.unwrap()) {
+            assert!(
+                !s.profile.contains('/') && !s.profile.ends_with(".toml"),
+                "{}: profile {}",
+                s.name,
+                s.profile
+            );
+            assert!(s.image.starts_with("reference:"), "{}: image {}", s.name, s.image);
+            assert!(
+                s.secrets.values().all(|src| src.clone().file_mut().is_none()),
+                "{}: a secret from a file",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn one_shipped_scenario_by_its_label_and_an_unknown_one_fails_naming_it() {
+        let one = discover(&[PathBuf::from("builtin:tests/scenarios/tiny-agent.toml")]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].as_ref().unwrap().name, "tiny-agent");
+        let none = discover(&[PathBuf::from("builtin:tests/scenarios/nope.toml")]);
+        let (_, e) = none.into_iter().next().unwrap().unwrap_err();
+        assert!(e.to_string().contains("builtin:tests/scenarios/nope.toml"), "{e}");
     }
 
     #[test]

@@ -147,24 +147,31 @@ fn tpm_args(a: &mut Args, plan: &Plan) {
 }
 
 /// Every disk is a per-run qcow2 overlay, so the user's image is never written; discs
-/// are read-only. Boot order follows the plan's drive order.
+/// are read-only. Boot order follows the plan's drive order, from
+/// [`first_drive_bootindex`] on; IDE devices get the slots of [`ide_slot`].
 fn drive_args(a: &mut Args, plan: &Plan) {
     let mut scsi_bus = false;
+    let mut ide = 0;
+    let mut next_ide = || {
+        ide += 1;
+        ide_slot(plan.machine, ide - 1)
+    };
+    let first = first_drive_bootindex(plan);
     for (i, drive) in plan.drives.iter().enumerate() {
         let id = format!("drive{i}");
-        let boot = format!(",bootindex={i}");
+        let boot = format!(",bootindex={}", first + i);
         match drive {
             Drive::Cdrom { path } => {
                 let opts = format!(",format=raw,if=none,id={id},media=cdrom,readonly=on");
                 a.push("-drive", path_value("file=", path, &opts));
-                a.push("-device", format!("ide-cd,drive={id}{boot}"));
+                a.push("-device", format!("ide-cd,drive={id}{}{boot}", next_ide()));
             }
             Drive::Disk { overlay, interface, .. } => {
                 a.push("-drive", path_value("file=", overlay, &format!(",format=qcow2,if=none,id={id}")));
                 let device = match interface {
                     DiskInterface::Virtio => format!("virtio-blk-pci,drive={id}{boot}"),
                     DiskInterface::Nvme => format!("nvme,drive={id},serial=bootproof{i}{boot}"),
-                    DiskInterface::Ide => format!("ide-hd,drive={id}{boot}"),
+                    DiskInterface::Ide => format!("ide-hd,drive={id}{}{boot}", next_ide()),
                     DiskInterface::Scsi => {
                         if !scsi_bus {
                             a.push("-device", "virtio-scsi-pci,id=scsi0");
@@ -179,6 +186,42 @@ fn drive_args(a: &mut Args, plan: &Plan) {
     }
 }
 
+/// Where the `n`th IDE device (disc or `ide` disk) goes. QEMU does not spread IDE
+/// devices over the buses by itself: without `bus=` each lands on `ide.0`, and the
+/// second is refused ("Can't create IDE unit 1, bus supports only 1 units" on q35,
+/// whose AHCI ports take one device each; "IDE unit 1 is in use" on pc). q35 has six
+/// AHCI ports `ide.0`-`ide.5`; pc's PIIX has two buses of two units.
+/// [`super::plan::Plan::new`] refuses more than [`ide_slots`].
+fn ide_slot(machine: Machine, n: usize) -> String {
+    match machine {
+        Machine::Q35 => format!(",bus=ide.{n}"),
+        Machine::Pc => format!(",bus=ide.{},unit={}", n / 2, n % 2),
+    }
+}
+
+/// How many IDE devices a machine takes (see [`ide_slot`]).
+pub fn ide_slots(machine: Machine) -> usize {
+    match machine {
+        Machine::Q35 => 6,
+        Machine::Pc => 4,
+    }
+}
+
+/// The boot index of the plan's first drive: 0, or 1 with direct kernel boot.
+///
+/// `-kernel` makes QEMU add its own loader option ROM (`linuxboot_dma.bin`) at boot
+/// index 0 (`x86_load_linux` in QEMU's hw/i386/x86.c), and QEMU refuses to start when
+/// a device asks for an index already taken: "The bootindex 0 has already been used".
+/// That is how an installer's kernel with a blank disk failed. So the kernel keeps 0,
+/// as the thing to boot, and the drives count from 1 in their usual order behind it.
+/// SeaBIOS runs that option ROM first; OVMF boots the kernel it reads from fw_cfg
+/// ahead of the drives, a bootable disk among them (tests/direct_kernel.rs).
+fn first_drive_bootindex(plan: &Plan) -> usize {
+    usize::from(plan.kernel.is_some())
+}
+
+/// Direct kernel boot: QEMU loads the kernel and initrd itself, and the firmware
+/// starts it before any drive (see [`first_drive_bootindex`]).
 fn kernel_args(a: &mut Args, plan: &Plan) {
     let Some(k) = &plan.kernel else { return };
     a.push("-kernel", k.kernel.clone());

@@ -17,6 +17,7 @@ use crate::host::{accel, ovmf, qemu};
 use crate::profile::Profile;
 
 use super::plan::{HostFacts, Image, Plan};
+use super::process::ExitReport;
 use super::rundir::RunLayout;
 use super::{Ending, Evidence, Vm, VmError, VmOptions};
 
@@ -221,9 +222,9 @@ async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcom
                 vm.quit().await;
                 return (Outcome::Reached { matched }, None);
             }
-            Err(ConsoleError::Closed { .. }) => {
+            Err(ConsoleError::Closed { qemu, .. }) => {
                 let ending = vm.wait_exit(Duration::from_secs(10)).await;
-                return (ended(ending), None);
+                return (ended(ending, qemu.as_ref()), None);
             }
             Err(ConsoleError::Timeout { waited, .. }) => {
                 let evidence = vm.collect_evidence("timeout").await;
@@ -238,7 +239,8 @@ async fn watch(vm: &mut Vm, until: Option<&Regex>, timeout: Duration) -> (Outcom
     }
 }
 
-fn ended(ending: Option<Ending>) -> Outcome {
+/// The outcome of a VM that ended by itself; `qemu` quotes its log when it failed.
+fn ended(ending: Option<Ending>, qemu: Option<&ExitReport>) -> Outcome {
     match ending {
         Some(Ending::Exited { status: Some(0), reason: Some(r) }) if r.contains("reset") => {
             Outcome::Rebooted { reason: r }
@@ -249,9 +251,13 @@ fn ended(ending: Option<Ending>) -> Outcome {
         Some(Ending::Exited { status: Some(0), .. }) => Outcome::PoweredOff,
         Some(Ending::Exited { status, reason }) => Outcome::Ended {
             detail: format!(
-                "QEMU exited with status {} ({}); see qemu.log in the run dir",
+                "QEMU exited with status {} ({}); {}",
                 status.map_or("unknown".into(), |s| s.to_string()),
-                reason.unwrap_or_else(|| "no SHUTDOWN event".into())
+                reason.unwrap_or_else(|| "no SHUTDOWN event".into()),
+                match qemu.filter(|r| !r.tail.trim().is_empty()) {
+                    Some(r) => format!("its last messages ({}):\n{}", r.log.display(), r.tail),
+                    None => "see qemu.log in the run dir".to_string(),
+                }
             ),
         },
         Some(Ending::Stopped { how }) => Outcome::Ended { detail: format!("QEMU was {how}") },

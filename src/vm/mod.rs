@@ -119,7 +119,7 @@ impl Vm {
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         let started = Instant::now();
-        let mut qemu = Supervised::spawn("qemu", cmd, &layout.qemu_log())
+        let mut qemu = Supervised::spawn("QEMU", cmd, &layout.qemu_log())
             .map_err(io(format!("starting {}", plan.qemu.display())))?;
         let (serial_stream, qmp_stream) = match accept_both(&serial, &qmp_listener, &mut qemu).await {
             Ok(streams) => streams,
@@ -131,9 +131,20 @@ impl Vm {
             echo: options.echo_console,
         };
         let console = Console::capture(serial_stream, files, started).map_err(io("console capture files"))?;
-        let qmp = Qmp::connect(qmp_stream, &layout.qmp_log(), started).await?;
+        console.explain_closing_with(qemu.exit_watch());
+        // QEMU connects its sockets before it creates the devices, so a device it
+        // refuses ends it only now: a closed QMP connection, or an agent port never
+        // connected. Its exit status and log say why.
+        let qmp = match Qmp::connect(qmp_stream, &layout.qmp_log(), started).await {
+            Ok(qmp) => qmp,
+            Err(e) => return Err(exit_or(&mut qemu, layout, e.into()).await),
+        };
+        qmp.explain_closing_with(qemu.exit_watch());
         mark_resets(&console, &qmp);
-        let agent_ports = agent_listeners.accept(&plan, started).await?;
+        let agent_ports = match agent_listeners.accept(&plan, started).await {
+            Ok(ports) => ports,
+            Err(e) => return Err(exit_or(&mut qemu, layout, e).await),
+        };
         let agent = tokio::sync::OnceCell::new();
         Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, started })
     }
@@ -189,7 +200,7 @@ impl Vm {
 
     /// Waits for QEMU to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<Ending> {
-        let status = tokio::time::timeout(timeout, self.qemu.child.wait()).await.ok()?.ok();
+        let status = tokio::time::timeout(timeout, self.qemu.wait()).await.ok()?.ok();
         Some(self.exited(status).await)
     }
 
@@ -198,7 +209,7 @@ impl Vm {
         self.console.closed(Duration::from_secs(2)).await;
         if let Some(swtpm) = &mut self.swtpm {
             // swtpm --terminate leaves with QEMU; give it a moment, then make sure.
-            if tokio::time::timeout(Duration::from_secs(2), swtpm.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), swtpm.wait()).await.is_err() {
                 swtpm.kill().await;
             }
         }
@@ -426,22 +437,26 @@ enum AcceptError {
     Io(std::io::Error),
 }
 
+/// How long QEMU gets to finish exiting once one of its channels has closed.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// `error`, or QEMU's exit during start-up when that is what caused it.
+async fn exit_or(qemu: &mut Supervised, layout: &rundir::RunLayout, error: VmError) -> VmError {
+    match tokio::time::timeout(EXIT_GRACE, qemu.wait()).await {
+        Ok(Ok(status)) => early_exit(status.to_string(), layout),
+        _ => error,
+    }
+}
+
+fn early_exit(status: String, layout: &rundir::RunLayout) -> VmError {
+    let log = process::log_tail(&layout.qemu_log(), process::LOG_TAIL_LINES);
+    VmError::EarlyExit { status, log, run_dir: layout.dir.clone() }
+}
+
 impl AcceptError {
     fn into_vm_error(self, layout: &rundir::RunLayout) -> VmError {
         match self {
-            AcceptError::Exited(status) => {
-                let log = std::fs::read_to_string(layout.qemu_log()).unwrap_or_default();
-                let log = log
-                    .lines()
-                    .rev()
-                    .take(15)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                VmError::EarlyExit { status, log, run_dir: layout.dir.clone() }
-            }
+            AcceptError::Exited(status) => early_exit(status, layout),
             AcceptError::Timeout(channel) => {
                 VmError::NoConnect { channel, timeout: CONNECT_TIMEOUT, run_dir: layout.dir.clone() }
             }
@@ -463,6 +478,6 @@ async fn accept_both(
     };
     tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, accept) => r.unwrap_or(Err(AcceptError::Timeout("serial console and QMP"))),
-        status = qemu.child.wait() => Err(AcceptError::Exited(status.map_or_else(|e| e.to_string(), |s| s.to_string()))),
+        status = qemu.wait() => Err(AcceptError::Exited(status.map_or_else(|e| e.to_string(), |s| s.to_string()))),
     }
 }

@@ -156,6 +156,12 @@ pub enum PlanError {
     NoFirmware { profile: String },
     #[error("share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique")]
     DuplicateShareTag { tag: String },
+    #[error(
+        "profile `{profile}` attaches {count} IDE devices (discs and `interface = \"ide\"` disks), \
+         but a {} machine has room for {max}; use virtio, nvme or scsi for the disks",
+        machine.as_str()
+    )]
+    TooManyIde { profile: String, machine: Machine, count: usize, max: usize },
 }
 
 impl Plan {
@@ -177,6 +183,16 @@ impl Plan {
                 return Err(PlanError::NoFirmware { profile: profile.name.clone() });
             }
         };
+        let drives = drives(profile, image, layout);
+        let ide = drives
+            .iter()
+            .filter(|d| matches!(d, Drive::Cdrom { .. } | Drive::Disk { interface: DiskInterface::Ide, .. }))
+            .count();
+        let max = super::argv::ide_slots(profile.machine);
+        if ide > max {
+            let (name, machine) = (profile.name.clone(), profile.machine);
+            return Err(PlanError::TooManyIde { profile: name, machine, count: ide, max });
+        }
         Ok(Plan {
             name: profile.name.clone(),
             qemu: host.qemu.clone(),
@@ -188,7 +204,7 @@ impl Plan {
             tpm: profile.tpm == Tpm::V2,
             display: profile.display,
             allow_reboot: profile.allow_reboot,
-            drives: drives(profile, image, layout),
+            drives,
             kernel: profile.kernel.clone(),
             shares: shares(profile, layout)?,
             share_security: host.share_security,
@@ -234,4 +250,35 @@ fn shares(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedShare>, Pl
         shares.push(PlannedShare { tag: s.tag.clone(), path: s.path.clone(), readonly: s.readonly });
     }
     Ok(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::accel::Accel;
+    use std::path::Path;
+
+    fn plan(profile: &str, image: Option<&Image>) -> Result<Plan, PlanError> {
+        let profile = Profile::parse(profile, Path::new("p.toml")).unwrap();
+        let host = HostFacts {
+            qemu: "/q".into(),
+            accel: Accel::Tcg,
+            firmware: None,
+            share_security: ShareSecurity::MappedXattr,
+            kernel_vsock: false,
+        };
+        Plan::new(&profile, image, &host, &RunLayout::at("/r"))
+    }
+
+    #[test]
+    fn ide_devices_beyond_the_machines_slots_are_refused() {
+        let disks = |n: usize| "[[disk]]\npath = \"/d.raw\"\ninterface = \"ide\"\n".repeat(n);
+        let iso = Image::Iso { path: "/i.iso".into() };
+        assert!(plan(&format!("firmware = \"bios\"\n{}", disks(5)), Some(&iso)).is_ok());
+        let e = plan(&format!("firmware = \"bios\"\n{}", disks(6)), Some(&iso)).unwrap_err().to_string();
+        assert!(e.contains("7 IDE devices") && e.contains("room for 6"), "{e}");
+        let pc = format!("machine = \"pc\"\nfirmware = \"bios\"\n{}", disks(4));
+        let e = plan(&pc, Some(&iso)).unwrap_err().to_string();
+        assert!(e.contains("5 IDE devices") && e.contains("a pc machine has room for 4"), "{e}");
+    }
 }

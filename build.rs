@@ -1,0 +1,40 @@
+//! Embeds the shipped machine profiles (`vm-profiles/*.toml`) and scenarios
+//! (`tests/scenarios/*.toml`) in the library, so that a `bootproof` installed with
+//! `cargo install` works wherever it is, with no checkout beside it. Those directories
+//! stay the source: a file added to either is shipped with the next build.
+//!
+//! Each becomes a Rust file in `OUT_DIR` holding a slice of `(file name, contents)`,
+//! sorted by name, the contents by `include_str!` so that cargo tracks every file.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    embed(&manifest, "vm-profiles", &out.join("shipped_profiles.rs"));
+    embed(&manifest, "tests/scenarios", &out.join("shipped_scenarios.rs"));
+}
+
+fn embed(manifest: &Path, dir: &str, out: &Path) {
+    // A directory makes cargo rerun this script when any file in it changes, is added
+    // or is removed.
+    println!("cargo::rerun-if-changed={dir}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(manifest.join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{dir}: {e}")).path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    let mut code = String::from("&[\n");
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
+        let path = file.to_str().unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
+        code.push_str(&format!("    ({name:?}, include_str!({path:?})),\n"));
+    }
+    code.push_str("]\n");
+    std::fs::write(out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
