@@ -108,3 +108,87 @@ fn a_reference_image_that_cannot_be_built_fails_its_scenarios_without_booting() 
         assert_eq!(report["failure"]["what"], "building reference:tiny", "{report}");
     }
 }
+
+/// What a run selects must check something: an empty scenario is bad input (exit 2,
+/// the file named), and a filter or a directory that selects nothing fails instead of
+/// passing an empty suite.
+#[test]
+fn nothing_selected_or_nothing_to_check_is_an_error_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let empty = d.join("empty.toml");
+    std::fs::write(&empty, "name = \"empty\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\n").unwrap();
+    let out = run(&[empty.to_str().unwrap()], &d.join("artifacts"));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("{}:1:1", empty.display())), "{stderr}");
+    assert!(stderr.contains("no [[step]] and no [[check]]"), "{stderr}");
+
+    // The shipped suite, filtered to nothing.
+    let out = run(&["--filter", "no-such-scenario"], &d.join("artifacts"));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("no scenario selected: --filter `no-such-scenario` matches none"), "{stderr}");
+    assert!(stderr.contains("tiny-agent"), "the message lists what there is: {stderr}");
+
+    // A directory with no scenario in it, and one that does not exist.
+    std::fs::create_dir(d.join("none")).unwrap();
+    let out = run(&[d.join("none").to_str().unwrap()], &d.join("artifacts"));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no scenario file"), "{stderr}");
+    let out = run(&[d.join("missing").to_str().unwrap()], &d.join("artifacts"));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}: cannot read scenario", d.join("missing").display())), "{stderr}");
+    assert!(!d.join("artifacts").exists(), "nothing ran");
+}
+
+/// The rerun command a failure report prints (and summary.json and JUnit carry) works
+/// when pasted: run as printed, it runs the same scenario, which fails the same way.
+#[test]
+fn the_printed_rerun_command_reruns_the_scenario() {
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("my scenarios");
+    std::fs::create_dir(&d).unwrap();
+    let file = d.join("fails.toml");
+    std::fs::write(
+        &file,
+        "name = \"fails\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\n[[step]]\nrun = \"exit 3\"\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = run(&[file.to_str().unwrap(), "--junit", junit.to_str().unwrap()], &dir.path().join("first"));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let first = only_summary(&dir.path().join("first/fails"));
+    let rerun = first["rerun"].as_str().expect("summary.json names the rerun command").to_string();
+    assert!(stderr.contains(&format!("rerun:    {rerun}")), "{stderr}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("name=\"rerun\""), "{xml}");
+
+    let words = shlex::split(&rerun).expect("a shell command");
+    assert_eq!(words[0], "bootproof", "{rerun}");
+    let again = Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .args(&words[1..])
+        .arg("--artifacts")
+        .arg(dir.path().join("again"))
+        .current_dir(std::env::temp_dir())
+        .env_remove("BOOTPROOF_IMAGE")
+        .output()
+        .expect("bootproof runs");
+    let (stdout, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{stdout}\n{stderr}");
+    let second = only_summary(&dir.path().join("again/fails"));
+    assert_eq!(second["failure"]["what"], first["failure"]["what"]);
+    assert!(second["failure"]["seen"].as_str().unwrap().contains("exit code 3"), "{second}");
+}
+
+fn only_summary(dir: &Path) -> serde_json::Value {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    serde_json::from_slice(&std::fs::read(runs[0].join("summary.json")).unwrap()).unwrap()
+}

@@ -223,3 +223,122 @@ fn find_in_tree(dir: &Path, needle: &[u8], hits: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_missing_secret_variable_is_reported_as_that_before_anything_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "no-secret"
+profile = "uefi"
+image = "reference:tiny"
+
+[secrets]
+pw = { env = "BOOTPROOF_TEST_NEVER_SET" }
+
+[[step]]
+type_console = "${secret:pw}\n"
+"#,
+    )
+    .await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.what, "secret `pw`", "{f:?}");
+    assert!(f.seen.contains("environment variable BOOTPROOF_TEST_NEVER_SET is not set"), "{f:?}");
+    assert!(f.seen.contains("BOOTPROOF_SECRET_PW"), "the override is named too: {f:?}");
+    assert!(r.vm_started_unix.is_none() && r.steps.is_empty(), "nothing booted: {r:?}");
+}
+
+#[tokio::test]
+async fn a_journal_wait_fails_at_once_when_the_agent_dies_or_the_guest_has_no_systemd() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "agent-dies"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "5m"
+
+[[step]]
+wait_journal = { unit = "multi-user.target" }
+timeout = "2m"
+"#,
+    )
+    .await;
+    let step = &r.steps[0];
+    assert_eq!(step.status, Status::Failed);
+    assert!(r.failure.as_ref().unwrap().seen.contains("no systemctl in the guest"), "{r:?}");
+    assert!(step.ended_secs - step.started_secs < 60.0, "{step:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "agent-dies"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "5m"
+
+[[step]]
+run = "(sleep 1; poweroff -f) >/dev/null 2>&1 &"
+
+[[step]]
+wait_journal = { message = "never logged" }
+timeout = "2m"
+"#,
+    )
+    .await;
+    let step = &r.steps[1];
+    assert_eq!(step.status, Status::Failed, "{r:?}");
+    let seen = &r.failure.as_ref().unwrap().seen;
+    assert!(seen.contains("the guest agent failed"), "{seen}");
+    assert!(step.ended_secs - step.started_secs < 60.0, "at once, not after the scaled 2m: {step:?}");
+}
+
+/// After a reboot, a console wait sees only what the new boot prints: the tiny guest
+/// prints the same lines every boot, and the wait must end on the second boot's.
+#[tokio::test]
+async fn after_a_reboot_a_console_wait_matches_only_the_new_boot() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "reboot-wait"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+[[step]]
+run = "true"
+
+[[step]]
+reboot = true
+
+[[step]]
+wait_console = "bootproof-tiny: serving the agent"
+
+[[step]]
+power_off = true
+"#,
+    )
+    .await;
+    assert!(r.passed, "{}", r.failure_screen());
+    let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
+    let starts: Vec<f64> = console
+        .lines()
+        .filter(|l| l.contains("bootproof-tiny: init started"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(starts.len(), 2, "two boots:\n{console}");
+    let wait = &r.steps[2];
+    assert!(
+        wait.ended_secs >= starts[1],
+        "the wait ended at {}s, before boot 2 began at {}s",
+        wait.ended_secs,
+        starts[1]
+    );
+}

@@ -660,6 +660,11 @@ async fn wait_journal(ctx: &mut StepCtx<'_>, w: &JournalWait, limit: Duration) -
             JournalWait::Unit { name, state } => {
                 let cmd = format!("systemctl is-active -- {}", quote(name));
                 let Some(out) = poll(&agent, &cmd, left, &expected).await? else { continue };
+                if out.exit_code == 127 {
+                    let why =
+                        format!("no systemctl in the guest: {}", String::from_utf8_lossy(&out.stderr).trim());
+                    return Err(StepError::new(expected, why));
+                }
                 let seen = stdout_line(&out);
                 if seen == state.as_str() {
                     return Ok(());
