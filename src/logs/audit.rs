@@ -14,7 +14,7 @@ use nom::multi::{many0, separated_list1};
 use nom::sequence::{delimited, preceded, separated_pair, terminated};
 use nom::{IResult, Parser};
 
-use super::lines::{self, LineReader};
+use super::lines::{self, LineReader, Tally};
 use super::rules::{Rules, Time};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
@@ -156,21 +156,19 @@ impl Analyzer for AuditLog {
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
-        let mut analysis = Analysis::default();
+        let mut tally = Tally::default();
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             match audit_record(line.bytes) {
                 Ok((_, record)) if !line.oversize => {
-                    analysis.records += 1;
+                    tally.record();
                     if record.record_type == b"AVC" {
                         rules.avc(line.number, Time::Text(record.stamp.time), line.bytes);
                     }
                 }
-                _ => analysis.unparsed_lines += 1,
+                _ => tally.unparsed(),
             }
         }
-        analysis.lines = reader.count();
-        analysis.findings = rules.finish();
-        Ok(analysis)
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 

@@ -17,8 +17,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Analyzer for SubvolumeList {
         if !is_text(head) {
             return 0;
         }
-        let mut lines = head_lines(head, 200).filter(|l| !l.is_empty()).peekable();
+        let mut lines = head_lines(head).take(200).filter(|l| !l.is_empty()).peekable();
         if lines.peek().is_none() {
             return 0;
         }

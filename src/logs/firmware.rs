@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::kernel;
-use super::lines::{self, LineReader};
+use super::lines::{self, LineReader, Tally};
 use super::rules::{Rules, Time};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
@@ -61,13 +61,13 @@ impl Analyzer for Firmware {
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
-        let mut analysis = Analysis::default();
+        let mut tally = Tally::default();
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             if line.oversize || !is_text(line.bytes) {
-                analysis.unparsed_lines += 1;
+                tally.unparsed();
                 continue;
             }
-            analysis.records += 1;
+            tally.record();
             let kernel = kernel::kernel_line(line.bytes);
             match kernel.seconds {
                 Some(seconds) => {
@@ -77,9 +77,7 @@ impl Analyzer for Firmware {
                 None => rules.firmware(line.number, line.bytes),
             }
         }
-        analysis.lines = reader.count();
-        analysis.findings = rules.finish();
-        Ok(analysis)
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 

@@ -12,7 +12,7 @@ use nom::combinator::{opt, recognize};
 use nom::sequence::{delimited, preceded};
 use nom::{IResult, Parser};
 
-use super::lines::{self, LineReader};
+use super::lines::{self, LineReader, Tally};
 use super::rules::{Rules, Time};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
@@ -103,20 +103,18 @@ impl Analyzer for KernelLog {
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
-        let mut analysis = Analysis::default();
+        let mut tally = Tally::default();
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             if line.oversize || !is_text(line.bytes) {
-                analysis.unparsed_lines += 1;
+                tally.unparsed();
                 continue;
             }
-            analysis.records += 1;
+            tally.record();
             let parsed = kernel_line(line.bytes);
             let time = parsed.seconds.map_or(Time::Unknown, Time::Text);
             rules.kernel(line.number, time, parsed.message, line.bytes);
         }
-        analysis.lines = reader.count();
-        analysis.findings = rules.finish();
-        Ok(analysis)
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 

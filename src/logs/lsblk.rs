@@ -22,8 +22,8 @@ use nom::{
 };
 use serde_json::Value;
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, Tally, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 /// Largest `-J` document read; lsblk's JSON is a few KiB even with hundreds of devices.
@@ -255,7 +255,7 @@ impl Analyzer for Text {
 
     /// A `NAME MAJ:MIN …` header of upper-case column names is unmistakable.
     fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
-        let first = head_lines(head, 1).next().unwrap_or_default();
+        let first = head_lines(head).next().unwrap_or_default();
         let columns = std::str::from_utf8(first).ok().and_then(header);
         match columns {
             Some(columns) if is_text(head) && columns.len() >= 2 => 90,
@@ -300,7 +300,10 @@ impl Analyzer for Json {
         let mut counted = LineCounter { input, newlines: 0, last: None };
         parse_json(&mut counted).map_err(|e| e.into_log_error(file))?;
         let lines = counted.newlines + u64::from(counted.last.is_some_and(|b| b != b'\n'));
-        Ok(Analysis { records: lines.min(1), lines, ..Analysis::default() })
+        let mut tally = Tally::default();
+        tally.count(LineClass::Record, lines.min(1));
+        tally.count(LineClass::Continuation, lines.saturating_sub(1));
+        Ok(tally.into_analysis(Vec::new()))
     }
 }
 

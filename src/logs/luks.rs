@@ -21,8 +21,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

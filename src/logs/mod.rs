@@ -93,11 +93,13 @@ impl LogKind {
 }
 
 /// The result of analysing one file: how much of it was understood, and what went wrong.
-/// `records + unparsed_lines` accounts for every line: a record's continuation lines
-/// count toward its record, not as unparsed.
+/// Every line is a record, a continuation line of a record or unparsed, so
+/// `records + continuation_lines + unparsed_lines == lines` (the rule is
+/// [`lines`'s](lines#the-accounting-rule)).
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     pub records: u64,
+    pub continuation_lines: u64,
     pub unparsed_lines: u64,
     pub lines: u64,
     pub findings: Vec<Finding>,

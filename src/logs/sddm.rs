@@ -64,15 +64,14 @@ impl SddmLog {
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             match sddm_line(line.bytes) {
                 Ok((_, parsed)) if !line.oversize => {
-                    tally.records += 1;
+                    tally.record();
                     let is_error = parsed.level == b"EE";
                     let time = Time::Text(parsed.time);
                     rules.sddm(line.number, time, parsed.message, line.bytes, is_error);
                 }
-                _ => tally.unparsed_lines += 1,
+                _ => tally.unparsed(),
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules))
     }
 }
@@ -88,7 +87,7 @@ impl Analyzer for SddmLog {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, rules) = self.run(input, file)?;
-        Ok(tally.analysis(rules.finish()))
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 
@@ -124,7 +123,7 @@ mod tests {
         assert_eq!(finding.time.as_deref(), Some("22:49:02.480"));
         let mut input = Cursor::new(PASTED.as_bytes());
         let (tally, _) = SddmLog.run(&mut input, Path::new("sddm.log")).unwrap();
-        assert!(tally.accounts_for_every_line());
+        assert!((tally.records + tally.continuation_lines + tally.unparsed_lines == tally.lines));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 /// One `key = value` line. Multi-line values (`dev.cdrom.info`) repeat the key once per
@@ -115,7 +115,7 @@ impl Analyzer for SysctlAnalyzer {
             return 0;
         }
         let (mut total, mut dotted) = (0u32, 0u32);
-        for text in head_lines(head, 400).filter(|l| !l.is_empty()) {
+        for text in head_lines(head).take(400).filter(|l| !l.is_empty()) {
             total += 1;
             if let Some(Line::Setting(key, _)) = line(text) {
                 dotted += u32::from(key.contains(&b'.'));

@@ -103,11 +103,11 @@ impl ListUnits {
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             let bytes = line.bytes;
             if line.oversize {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
             } else if header_line(bytes).is_ok() {
-                tally.records += 1;
+                tally.record();
             } else if let Ok((_, unit)) = unit_line(bytes) {
-                tally.records += 1;
+                tally.record();
                 if unit.failed() {
                     let states = format!(
                         "load {}, active {}, sub {}",
@@ -118,12 +118,11 @@ impl ListUnits {
                     rules.failed_unit_listed(line.number, unit.unit, &states, bytes);
                 }
             } else if bytes.trim_ascii().is_empty() || legend_line(bytes).is_ok() {
-                tally.continuation_lines += 1;
+                tally.continuation();
             } else {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules))
     }
 }
@@ -143,7 +142,7 @@ impl Analyzer for ListUnits {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, rules) = self.run(input, file)?;
-        Ok(tally.analysis(rules.finish()))
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 
@@ -159,7 +158,10 @@ mod tests {
         let mut reader = BufReader::new(std::fs::File::open(&path).unwrap());
         let (tally, rules) = ListUnits.run(&mut reader, &path).unwrap();
         assert_eq!(tally.lines, count_lines(&path), "{name}");
-        assert!(tally.accounts_for_every_line(), "{name}: {tally:?}");
+        assert!(
+            (tally.records + tally.continuation_lines + tally.unparsed_lines == tally.lines),
+            "{name}: {tally:?}"
+        );
         assert_eq!(tally.unparsed_lines, 0, "{name}");
         (tally, rules.finish())
     }

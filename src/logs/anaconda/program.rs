@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::entries::{command_finished, command_started, grammar_for};
-use super::lines::Lines;
+use crate::logs::lines::{LineReader, io_error};
 use crate::logs::{LogError, LogKind};
 
 /// Output lines kept per command; the rest are counted in `output_lines`.
@@ -38,11 +38,9 @@ pub fn commands(kind: LogKind, input: &mut dyn BufRead, file: &Path) -> Result<V
         })?;
     let mut runs: Vec<CommandRun> = Vec::new();
     let mut open = false;
-    let mut lines = Lines::new(input);
-    while let Some(line) =
-        lines.next_line().map_err(|source| LogError::Io { path: file.to_path_buf(), source })?
-    {
-        let output = match grammar(line.text) {
+    let mut lines = LineReader::new(input);
+    while let Some(line) = lines.next_line().map_err(|e| io_error(file, e))? {
+        let output = match grammar(line.bytes) {
             Some(entry) if kind == LogKind::ProgramLog || entry.source == b"program" => {
                 if let Some(command) = command_started(entry.message) {
                     runs.push(CommandRun {
@@ -64,7 +62,7 @@ pub fn commands(kind: LogKind, input: &mut dyn BufRead, file: &Path) -> Result<V
                 entry.message
             }
             Some(_) => continue,
-            None => line.text,
+            None => line.bytes,
         };
         if let Some(run) = runs.last_mut().filter(|_| open) {
             run.output_lines += 1;

@@ -333,7 +333,7 @@ fn a_100_mib_line_without_newline_is_one_unparsed_line() {
 
 #[test]
 fn typed_parsers_reject_bad_input_with_a_line_number() {
-    let huge = vec![b'x'; super::MAX_LINE + 1];
+    let huge = vec![b'x'; crate::logs::lines::MAX_LINE + 1];
     for (what, data, _) in bad_inputs().into_iter().chain([("huge", huge, 1)]) {
         let errors = [
             crate::logs::sysctl::parse(&data).err(),
