@@ -165,6 +165,31 @@ fn attach(roots: &mut Vec<BlockDevice>, depth: usize, device: BlockDevice) {
     siblings.push(device);
 }
 
+/// The device attached last: the end of the rightmost branch of the tree.
+fn last_device(devices: &mut [BlockDevice]) -> Option<&mut BlockDevice> {
+    let last = devices.last_mut()?;
+    if last.children.is_empty() { Some(last) } else { last_device(&mut last.children) }
+}
+
+/// A line holding only more mountpoints of the device above: lsblk 2.37 and later print
+/// each of a device's `MOUNTPOINTS` on a line of its own (a btrfs device with
+/// subvolumes mounted at `/` and `/home`), after the tree's vertical bars when the
+/// device has siblings below.
+fn more_mountpoints<'t>(columns: &[Column], text: &'t str) -> Option<Vec<&'t str>> {
+    let values = text.trim_start_matches(['|', '│', ' ']);
+    let indent = text[..text.len() - values.len()].chars().count();
+    let mut mountpoints = Vec::new();
+    for (start, word) in words(values) {
+        let start = start + indent;
+        let at = column_of(columns, start, start + word.chars().count());
+        if !matches!(columns[at].name.as_str(), "MOUNTPOINT" | "MOUNTPOINTS") {
+            return None;
+        }
+        mountpoints.push(word);
+    }
+    (!mountpoints.is_empty()).then_some(mountpoints)
+}
+
 /// The devices of a text table, children under their parents.
 pub fn parse_text(input: &[u8]) -> Result<Vec<BlockDevice>, ParseError> {
     let mut columns: Option<Vec<Column>> = None;
@@ -178,6 +203,12 @@ pub fn parse_text(input: &[u8]) -> Result<Vec<BlockDevice>, ParseError> {
             }
             Some(_) if text.trim().is_empty() => {}
             Some(columns) => {
+                if let Some(more) = more_mountpoints(columns, text) {
+                    let device = last_device(&mut roots)
+                        .ok_or_else(|| ParseError::malformed(number, "mountpoints before any device"))?;
+                    device.mountpoints.extend(more.into_iter().map(str::to_owned));
+                    return Ok(());
+                }
                 let (depth, device) = row(columns, text, number);
                 if device.name.is_empty() {
                     return Err(ParseError::malformed(number, "row without a device name"));
@@ -263,20 +294,21 @@ impl Analyzer for Text {
         }
     }
 
+    /// The header and each device are records; a line of further mountpoints
+    /// continues its device.
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
-        let mut seen_header = false;
+        let mut columns: Option<Vec<Column>> = None;
         let tally = tally_stream(input, file, |bytes| {
             let text = std::str::from_utf8(bytes).ok();
-            if seen_header {
-                match text {
-                    Some(t) if !t.trim().is_empty() => LineClass::Record,
-                    _ => LineClass::Unparsed,
+            match (&columns, text) {
+                (Some(_), Some(t)) if t.trim().is_empty() => LineClass::Unparsed,
+                (Some(columns), Some(t)) if more_mountpoints(columns, t).is_some() => LineClass::Continuation,
+                (Some(_), Some(_)) => LineClass::Record,
+                (None, Some(t)) if header(t).is_some() => {
+                    columns = header(t);
+                    LineClass::Record
                 }
-            } else if text.and_then(header).is_some() {
-                seen_header = true;
-                LineClass::Record
-            } else {
-                LineClass::Unparsed
+                _ => LineClass::Unparsed,
             }
         })?;
         Ok(tally.into_analysis(Vec::new()))
@@ -396,6 +428,22 @@ mod tests {
         assert_eq!(names(&all[0].children), ["vda1", "vda2"]);
         assert_eq!(vda2.children[0].kind.as_deref(), Some("crypt"));
         assert_eq!(vda2.children[0].mountpoints, ["/"]);
+    }
+
+    #[test]
+    fn more_mountpoints_under_tree_bars_belong_to_the_device_above() {
+        // lsblk 2.38 in a UTF-8 locale: a btrfs partition with three mountpoints and a
+        // sibling below it.
+        let table = "NAME   MAJ:MIN RM   SIZE RO TYPE MOUNTPOINTS\nsda      8:0    0 238.5G  0 disk \n├─sda1   8:1    0   512M  0 part /boot/efi\n├─sda2   8:2    0   237G  0 part /var/cache\n│                                /home\n│                                /\n└─sda3   8:3    0     1G  0 part [SWAP]\n";
+        let all = parse_text(table.as_bytes()).unwrap();
+        assert_eq!(names(&all[0].children), ["sda1", "sda2", "sda3"]);
+        assert_eq!(all[0].children[1].mountpoints, ["/var/cache", "/home", "/"]);
+        assert_eq!(all[0].children[2].mountpoints, ["[SWAP]"]);
+        let analysis = Text.analyze(&mut table.as_bytes(), Path::new("lsblk")).unwrap();
+        assert_eq!((analysis.records, analysis.continuation_lines, analysis.unparsed_lines), (5, 2, 0));
+        // Mountpoints with no device above them are not a table lsblk prints.
+        let err = parse_text(b"NAME MOUNTPOINTS\n     /home\n").unwrap_err();
+        assert_eq!(err.line(), 2);
     }
 
     #[test]
