@@ -25,6 +25,17 @@ pub mod systemctl;
 
 pub use finding::{Finding, FindingKind, Severity};
 
+/// The bytes of a log fixture under `tests/fixtures/logs/` (see its README for what
+/// each file is and which format it was written in).
+#[cfg(test)]
+macro_rules! fixture {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/", $path)) as &[u8]
+    };
+}
+#[cfg(test)]
+pub(crate) use fixture;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 

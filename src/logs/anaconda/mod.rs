@@ -19,8 +19,6 @@ mod rules;
 pub mod traceback;
 
 #[cfg(test)]
-pub(crate) mod corpus;
-#[cfg(test)]
 mod tests;
 
 use std::io::BufRead;
