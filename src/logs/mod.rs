@@ -105,8 +105,8 @@ impl LogKind {
 
 /// The result of analysing one file: how much of it was understood, and what went wrong.
 /// Every line is a record, a continuation line of a record or unparsed, so
-/// `records + continuation_lines + unparsed_lines == lines` (the rule is
-/// [`lines`'s](lines#the-accounting-rule)).
+/// `records + continuation_lines + unparsed_lines == lines` (see
+/// [the accounting rule](lines#the-accounting-rule)).
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     pub records: u64,
