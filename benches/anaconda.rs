@@ -16,16 +16,11 @@ use regex::Regex;
 
 const TARGET_BYTES: usize = 64 << 20;
 
+#[path = "../tests/corpus/finder.rs"]
+mod finder;
+
 fn corpus() -> PathBuf {
-    let dir = std::env::var_os("BOOTPROOF_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(
-        dir.join("anaconda").is_dir(),
-        "corpus not found at {}: put it at ../shared/corpus or set BOOTPROOF_CORPUS",
-        dir.display()
-    );
-    dir
+    finder::locate().dir().unwrap_or_else(|why| panic!("the anaconda benchmark reads the corpus: {why}"))
 }
 
 /// The real files, concatenated and repeated up to [`TARGET_BYTES`].

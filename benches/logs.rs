@@ -2,7 +2,8 @@
 //! parser a user would write for the same data. One group per format; inputs are real
 //! corpus files repeated to ~64 MiB in memory.
 //!
-//! Run: `cargo bench --bench logs`. Needs the corpus (see `corpus()`).
+//! Run: `cargo bench --bench logs`. Needs the corpus: `../shared/corpus` beside the
+//! crate or `BOOTPROOF_CORPUS` (see `tests/corpus/finder.rs`).
 
 use std::hint::black_box;
 use std::io::{BufReader, Cursor};
@@ -19,17 +20,11 @@ const TARGET_BYTES: usize = 64 << 20;
 const FEDORA37: &str =
     "journal/derived-by-journalctl-252/fedora37-rpi4-nortc-boot-4c708e1fd0744336be16f3931aa861fb";
 
+#[path = "../tests/corpus/finder.rs"]
+mod finder;
+
 fn corpus() -> PathBuf {
-    let dir = std::env::var_os("BOOTPROOF_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(
-        dir.is_dir(),
-        "the real-log corpus is missing at {}: put it at ../shared/corpus beside the crate, \
-         or set BOOTPROOF_CORPUS to its folder",
-        dir.display()
-    );
-    dir
+    finder::locate().dir().unwrap_or_else(|why| panic!("the logs benchmark reads the corpus: {why}"))
 }
 
 /// A corpus file repeated to about [`TARGET_BYTES`].

@@ -14,7 +14,7 @@ use nom::multi::{many0, separated_list1};
 use nom::sequence::{delimited, preceded, separated_pair, terminated};
 use nom::{IResult, Parser};
 
-use super::lines::{self, LineReader};
+use super::lines::{self, LineReader, Tally};
 use super::rules::{Rules, Time};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
@@ -156,29 +156,26 @@ impl Analyzer for AuditLog {
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let mut reader = LineReader::new(input);
         let mut rules = Rules::new(file);
-        let mut analysis = Analysis::default();
+        let mut tally = Tally::default();
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             match audit_record(line.bytes) {
                 Ok((_, record)) if !line.oversize => {
-                    analysis.records += 1;
+                    tally.record();
                     if record.record_type == b"AVC" {
                         rules.avc(line.number, Time::Text(record.stamp.time), line.bytes);
                     }
                 }
-                _ => analysis.unparsed_lines += 1,
+                _ => tally.unparsed(),
             }
         }
-        analysis.lines = reader.count();
-        analysis.findings = rules.finish();
-        Ok(analysis)
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::FindingKind;
-    use crate::logs::lines::testing::{analyze_file, corpus_file};
+    use crate::logs::{FindingKind, Severity};
 
     #[test]
     fn avc_fields_of_an_audit_log_line() {
@@ -215,25 +212,42 @@ mod tests {
         assert!(find_avc(line).is_none());
     }
 
+    /// auditd's raw `audit.log`, written here (see `tests/fixtures/logs/README.md`).
+    const AUDIT: &[u8] = crate::logs::fixture!("selinux/audit.log");
+
     #[test]
-    fn every_avc_denial_of_the_centos7_audit_log() {
-        let path = corpus_file("selinux/audit.log-centos7-php_aws");
-        let text = std::fs::read(&path).unwrap();
-        let expected: Vec<&[u8]> = text
-            .split(|&b| b == b'\n')
-            .filter(|l| l.starts_with(b"type=AVC ") && memchr::memmem::find(l, b"denied").is_some())
-            .collect();
-        let analysis = analyze_file(&AuditLog, &path);
-        let avcs: Vec<_> = analysis.findings.iter().filter(|f| f.kind == FindingKind::AvcDenial).collect();
-        assert_eq!(avcs.len(), expected.len());
-        assert_eq!(avcs.len(), 48);
-        assert_eq!(analysis.unparsed_lines, 0);
-        assert_eq!(analysis.records, analysis.lines);
-        let first = avcs[0];
-        assert_eq!(first.time.as_deref(), Some("1550015492.576"));
-        assert!(first.summary.contains("{ write }"), "{}", first.summary);
-        assert!(first.summary.contains("httpd"), "{}", first.summary);
-        assert!(first.summary.contains("tclass=dir"), "{}", first.summary);
-        assert_eq!(first.evidence[0].as_bytes(), expected[0]);
+    fn denials_of_an_audit_log_enforcing_and_permissive() {
+        let analysis = AuditLog.analyze(&mut &AUDIT[..], Path::new("audit.log")).unwrap();
+        // Every record parses, a `node=` prefix included.
+        assert_eq!((analysis.records, analysis.unparsed_lines, analysis.lines), (7, 0, 7));
+        let found: Vec<_> =
+            analysis.findings.iter().map(|f| (f.kind, f.severity, f.line, f.time.as_deref())).collect();
+        // The grant and dbus-daemon's policy-load notice are no denials.
+        assert_eq!(
+            found,
+            [
+                (FindingKind::AvcDenial, Severity::Error, 3, Some("1712912401.310")),
+                (FindingKind::AvcDenial, Severity::Warning, 6, Some("1712912460.771")),
+            ]
+        );
+        assert_eq!(
+            analysis.findings[0].summary,
+            "SELinux denied { read } to sddm-greeter (pid 812): system_u:system_r:xdm_t:s0-s0:c0.c1023 \
+             -> system_u:object_r:user_home_t:s0 tclass=file"
+        );
+        assert!(analysis.findings[1].summary.contains("{ write open } to httpd (pid 1320)"));
+        assert!(analysis.findings[1].summary.ends_with("tclass=file (permissive)"));
+        let line3 = AUDIT.split(|b| *b == b'\n').nth(2).unwrap();
+        assert_eq!(analysis.findings[0].evidence, [String::from_utf8(line3.to_vec()).unwrap()]);
+    }
+
+    #[test]
+    fn audit_logs_are_recognised_and_other_lines_are_unparsed() {
+        assert_eq!(AuditLog.sniff(AUDIT, "x"), 100);
+        let mixed = b"type=AVC msg=audit(1.5:2): avc:  denied  { read } for  pid=1 comm=\"x\" tclass=file\n\
+            ----\ntime->Fri Apr 12 09:00:00 2024\n";
+        let analysis = AuditLog.analyze(&mut &mixed[..], Path::new("a")).unwrap();
+        assert_eq!((analysis.records, analysis.unparsed_lines), (1, 2));
+        assert_eq!(AuditLog.sniff(mixed, "x"), 33);
     }
 }

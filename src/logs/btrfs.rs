@@ -17,8 +17,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Analyzer for SubvolumeList {
         if !is_text(head) {
             return 0;
         }
-        let mut lines = head_lines(head, 200).filter(|l| !l.is_empty()).peekable();
+        let mut lines = head_lines(head).take(200).filter(|l| !l.is_empty()).peekable();
         if lines.peek().is_none() {
             return 0;
         }
@@ -184,44 +184,66 @@ impl Analyzer for SubvolumeList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::anaconda::corpus;
 
-    const LIST: &str = "btrfs/extracted-from-libstorage-ng-btrfs1-mockup.btrfs_subvolume_list_-a_-puq.txt";
+    /// `btrfs subvolume list -a -p -u -q` of a snapper layout, written here (see
+    /// `tests/fixtures/logs/README.md`).
+    const LIST: &[u8] = crate::logs::fixture!("btrfs/subvolume-list-a-puq.txt");
 
     #[test]
-    fn real_list_with_parents_uuids_and_fs_tree_paths() {
-        let data = corpus::read(LIST);
-        let all = parse_subvolume_list(&data).unwrap();
-        let first = &all[0];
+    fn list_with_parents_uuids_and_fs_tree_paths() {
+        let all = parse_subvolume_list(LIST).unwrap();
+        let summary: Vec<_> =
+            all.iter().map(|s| (s.id, s.parent, s.top_level, s.path.as_str(), s.line)).collect();
         assert_eq!(
-            (first.id, first.generation, first.parent, first.top_level, first.path.as_str()),
-            (256, 30, Some(5), 5, "@")
+            summary,
+            [
+                (256, Some(5), 5, "<FS_TREE>/@", 1),
+                (257, Some(256), 256, "<FS_TREE>/@/home", 2),
+                (258, Some(256), 256, "<FS_TREE>/@/var", 3),
+                (259, Some(256), 256, "<FS_TREE>/@/.snapshots", 4),
+                (260, Some(259), 259, "<FS_TREE>/@/.snapshots/1/snapshot", 5),
+            ]
         );
-        assert_eq!(first.parent_uuid, None);
-        assert_eq!(first.uuid.as_deref(), Some("891bfe67-410b-904e-a0b0-0d6a6ada05d7"));
-        let var = all.iter().find(|s| s.id == 258).unwrap();
-        assert_eq!((var.parent, var.path.as_str()), (Some(256), "<FS_TREE>/@/var"));
-        let snapshot = all.iter().find(|s| s.id == 285).unwrap();
-        assert_eq!(snapshot.path, "<FS_TREE>/@/.snapshots/8/snapshot");
-        assert_eq!(snapshot.parent_uuid.as_deref(), Some("f0456f81-3acb-5a4a-b42a-568618cecf52"));
-        let lines = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
-        assert_eq!(all.len(), lines);
-        assert_eq!(all.last().unwrap().line, lines as u64);
+        let root = &all[0];
+        assert_eq!((root.generation, root.parent_uuid.as_deref()), (412, None));
+        assert_eq!(root.uuid.as_deref(), Some("3d7bd1a2-5c2e-0b4f-9d0c-6a1e2f3b4c5d"));
+        // The snapshot names the subvolume it was taken of.
+        assert_eq!(all[4].parent_uuid, root.uuid);
+        assert_eq!(
+            (all[4].cgen, all[4].otime.as_deref(), all[4].received_uuid.as_deref()),
+            (None, None, None)
+        );
     }
 
     #[test]
-    fn plain_form_and_errors() {
+    fn plain_and_snapshot_forms_and_errors() {
         let plain = parse_subvolume_list(b"ID 256 gen 8 top level 5 path root\n").unwrap();
         assert_eq!((plain[0].parent, plain[0].top_level, plain[0].path.as_str()), (None, 5, "root"));
+        // `-s -c -R`: creation generation and time, and a received subvolume.
+        let snapshots = parse_subvolume_list(
+            b"ID 260 gen 405 cgen 405 top level 259 otime 2024-04-12 09:10:11 received_uuid 2b8e6f3a-0c1d-4e5f-9a7b-3c4d5e6f7a8b path @/.snapshots/1/snapshot\n\n",
+        )
+        .unwrap();
+        let s = &snapshots[0];
+        assert_eq!((s.cgen, s.otime.as_deref()), (Some(405), Some("2024-04-12 09:10:11")));
+        assert_eq!(s.received_uuid.as_deref(), Some("2b8e6f3a-0c1d-4e5f-9a7b-3c4d5e6f7a8b"));
+        assert_eq!(s.path, "@/.snapshots/1/snapshot");
+        // A path may hold blanks: everything after `path ` is the path.
+        let spaced = parse_subvolume_list(b"ID 300 gen 9 top level 5 path my files\n").unwrap();
+        assert_eq!(spaced[0].path, "my files");
         let err = parse_subvolume_list(b"ID 256 gen 8 top level 5 path home\nID x\n").unwrap_err();
         assert_eq!(err.line(), 2);
     }
 
     #[test]
-    fn analyzer_detects_the_real_list() {
-        let data = corpus::read(LIST);
-        assert_eq!(SubvolumeList.sniff(&data, "out.txt"), 95);
-        let analysis = SubvolumeList.analyze(&mut &data[..], Path::new(LIST)).unwrap();
-        assert_eq!((analysis.records, analysis.unparsed_lines), (analysis.lines, 0));
+    fn analyzer_detects_the_list_and_nothing_else() {
+        assert_eq!(SubvolumeList.sniff(LIST, "out.txt"), 95);
+        let analysis = SubvolumeList.analyze(&mut &LIST[..], Path::new("list")).unwrap();
+        assert_eq!((analysis.records, analysis.unparsed_lines, analysis.lines), (5, 0, 5));
+        let mut damaged = LIST.to_vec();
+        damaged.extend_from_slice(b"ERROR: can't access '/mnt'\n");
+        assert_eq!(SubvolumeList.sniff(&damaged, "x"), 0);
+        let analysis = SubvolumeList.analyze(&mut &damaged[..], Path::new("list")).unwrap();
+        assert_eq!((analysis.records, analysis.unparsed_lines), (5, 1));
     }
 }

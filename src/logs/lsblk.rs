@@ -22,8 +22,8 @@ use nom::{
 };
 use serde_json::Value;
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, Tally, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 /// Largest `-J` document read; lsblk's JSON is a few KiB even with hundreds of devices.
@@ -165,6 +165,31 @@ fn attach(roots: &mut Vec<BlockDevice>, depth: usize, device: BlockDevice) {
     siblings.push(device);
 }
 
+/// The device attached last: the end of the rightmost branch of the tree.
+fn last_device(devices: &mut [BlockDevice]) -> Option<&mut BlockDevice> {
+    let last = devices.last_mut()?;
+    if last.children.is_empty() { Some(last) } else { last_device(&mut last.children) }
+}
+
+/// A line holding only more mountpoints of the device above: lsblk 2.37 and later print
+/// each of a device's `MOUNTPOINTS` on a line of its own (a btrfs device with
+/// subvolumes mounted at `/` and `/home`), after the tree's vertical bars when the
+/// device has siblings below.
+fn more_mountpoints<'t>(columns: &[Column], text: &'t str) -> Option<Vec<&'t str>> {
+    let values = text.trim_start_matches(['|', '│', ' ']);
+    let indent = text[..text.len() - values.len()].chars().count();
+    let mut mountpoints = Vec::new();
+    for (start, word) in words(values) {
+        let start = start + indent;
+        let at = column_of(columns, start, start + word.chars().count());
+        if !matches!(columns[at].name.as_str(), "MOUNTPOINT" | "MOUNTPOINTS") {
+            return None;
+        }
+        mountpoints.push(word);
+    }
+    (!mountpoints.is_empty()).then_some(mountpoints)
+}
+
 /// The devices of a text table, children under their parents.
 pub fn parse_text(input: &[u8]) -> Result<Vec<BlockDevice>, ParseError> {
     let mut columns: Option<Vec<Column>> = None;
@@ -178,6 +203,12 @@ pub fn parse_text(input: &[u8]) -> Result<Vec<BlockDevice>, ParseError> {
             }
             Some(_) if text.trim().is_empty() => {}
             Some(columns) => {
+                if let Some(more) = more_mountpoints(columns, text) {
+                    let device = last_device(&mut roots)
+                        .ok_or_else(|| ParseError::malformed(number, "mountpoints before any device"))?;
+                    device.mountpoints.extend(more.into_iter().map(str::to_owned));
+                    return Ok(());
+                }
                 let (depth, device) = row(columns, text, number);
                 if device.name.is_empty() {
                     return Err(ParseError::malformed(number, "row without a device name"));
@@ -255,7 +286,7 @@ impl Analyzer for Text {
 
     /// A `NAME MAJ:MIN …` header of upper-case column names is unmistakable.
     fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
-        let first = head_lines(head, 1).next().unwrap_or_default();
+        let first = head_lines(head).next().unwrap_or_default();
         let columns = std::str::from_utf8(first).ok().and_then(header);
         match columns {
             Some(columns) if is_text(head) && columns.len() >= 2 => 90,
@@ -263,20 +294,21 @@ impl Analyzer for Text {
         }
     }
 
+    /// The header and each device are records; a line of further mountpoints
+    /// continues its device.
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
-        let mut seen_header = false;
+        let mut columns: Option<Vec<Column>> = None;
         let tally = tally_stream(input, file, |bytes| {
             let text = std::str::from_utf8(bytes).ok();
-            if seen_header {
-                match text {
-                    Some(t) if !t.trim().is_empty() => LineClass::Record,
-                    _ => LineClass::Unparsed,
+            match (&columns, text) {
+                (Some(_), Some(t)) if t.trim().is_empty() => LineClass::Unparsed,
+                (Some(columns), Some(t)) if more_mountpoints(columns, t).is_some() => LineClass::Continuation,
+                (Some(_), Some(_)) => LineClass::Record,
+                (None, Some(t)) if header(t).is_some() => {
+                    columns = header(t);
+                    LineClass::Record
                 }
-            } else if text.and_then(header).is_some() {
-                seen_header = true;
-                LineClass::Record
-            } else {
-                LineClass::Unparsed
+                _ => LineClass::Unparsed,
             }
         })?;
         Ok(tally.into_analysis(Vec::new()))
@@ -300,7 +332,10 @@ impl Analyzer for Json {
         let mut counted = LineCounter { input, newlines: 0, last: None };
         parse_json(&mut counted).map_err(|e| e.into_log_error(file))?;
         let lines = counted.newlines + u64::from(counted.last.is_some_and(|b| b != b'\n'));
-        Ok(Analysis { records: lines.min(1), lines, ..Analysis::default() })
+        let mut tally = Tally::default();
+        tally.count(LineClass::Record, lines.min(1));
+        tally.count(LineClass::Continuation, lines.saturating_sub(1));
+        Ok(tally.into_analysis(Vec::new()))
     }
 }
 
@@ -325,7 +360,15 @@ impl Read for LineCounter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::anaconda::corpus;
+    use crate::logs::fixture;
+
+    /// util-linux 2.38's `lsblk`, `lsblk -f -l`, `lsblk -t` and `lsblk -J` of one
+    /// machine (a LUKS-encrypted btrfs device mounted twice), written here (see
+    /// `tests/fixtures/logs/README.md`).
+    const TREE: &[u8] = fixture!("lsblk/lsblk.txt");
+    const FILESYSTEMS: &[u8] = fixture!("lsblk/lsblk-f-l.txt");
+    const TOPOLOGY: &[u8] = fixture!("lsblk/lsblk-t.txt");
+    const JSON: &[u8] = fixture!("lsblk/lsblk-J.json");
 
     fn names(devices: &[BlockDevice]) -> Vec<&str> {
         devices.iter().map(|d| d.name.as_str()).collect()
@@ -333,56 +376,89 @@ mod tests {
 
     #[test]
     fn tree_table_with_children_and_mountpoints() {
-        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk")).unwrap();
-        assert_eq!(names(&all), ["sda", "sr0"]);
-        assert_eq!(names(&all[0].children), ["sda1", "sda2", "sda3"]);
-        let sda3 = &all[0].children[2];
-        assert_eq!(sda3.mountpoints, ["/sysroot"]);
-        assert_eq!((sda3.size.as_deref(), sda3.kind.as_deref()), (Some("125.9G"), Some("part")));
-        assert_eq!((sda3.column("MAJ:MIN"), sda3.line), (Some("8:3"), Some(5)));
-        assert!(all[0].mountpoints.is_empty());
-        assert_eq!(all[1].kind.as_deref(), Some("rom"));
+        let all = parse_text(TREE).unwrap();
+        assert_eq!(names(&all), ["sr0", "vda"]);
+        assert_eq!(names(&all[1].children), ["vda1", "vda2", "vda3"]);
+        let vda1 = &all[1].children[0];
+        assert_eq!(vda1.mountpoints, ["/boot/efi"]);
+        assert_eq!(
+            (vda1.size.as_deref(), vda1.kind.as_deref(), vda1.line),
+            (Some("600M"), Some("part"), Some(4))
+        );
+        assert_eq!(
+            (vda1.column("MAJ:MIN"), vda1.column("RM"), vda1.column("RO")),
+            (Some("252:1"), Some("0"), Some("0"))
+        );
+        let luks = &all[1].children[2].children[0];
+        assert_eq!(
+            (luks.name.as_str(), luks.kind.as_deref()),
+            ("luks-5a1c9e2b-7d3f-4e8a-b6c0-2f9d8e7a6b5c", Some("crypt"))
+        );
+        // The line under it holds its second mountpoint.
+        assert_eq!(luks.mountpoints, ["/home", "/"]);
+        assert!(all[1].mountpoints.is_empty() && all[1].children[2].mountpoints.is_empty());
+        assert_eq!((all[0].kind.as_deref(), all[0].column("RM")), (Some("rom"), Some("1")));
     }
 
     #[test]
     fn list_form_with_filesystems() {
-        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk_-f_-a_-l")).unwrap();
-        assert_eq!(names(&all), ["sda", "sda1", "sda2", "sda3", "sr0"]);
-        assert_eq!(all[0].fstype, None);
-        assert_eq!((all[1].fstype.as_deref(), all[1].uuid.as_deref()), (Some("vfat"), Some("9AF0-40EA")));
-        assert_eq!(all[1].label, None);
+        let all = parse_text(FILESYSTEMS).unwrap();
         assert_eq!(
-            (all[3].label.as_deref(), all[3].mountpoints.as_slice()),
-            (Some("root"), &["/sysroot".to_owned()][..])
+            names(&all),
+            ["sr0", "vda", "vda1", "vda2", "vda3", "luks-5a1c9e2b-7d3f-4e8a-b6c0-2f9d8e7a6b5c"]
         );
-        assert_eq!(all[4].uuid.as_deref(), Some("2019-08-28-14-05-37-00"));
+        assert!(all.iter().all(|d| d.children.is_empty()));
+        assert_eq!((all[1].fstype.as_deref(), all[1].uuid.as_deref()), (None, None));
+        assert_eq!((all[2].fstype.as_deref(), all[2].uuid.as_deref()), (Some("vfat"), Some("2A4C-81F0")));
+        assert_eq!((all[2].column("FSVER"), all[2].column("FSUSE%")), (Some("FAT32"), Some("1%")));
+        assert_eq!(all[2].label, None);
+        assert_eq!((all[4].fstype.as_deref(), all[4].mountpoints.len()), (Some("crypto_LUKS"), 0));
+        let root = &all[5];
+        assert_eq!(
+            (root.fstype.as_deref(), root.label.as_deref(), root.mountpoints.as_slice()),
+            (Some("btrfs"), Some("fedora"), &["/".to_owned()][..])
+        );
+        assert_eq!(root.column("FSAVAIL"), Some("16.2G"));
     }
 
     #[test]
     fn topology_columns() {
-        let all = parse_text(&corpus::read("lsblk/rhcos-sosreport-lsblk_-t")).unwrap();
-        let sda1 = &all[0].children[0];
-        assert_eq!(sda1.column("PHY-SEC"), Some("4096"));
-        assert_eq!(sda1.column("SCHED"), Some("mq-deadline"));
-        assert_eq!(all[1].column("LOG-SEC"), Some("2048"));
+        let all = parse_text(TOPOLOGY).unwrap();
+        let vda1 = &all[1].children[0];
+        assert_eq!(
+            (vda1.column("PHY-SEC"), vda1.column("SCHED"), vda1.column("RQ-SIZE")),
+            (Some("512"), Some("none"), Some("256"))
+        );
+        assert_eq!((all[0].column("LOG-SEC"), all[0].column("SCHED")), (Some("2048"), Some("mq-deadline")));
+        // A device-mapper device has no scheduler: the column is empty, not shifted.
+        let luks = &all[1].children[2].children[0];
+        assert_eq!(
+            (luks.column("SCHED"), luks.column("RQ-SIZE"), luks.column("PHY-SEC")),
+            (None, Some("128"), Some("4096"))
+        );
     }
 
     #[test]
-    fn lvm_children_and_json_agree_with_text() {
-        let text = parse_text(&corpus::read("lsblk/util-linux-lsblk-simple-lvm-basic")).unwrap();
-        let json_path = corpus::file("lsblk/derived-by-lsblk-2.38.1/util-linux-dump-simple-lvm.lsblk-J.json");
-        let json = parse_json(&mut std::fs::File::open(json_path).unwrap()).unwrap();
-        assert_eq!(names(&text), names(&json));
-        for (t, j) in text.iter().zip(&json) {
-            assert_eq!(names(&t.children), names(&j.children), "{}", t.name);
-            assert_eq!(t.kind, j.kind);
-            assert_eq!(t.mountpoints, j.mountpoints, "{}", t.name);
+    fn json_agrees_with_the_text_tree() {
+        let text = parse_text(TREE).unwrap();
+        let json = parse_json(&mut &JSON[..]).unwrap();
+        fn same(t: &[BlockDevice], j: &[BlockDevice]) {
+            assert_eq!(names(t), names(j));
+            for (t, j) in t.iter().zip(j) {
+                assert_eq!(
+                    (&t.kind, &t.size, &t.mountpoints),
+                    (&j.kind, &j.size, &j.mountpoints),
+                    "{}",
+                    t.name
+                );
+                same(&t.children, &j.children);
+            }
         }
-        assert_eq!(text[0].children[0].name, "vg_foo.4059-lv_foo.4059");
-        assert_eq!(text[0].children[0].column("KNAME"), Some("dm-0"));
-        let sdb1 = &json.iter().find(|d| d.name == "sdb").unwrap().children[0];
-        assert_eq!(sdb1.mountpoints, ["/home/archive"]);
-        assert_eq!(sdb1.column("rm"), Some("false"));
+        same(&text, &json);
+        // 2.38 writes booleans and `null` mountpoints; the first is a value, the second none.
+        assert_eq!((json[0].column("rm"), json[1].column("rm")), (Some("true"), Some("false")));
+        assert!(json[1].mountpoints.is_empty());
+        assert_eq!(json[1].line, None);
     }
 
     #[test]
@@ -396,33 +472,48 @@ mod tests {
     }
 
     #[test]
-    fn analyzers_detect_every_lsblk_file_and_errors_name_the_line() {
-        let dir = corpus::dir().join("lsblk");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.extend(
-            std::fs::read_dir(dir.join("derived-by-lsblk-2.38.1")).unwrap().map(|e| e.unwrap().path()),
-        );
-        let mut seen = 0;
-        for path in files.iter().filter(|p| p.is_file()) {
-            let data = std::fs::read(path).unwrap();
-            let json = path.extension().is_some_and(|e| e == "json");
-            let (ours, other): (&dyn Analyzer, &dyn Analyzer) =
-                if json { (&Json, &Text) } else { (&Text, &Json) };
-            assert!(ours.sniff(&data, "x") >= 90, "{}", path.display());
-            assert_eq!(other.sniff(&data, "x"), 0, "{}", path.display());
-            let a = ours.analyze(&mut &data[..], path).unwrap();
-            assert_eq!(a.unparsed_lines, 0, "{}", path.display());
+    fn more_mountpoints_under_tree_bars_belong_to_the_device_above() {
+        // lsblk 2.38 in a UTF-8 locale: a btrfs partition with three mountpoints and a
+        // sibling below it.
+        let table = "NAME   MAJ:MIN RM   SIZE RO TYPE MOUNTPOINTS\nsda      8:0    0 238.5G  0 disk \n├─sda1   8:1    0   512M  0 part /boot/efi\n├─sda2   8:2    0   237G  0 part /var/cache\n│                                /home\n│                                /\n└─sda3   8:3    0     1G  0 part [SWAP]\n";
+        let all = parse_text(table.as_bytes()).unwrap();
+        assert_eq!(names(&all[0].children), ["sda1", "sda2", "sda3"]);
+        assert_eq!(all[0].children[1].mountpoints, ["/var/cache", "/home", "/"]);
+        assert_eq!(all[0].children[2].mountpoints, ["[SWAP]"]);
+        let analysis = Text.analyze(&mut table.as_bytes(), Path::new("lsblk")).unwrap();
+        assert_eq!((analysis.records, analysis.continuation_lines, analysis.unparsed_lines), (5, 2, 0));
+        // Mountpoints with no device above them are not a table lsblk prints.
+        let err = parse_text(b"NAME MOUNTPOINTS\n     /home\n").unwrap_err();
+        assert_eq!(err.line(), 2);
+    }
+
+    #[test]
+    fn analyzers_detect_each_form_and_account_for_every_line() {
+        for (name, data, continuation) in
+            [("tree", TREE, 1), ("list", FILESYSTEMS, 0), ("topology", TOPOLOGY, 0)]
+        {
+            assert_eq!(Text.sniff(data, "x"), 90, "{name}");
+            assert_eq!(Json.sniff(data, "x"), 0, "{name}");
+            let a = Text.analyze(&mut &data[..], Path::new(name)).unwrap();
+            let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
             assert_eq!(
-                a.lines,
-                data.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(!data.ends_with(b"\n"))
+                (a.records, a.continuation_lines, a.unparsed_lines, a.lines),
+                (lines - continuation, continuation, 0, lines),
+                "{name}"
             );
-            if !json {
-                parse_text(&data).unwrap();
-            }
-            seen += 1;
         }
-        assert_eq!(seen, 10);
+        assert_eq!((Json.sniff(JSON, "x"), Text.sniff(JSON, "x")), (98, 0));
+        // A JSON document is one record; its other lines continue it.
+        let a = Json.analyze(&mut &JSON[..], Path::new("lsblk.json")).unwrap();
+        let lines = JSON.iter().filter(|b| **b == b'\n').count() as u64;
+        assert_eq!((a.records, a.continuation_lines, a.unparsed_lines, a.lines), (1, lines - 1, 0, lines));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
         assert_eq!(parse_text(b"NAME SIZE\nsda 1G\n\xff\n").unwrap_err().line(), 3);
+        assert_eq!(parse_text(b"sda 8:0 disk\n").unwrap_err().line(), 1);
         assert_eq!(parse_json(&mut &b"{\"blockdevices\": [\n{\"name\": }"[..]).unwrap_err().line(), 2);
+        assert_eq!(parse_json(&mut &b"{\"devices\": []}"[..]).unwrap_err().line(), 1);
     }
 }

@@ -21,8 +21,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -377,53 +377,79 @@ impl Analyzer for LuksDump {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::anaconda::corpus;
+
+    /// `cryptsetup luksDump` of a LUKS2 header with a systemd-tpm2 token and of a LUKS1
+    /// header, written here (see `tests/fixtures/logs/README.md`).
+    const LUKS2: &[u8] = crate::logs::fixture!("luks/luksDump-luks2.txt");
+    const LUKS1: &[u8] = crate::logs::fixture!("luks/luksDump-luks1.txt");
 
     #[test]
-    fn luks2_keyslot_pbkdf_costs_segment_and_digest() {
-        let h = parse_dump(&corpus::read("luks/leapp-luksDump_nvme0n1p3_luks2.txt")).unwrap();
+    fn luks2_keyslots_pbkdf_costs_segment_token_and_digest() {
+        let h = parse_dump(LUKS2).unwrap();
         assert_eq!(h.version, 2);
-        assert_eq!(h.uuid.as_deref(), Some("dfd8db30-2b65-4be9-8cae-65f5fac4a06f"));
+        assert_eq!(h.uuid.as_deref(), Some("5a1c9e2b-7d3f-4e8a-b6c0-2f9d8e7a6b5c"));
         assert_eq!(h.label, None);
-        assert_eq!((h.cipher.as_deref(), h.sector_size), (Some("aes-xts-plain64"), Some(512)));
-        assert_eq!(h.segments[0].offset, Some(16777216));
-        assert_eq!(h.keyslots.len(), 1);
-        let k = &h.keyslots[0];
+        assert_eq!((h.cipher.as_deref(), h.sector_size), (Some("aes-xts-plain64"), Some(4096)));
         assert_eq!(
-            (k.id, k.kind.as_deref(), k.pbkdf.as_deref(), k.time_cost, k.memory, k.threads),
-            (0, Some("luks2"), Some("argon2id"), Some(7), Some(1048576), Some(4))
+            h.segments,
+            [Segment {
+                id: 0,
+                kind: "crypt".into(),
+                offset: Some(16777216),
+                cipher: Some("aes-xts-plain64".into()),
+                sector_size: Some(4096),
+                integrity: None,
+            }]
         );
-        assert_eq!((k.key_bits, k.af_stripes, k.digest_id, k.line), (Some(512), Some(4000), Some(0), 19));
-        assert!(h.tokens.is_empty());
-        assert_eq!(h.digests[0].kind, "pbkdf2");
-        assert_eq!(h.digests[0].iterations, Some(99750));
-    }
-
-    #[test]
-    fn luks2_with_integrity() {
-        let path = "luks/extracted-from-libstorage-ng-integrity-mockup.cryptsetup_luksDump_LUKS2.txt";
-        let h = parse_dump(&corpus::read(path)).unwrap();
-        assert_eq!(h.cipher.as_deref(), Some("aegis128-random"));
-        assert_eq!(h.segments[0].integrity.as_deref(), Some("aead"));
-        assert_eq!((h.keyslots[0].time_cost, h.keyslots[0].memory), (Some(4), Some(638696)));
+        let [argon, pbkdf2] = &h.keyslots[..] else { panic!("{:?}", h.keyslots) };
+        assert_eq!(
+            (
+                argon.id,
+                argon.kind.as_deref(),
+                argon.pbkdf.as_deref(),
+                argon.time_cost,
+                argon.memory,
+                argon.threads
+            ),
+            (0, Some("luks2"), Some("argon2id"), Some(6), Some(1048576), Some(2))
+        );
+        assert_eq!(
+            (argon.key_bits, argon.af_stripes, argon.digest_id, argon.line),
+            (Some(512), Some(4000), Some(0), 19)
+        );
+        assert_eq!(argon.af_hash.as_deref(), Some("sha256"));
+        assert_eq!(
+            (pbkdf2.id, pbkdf2.pbkdf.as_deref(), pbkdf2.iterations, pbkdf2.line),
+            (1, Some("pbkdf2"), Some(1000), 35)
+        );
+        assert_eq!((pbkdf2.time_cost, pbkdf2.memory), (None, None));
+        // The token's multi-line values (`(null)` under an empty pubkey, hex dumps)
+        // do not hide its keyslot.
+        assert_eq!(h.tokens, [Token { id: 0, kind: "systemd-tpm2".into(), keyslots: vec![1] }]);
+        assert_eq!(
+            h.digests,
+            [Digest { id: 0, kind: "pbkdf2".into(), hash: Some("sha256".into()), iterations: Some(164087) }]
+        );
     }
 
     #[test]
     fn luks1_slots_and_cipher() {
-        for (path, iterations) in [
-            ("luks/leapp-luksDump_nvme0n1p3_luks1.txt", 1879168),
-            ("luks/extracted-from-libstorage-ng-luks4-mockup.cryptsetup_luksDump.txt", 2432890),
-        ] {
-            let h = parse_dump(&corpus::read(path)).unwrap();
-            assert_eq!(h.version, 1, "{path}");
-            assert_eq!(h.cipher.as_deref(), Some("aes-xts-plain64"));
-            assert_eq!((h.hash.as_deref(), h.key_bits), (Some("sha256"), Some(512)));
-            assert_eq!(h.keyslots.len(), 8);
-            let enabled: Vec<_> = h.keyslots.iter().filter(|k| k.enabled).collect();
-            assert_eq!(enabled.len(), 1);
-            assert_eq!(enabled[0].iterations, Some(iterations));
-            assert_eq!(enabled[0].pbkdf.as_deref(), Some("pbkdf2"));
-        }
+        let h = parse_dump(LUKS1).unwrap();
+        assert_eq!(h.version, 1);
+        assert_eq!(h.uuid.as_deref(), Some("1e7f3c90-2b4d-4a6e-9c81-5d0f7e3a2b19"));
+        // LUKS1 names cipher and mode apart, and always encrypts 512-byte sectors.
+        assert_eq!((h.cipher.as_deref(), h.sector_size), (Some("aes-xts-plain64"), Some(512)));
+        assert_eq!((h.hash.as_deref(), h.key_bits), (Some("sha256"), Some(512)));
+        assert_eq!(h.keyslots.len(), 8);
+        let enabled: Vec<_> = h.keyslots.iter().filter(|k| k.enabled).collect();
+        let [slot] = &enabled[..] else { panic!("{enabled:?}") };
+        assert_eq!(
+            (slot.id, slot.line, slot.iterations, slot.af_stripes),
+            (0, 15, Some(1572864), Some(4000))
+        );
+        assert_eq!(slot.pbkdf.as_deref(), Some("pbkdf2"));
+        assert!(h.keyslots[1..].iter().all(|k| !k.enabled && k.pbkdf.is_none()));
+        assert!(h.segments.is_empty() && h.tokens.is_empty());
     }
 
     #[test]
@@ -454,20 +480,19 @@ mod tests {
 
     #[test]
     fn analyzer_accounts_for_every_line_and_errors_name_the_line() {
-        for path in [
-            "luks/leapp-luksDump_nvme0n1p3_luks1.txt",
-            "luks/leapp-luksDump_nvme0n1p3_luks2.txt",
-            "luks/extracted-from-libstorage-ng-luks4-mockup.cryptsetup_luksDump.txt",
-            "luks/extracted-from-libstorage-ng-integrity-mockup.cryptsetup_luksDump_LUKS2.txt",
-        ] {
-            let data = corpus::read(path);
-            assert_eq!(LuksDump.sniff(&data, "x"), 100);
-            let a = LuksDump.analyze(&mut &data[..], Path::new(path)).unwrap();
-            assert_eq!(a.unparsed_lines, 0, "{path}");
-            assert_eq!(a.lines, data.iter().filter(|b| **b == b'\n').count() as u64);
+        // Blank lines and the indented rest of multi-line values continue a record.
+        for (dump, records, continuation) in [(LUKS2, 62, 9), (LUKS1, 23, 4)] {
+            assert_eq!(LuksDump.sniff(dump, "x"), 100);
+            let a = LuksDump.analyze(&mut &dump[..], Path::new("dump")).unwrap();
+            assert_eq!((a.records, a.continuation_lines, a.unparsed_lines), (records, continuation, 0));
+            assert_eq!(a.lines, dump.iter().filter(|b| **b == b'\n').count() as u64);
         }
         let err = parse_dump(b"LUKS header information\nVersion: x\n").unwrap_err();
         assert_eq!(err.line(), 2);
         assert!(parse_dump(b"").is_err());
+        let err = parse_dump(b"Version:       \t2\n").unwrap_err();
+        assert_eq!(err, ParseError::malformed(1, "no `LUKS header information` line before"));
+        let err = parse_dump(b"LUKS header information\n  0: luks2\n").unwrap_err();
+        assert_eq!(err, ParseError::malformed(2, "numbered item outside a section"));
     }
 }

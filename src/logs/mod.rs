@@ -25,6 +25,17 @@ pub mod systemctl;
 
 pub use finding::{Finding, FindingKind, Severity};
 
+/// The bytes of a log fixture under `tests/fixtures/logs/` (see its README for what
+/// each file is and which format it was written in).
+#[cfg(test)]
+macro_rules! fixture {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/", $path)) as &[u8]
+    };
+}
+#[cfg(test)]
+pub(crate) use fixture;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -93,11 +104,13 @@ impl LogKind {
 }
 
 /// The result of analysing one file: how much of it was understood, and what went wrong.
-/// `records + unparsed_lines` accounts for every line: a record's continuation lines
-/// count toward its record, not as unparsed.
+/// Every line is a record, a continuation line of a record or unparsed, so
+/// `records + continuation_lines + unparsed_lines == lines` (see
+/// [the accounting rule](lines#the-accounting-rule)).
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     pub records: u64,
+    pub continuation_lines: u64,
     pub unparsed_lines: u64,
     pub lines: u64,
     pub findings: Vec<Finding>,

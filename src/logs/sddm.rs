@@ -64,15 +64,14 @@ impl SddmLog {
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             match sddm_line(line.bytes) {
                 Ok((_, parsed)) if !line.oversize => {
-                    tally.records += 1;
+                    tally.record();
                     let is_error = parsed.level == b"EE";
                     let time = Time::Text(parsed.time);
                     rules.sddm(line.number, time, parsed.message, line.bytes, is_error);
                 }
-                _ => tally.unparsed_lines += 1,
+                _ => tally.unparsed(),
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules))
     }
 }
@@ -88,7 +87,7 @@ impl Analyzer for SddmLog {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, rules) = self.run(input, file)?;
-        Ok(tally.analysis(rules.finish()))
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 
@@ -122,9 +121,29 @@ mod tests {
         assert_eq!(finding.kind, FindingKind::DisplayManagerFailure);
         assert_eq!(finding.line, 2);
         assert_eq!(finding.time.as_deref(), Some("22:49:02.480"));
-        let mut input = Cursor::new(PASTED.as_bytes());
-        let (tally, _) = SddmLog.run(&mut input, Path::new("sddm.log")).unwrap();
-        assert!(tally.accounts_for_every_line());
+        assert_eq!(analysis.continuation_lines, 0);
+    }
+
+    #[test]
+    fn every_error_level_line_is_a_finding_and_known_ones_say_what_failed() {
+        // SDDM's own log, written here (see `tests/fixtures/logs/README.md`).
+        let log = crate::logs::fixture!("sddm/sddm.log");
+        let analysis = SddmLog.analyze(&mut &log[..], Path::new("sddm.log")).unwrap();
+        assert_eq!((analysis.records, analysis.unparsed_lines, analysis.lines), (8, 0, 8));
+        let found: Vec<_> =
+            analysis.findings.iter().map(|f| (f.severity, f.line, f.summary.as_str())).collect();
+        use crate::logs::Severity::{Error, Warning};
+        assert_eq!(
+            found,
+            [
+                (Error, 6, "SDDM: Could not start Display server on vt 1"),
+                (Warning, 7, "SDDM: Greeter stopped."),
+                // No rule knows it, but SDDM logged it at its error level.
+                (Warning, 8, "SDDM: Failed to open the session log"),
+            ]
+        );
+        assert!(analysis.findings.iter().all(|f| f.kind == FindingKind::DisplayManagerFailure));
+        assert_eq!(SddmLog.sniff(log, "sddm.log"), 90);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
-pub use super::anaconda::lines::ParseError;
-use super::anaconda::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
+pub use super::lines::ParseError;
+use super::lines::{LineClass, each_line, head_lines, is_text, tally_stream};
 use super::{Analysis, Analyzer, LogError, LogKind};
 
 /// One `key = value` line. Multi-line values (`dev.cdrom.info`) repeat the key once per
@@ -115,7 +115,7 @@ impl Analyzer for SysctlAnalyzer {
             return 0;
         }
         let (mut total, mut dotted) = (0u32, 0u32);
-        for text in head_lines(head, 400).filter(|l| !l.is_empty()) {
+        for text in head_lines(head).take(400).filter(|l| !l.is_empty()) {
             total += 1;
             if let Some(Line::Setting(key, _)) = line(text) {
                 dotted += u32::from(key.contains(&b'.'));
@@ -142,49 +142,63 @@ impl Analyzer for SysctlAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::anaconda::corpus;
 
-    const RHCOS: &str = "sysctl/rhcos-sosreport-sysctl_-a";
+    /// `sysctl -a` of procps-ng 4, written here (see `tests/fixtures/logs/README.md`).
+    const SYSCTL_A: &[u8] = crate::logs::fixture!("sysctl/sysctl-a.txt");
 
     #[test]
-    fn real_sysctl_output_values_and_lines() {
-        let data = corpus::read(RHCOS);
-        let settings = parse(&data).unwrap();
+    fn settings_values_and_lines() {
+        let settings = parse(SYSCTL_A).unwrap();
         let get = |key: &str| settings.iter().find(|s| s.key == key).unwrap();
         assert_eq!((get("abi.vsyscall32").value.as_str(), get("abi.vsyscall32").line), ("1", 1));
-        assert_eq!(get("fs.dentry-state").value, "101373\t80467\t45\t0\t0\t0");
-        assert_eq!(get("net.ipv4.route.error_burst").value, "5000");
-        // The multi-line dev.cdrom.info keeps one entry per line, empty ones included.
-        let cdrom: Vec<_> = settings.iter().filter(|s| s.key == "dev.cdrom.info").collect();
-        assert_eq!(cdrom[0].value, "CD-ROM information, Id: cdrom.c 3.20 2003/12/17");
-        assert_eq!(cdrom[1].value, "");
-        assert_eq!(cdrom[2].value, "drive name:\t\tsr0");
-        let map = by_key(&settings);
-        assert_eq!(map["kernel.pid_max"], get("kernel.pid_max").value);
-        assert!(
-            map["dev.cdrom.info"]
-                .starts_with("CD-ROM information, Id: cdrom.c 3.20 2003/12/17\n\ndrive name:")
+        assert_eq!(get("fs.file-nr").value, "1184\t0\t9223372036854775807");
+        assert_eq!(get("kernel.domainname").value, "(none)");
+        // A key may hold a slash (an interface named eth0.1).
+        assert_eq!(get("net.ipv4.conf.eth0/1.rp_filter").value, "2");
+        // The diagnostic is no setting, and the lines after it keep their numbers.
+        assert_eq!(get("kernel.yama.ptrace_scope").line, 15);
+        assert_eq!(settings.len(), 17);
+        // The multi-line dev.cdrom.info keeps one entry per line, the empty one included.
+        let cdrom: Vec<_> =
+            settings.iter().filter(|s| s.key == "dev.cdrom.info").map(|s| s.value.as_str()).collect();
+        assert_eq!(
+            cdrom,
+            [
+                "CD-ROM information, Id: cdrom.c 3.20 2003/12/17",
+                "",
+                "drive name:\t\tsr0",
+                "drive speed:\t\t4"
+            ]
         );
-        assert_eq!(map["dev.cdrom.info"].split('\n').count(), cdrom.len());
-        // Every line but the one `sysctl:` diagnostic is a setting.
-        let lines = data.iter().filter(|b| **b == b'\n').count();
-        assert_eq!(settings.len(), lines - 1);
+        let map = by_key(&settings);
+        assert_eq!(
+            map["dev.cdrom.info"],
+            "CD-ROM information, Id: cdrom.c 3.20 2003/12/17\n\ndrive name:\t\tsr0\ndrive speed:\t\t4"
+        );
+        assert_eq!((map["kernel.kptr_restrict"].as_str(), map["kernel.dmesg_restrict"].as_str()), ("2", "1"));
+        assert_eq!(map.len(), 14);
     }
 
     #[test]
     fn analyzer_detects_and_accounts_for_every_line() {
-        let data = corpus::read(RHCOS);
         let analyzer = SysctlAnalyzer;
-        assert_eq!(analyzer.sniff(&data[..data.len().min(65536)], "x"), 95);
-        let analysis = analyzer.analyze(&mut &data[..], Path::new(RHCOS)).unwrap();
-        let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
-        assert_eq!((analysis.lines, analysis.records, analysis.unparsed_lines), (lines, lines, 0));
+        assert_eq!(analyzer.sniff(SYSCTL_A, "x"), 95);
+        let analysis = analyzer.analyze(&mut &SYSCTL_A[..], Path::new("sysctl")).unwrap();
+        assert_eq!((analysis.lines, analysis.records, analysis.unparsed_lines), (18, 18, 0));
+        // A few settings, under the tool's name, are still sysctl output.
+        let few = b"kernel.kptr_restrict = 2\nkernel.dmesg_restrict = 1\n";
+        assert_eq!((analyzer.sniff(few, "sysctl.txt"), analyzer.sniff(few, "x")), (80, 60));
+        assert_eq!(analyzer.sniff(crate::logs::fixture!("kernel/dmesg"), "x"), 0);
     }
 
     #[test]
-    fn errors_name_the_line() {
+    fn an_empty_value_and_errors_that_name_the_line() {
+        let settings = parse(b"kernel.core_pattern = core\nkernel.domainname =\n").unwrap();
+        assert_eq!(settings[1].value, "");
         let err = parse(b"a.b = 1\nnonsense\n").unwrap_err();
         assert_eq!(err, ParseError::malformed(2, "not a `key = value` line"));
         assert_eq!(err.to_string(), "line 2: not a `key = value` line");
+        // No blank around `=` is not what sysctl prints.
+        assert_eq!(parse(b"a.b=1\n").unwrap_err().line(), 1);
     }
 }

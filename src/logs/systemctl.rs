@@ -103,11 +103,11 @@ impl ListUnits {
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             let bytes = line.bytes;
             if line.oversize {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
             } else if header_line(bytes).is_ok() {
-                tally.records += 1;
+                tally.record();
             } else if let Ok((_, unit)) = unit_line(bytes) {
-                tally.records += 1;
+                tally.record();
                 if unit.failed() {
                     let states = format!(
                         "load {}, active {}, sub {}",
@@ -118,12 +118,11 @@ impl ListUnits {
                     rules.failed_unit_listed(line.number, unit.unit, &states, bytes);
                 }
             } else if bytes.trim_ascii().is_empty() || legend_line(bytes).is_ok() {
-                tally.continuation_lines += 1;
+                tally.continuation();
             } else {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules))
     }
 }
@@ -143,97 +142,84 @@ impl Analyzer for ListUnits {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, rules) = self.run(input, file)?;
-        Ok(tally.analysis(rules.finish()))
+        Ok(tally.into_analysis(rules.finish()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::FindingKind;
-    use crate::logs::lines::testing::{corpus_file, count_lines};
-    use std::io::BufReader;
+    use crate::logs::{Finding, FindingKind, fixture};
 
-    fn run(name: &str) -> (Tally, Vec<crate::logs::Finding>) {
-        let path = corpus_file(name);
-        let mut reader = BufReader::new(std::fs::File::open(&path).unwrap());
-        let (tally, rules) = ListUnits.run(&mut reader, &path).unwrap();
-        assert_eq!(tally.lines, count_lines(&path), "{name}");
-        assert!(tally.accounts_for_every_line(), "{name}: {tally:?}");
-        assert_eq!(tally.unparsed_lines, 0, "{name}");
+    /// `systemctl list-units --all` of systemd 252 and `--failed` without UTF-8,
+    /// written here (see `tests/fixtures/logs/README.md`).
+    const ALL: &[u8] = fixture!("systemctl/list-units.txt");
+    const FAILED_ASCII: &[u8] = fixture!("systemctl/list-units-failed-ascii.txt");
+
+    fn run(data: &[u8]) -> (Tally, Vec<Finding>) {
+        let (tally, rules) = ListUnits.run(&mut &data[..], Path::new("list-units")).unwrap();
         (tally, rules.finish())
     }
 
-    fn failed_units(findings: &[crate::logs::Finding]) -> Vec<(u64, String)> {
+    fn failed_units(findings: &[Finding]) -> Vec<(u64, &str)> {
         findings
             .iter()
             .filter(|f| f.kind == FindingKind::FailedUnit)
-            .map(|f| (f.line, f.summary.clone()))
+            .map(|f| (f.line, f.summary.as_str()))
             .collect()
     }
 
     #[test]
-    fn masked_failed_unit() {
-        let (tally, findings) = run("systemctl/check_systemd-systemctl-list-units_failed.txt");
-        assert_eq!(tally.records, 4);
+    fn only_failed_units_are_findings_and_the_legend_belongs_to_the_table() {
+        let (tally, findings) = run(ALL);
+        // The header and seven units; the empty line, the legend and the footer
+        // continue the table.
+        assert_eq!(tally, Tally { lines: 14, records: 8, continuation_lines: 6, unparsed_lines: 0 });
+        // The not-found mount is marked too, but inactive is not failed.
         assert_eq!(
             failed_units(&findings),
-            vec![(4, "unit smartd.service failed (load masked, active failed, sub dead)".to_string())]
+            [(5, "unit sddm.service failed (load loaded, active failed, sub failed)")]
         );
+        assert_eq!(findings[0].evidence.len(), 1);
+        assert!(findings[0].evidence[0].starts_with("\u{25cf} sddm.service"));
     }
 
     #[test]
-    fn two_failed_units() {
-        let (_, findings) = run("systemctl/check_systemd-systemctl-list-units_multiple-failure.txt");
-        let units: Vec<u64> = failed_units(&findings).iter().map(|(l, _)| *l).collect();
-        assert_eq!(units, vec![2, 4]);
-    }
-
-    /// Units counted independently of the parser: lines whose second word (after the
-    /// `●` mark) is a load state.
-    fn units_in(name: &str) -> usize {
-        let text = std::fs::read_to_string(corpus_file(name)).unwrap();
-        text.lines()
-            .filter(|l| {
-                let load = l.trim_start_matches('\u{25cf}').split_whitespace().nth(1);
-                ["loaded", "not-found", "masked"].contains(&load.unwrap_or_default())
-                    && !l.contains("units listed")
-            })
-            .count()
+    fn ascii_marks_and_escaped_unit_names() {
+        let (tally, findings) = run(FAILED_ASCII);
+        assert_eq!(tally, Tally { lines: 8, records: 3, continuation_lines: 5, unparsed_lines: 0 });
+        let units: Vec<_> = failed_units(&findings).into_iter().map(|(line, _)| line).collect();
+        assert_eq!(units, [2, 3]);
+        assert!(findings[1].summary.starts_with("unit systemd-cryptsetup@luks\\x2d5a1c9e2b.service failed"));
     }
 
     #[test]
-    fn healthy_list_has_no_finding() {
-        let name = "systemctl/check_systemd-systemctl-list-units_ok.txt";
-        let (tally, findings) = run(name);
-        assert!(findings.is_empty());
-        assert_eq!(tally.records as usize, units_in(name) + 1);
-    }
-
-    #[test]
-    fn marked_failed_unit_of_systemd_246() {
-        let name = "systemctl/check_systemd-systemctl-list-units_v246.txt";
-        let (tally, findings) = run(name);
-        assert_eq!(tally.records as usize, units_in(name) + 1);
+    fn unit_fields_of_a_line() {
+        let (_, u) =
+            unit_line(b"  dev-vda1.device                       loaded    active   plugged /dev/vda1")
+                .unwrap();
         assert_eq!(
-            failed_units(&findings),
-            vec![(
-                205,
-                "unit nm-wait-online.service failed (load loaded, active failed, sub failed)".to_string()
-            )]
+            (u.unit, u.load, u.active, u.sub, u.description),
+            (&b"dev-vda1.device"[..], &b"loaded"[..], &b"active"[..], &b"plugged"[..], &b"/dev/vda1"[..])
         );
-    }
-
-    #[test]
-    fn unit_fields_of_a_real_line() {
-        let (_, u) = unit_line(b"  dev-block-254:0.device                                                                                         loaded    active   plugged   /dev/block/254:0").unwrap();
-        assert_eq!(
-            (u.unit, u.load, u.active, u.sub),
-            (&b"dev-block-254:0.device"[..], &b"loaded"[..], &b"active"[..], &b"plugged"[..])
-        );
-        assert_eq!(u.description, b"/dev/block/254:0");
-        let (_, u) = unit_line("\u{25cf} smartd.service loaded failed failed S.M.A.R.T.".as_bytes()).unwrap();
+        assert!(!u.failed());
+        let (_, u) =
+            unit_line("\u{25cf} smartd.service masked failed dead smartd.service".as_bytes()).unwrap();
         assert!(u.failed());
         assert_eq!(u.unit, b"smartd.service");
+        // A word without a unit type is no unit.
+        assert!(unit_line(b"  sshd loaded active running OpenSSH").is_err());
+    }
+
+    #[test]
+    fn lines_that_are_not_the_table_are_unparsed_and_the_header_decides() {
+        let (tally, _) =
+            run(b"  UNIT LOAD ACTIVE SUB DESCRIPTION\nFailed to connect to bus: No such file or directory\n");
+        assert_eq!((tally.records, tally.unparsed_lines), (1, 1));
+        assert_eq!(ListUnits.sniff(ALL, "x"), 95);
+        // `--no-legend` output has no header: judged by its lines.
+        let no_legend = b"sddm.service loaded failed failed Simple Desktop Display Manager\nsshd.service loaded active running OpenSSH server daemon\ntmp.mount loaded active mounted Temporary Directory /tmp\n";
+        assert_eq!(ListUnits.sniff(no_legend, "x"), 70);
+        assert_eq!(ListUnits.sniff(fixture!("kernel/dmesg"), "x"), 0);
     }
 }

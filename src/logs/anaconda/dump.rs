@@ -11,9 +11,9 @@ use std::path::Path;
 
 use super::entries::{Records, grammar_for};
 use super::grammar::anaconda_entry;
-use super::lines::{Line, Lines, Tally};
 use super::traceback::{self, Builder, Traceback};
 use super::{name_kind, traceback_summary};
+use crate::logs::lines::{Line, LineReader, Tally, io_error};
 use crate::logs::{Finding, FindingKind, LogError, LogKind, Severity};
 
 /// One part of the dump after the traceback.
@@ -59,7 +59,7 @@ struct Reader<'f> {
 
 /// Reads a whole dump, streaming.
 pub fn parse(input: &mut dyn BufRead, file: &Path) -> Result<Dump, LogError> {
-    let mut lines = Lines::new(input);
+    let mut lines = LineReader::new(input);
     let mut reader = Reader {
         file,
         dump: Dump {
@@ -76,9 +76,7 @@ pub fn parse(input: &mut dyn BufRead, file: &Path) -> Result<Dump, LogError> {
         from_journal: Vec::new(),
         section: None,
     };
-    while let Some(line) =
-        lines.next_line().map_err(|source| LogError::Io { path: file.to_path_buf(), source })?
-    {
+    while let Some(line) = lines.next_line().map_err(|e| io_error(file, e))? {
         reader.feed(line);
     }
     Ok(reader.finish())
@@ -86,14 +84,14 @@ pub fn parse(input: &mut dyn BufRead, file: &Path) -> Result<Dump, LogError> {
 
 impl Reader<'_> {
     fn feed(&mut self, line: Line<'_>) {
-        if line.truncated {
+        if line.oversize {
             self.dump.tally.unparsed();
             return;
         }
         match &mut self.part {
             Part::Head => self.head(line),
             Part::Traceback(builder) => {
-                if builder.feed(line.text) {
+                if builder.feed(line.bytes) {
                     self.dump.tally.continuation();
                 } else {
                     self.end_traceback();
@@ -105,13 +103,13 @@ impl Reader<'_> {
     }
 
     fn head(&mut self, line: Line<'_>) {
-        if let Some(version) = report_line(line.text) {
+        if let Some(version) = report_line(line.bytes) {
             self.dump.version = Some(version);
             self.dump.tally.record();
-        } else if traceback::starts_traceback(line.text) {
+        } else if traceback::starts_traceback(line.bytes) {
             self.dump.tally.record();
             self.dump.traceback_line = line.number;
-            self.part = Part::Traceback(Builder::new(line.text));
+            self.part = Part::Traceback(Builder::new(line.bytes));
         } else {
             // A dump without its traceback (cut short, or hand-made) still has sections.
             self.part = Part::Body;
@@ -141,7 +139,7 @@ impl Reader<'_> {
     }
 
     fn body(&mut self, line: Line<'_>) {
-        if let Some(name) = self.section_header(line.text) {
+        if let Some(name) = self.section_header(line.bytes) {
             self.start_section(name, line.number);
             self.dump.tally.record();
             return;

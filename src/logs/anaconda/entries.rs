@@ -9,10 +9,10 @@ use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::grammar::{self, Entry, Level};
-use super::lines::{Line, Tally};
 use super::rules::{self, Rule, RuleSet};
 use super::traceback::{self, Builder};
 use super::traceback_summary;
+use crate::logs::lines::{Line, Tally};
 use crate::logs::{Finding, FindingKind, LogKind, Severity};
 
 /// Evidence lines kept per finding; the rest of a long traceback is only counted.
@@ -134,12 +134,12 @@ impl Records {
     }
 
     pub fn feed(&mut self, line: Line<'_>) {
-        if line.truncated {
+        if line.oversize {
             self.end_capture();
             self.tally.unparsed();
             return;
         }
-        match (self.grammar)(line.text) {
+        match (self.grammar)(line.bytes) {
             Some(entry) => {
                 self.tally.record();
                 self.in_record = true;
@@ -147,7 +147,7 @@ impl Records {
             }
             None if self.in_record => {
                 self.tally.continuation();
-                self.on_continuation(line.number, line.text);
+                self.on_continuation(line.number, line.bytes);
             }
             None => self.tally.unparsed(),
         }

@@ -8,19 +8,16 @@
 //! unparsed), or report the journal's system-wide failures (the journal module does).
 //!
 //! Layout: `grammar` is the line grammar, `traceback` reads Python tracebacks,
-//! `entries` groups lines into records and applies `rules`, `dump` splits a crash dump
-//! into sections, and `lines` bounds every line read.
+//! `entries` groups lines into records and applies `rules`, and `dump` splits a crash
+//! dump into sections. Lines are read, bounded and accounted for by [`crate::logs::lines`].
 
 pub mod dump;
 mod entries;
 pub mod grammar;
-pub(crate) mod lines;
 pub mod program;
 mod rules;
 pub mod traceback;
 
-#[cfg(test)]
-pub(crate) mod corpus;
 #[cfg(test)]
 mod tests;
 
@@ -28,12 +25,11 @@ use std::io::BufRead;
 use std::path::Path;
 
 pub use grammar::{Entry, Level};
-pub use lines::{MAX_LINE, Tally};
 pub use traceback::{Frame, Traceback};
 
+use super::lines::{LineReader, Tally, head_lines, io_error, is_text};
 use super::{Analysis, Analyzer, Finding, LogError, LogKind};
 use entries::{Records, grammar_for};
-use lines::{Lines, head_lines, is_text};
 
 /// The line-oriented installer logs, then the crash dump.
 const LINE_LOGS: [LogKind; 10] = [
@@ -69,10 +65,8 @@ pub fn read_records(
         message: format!("{} is not an installer line log", kind.as_str()),
     })?;
     let mut records = Records::new(kind, grammar, file, None);
-    let mut lines = Lines::new(input);
-    while let Some(line) =
-        lines.next_line().map_err(|source| LogError::Io { path: file.to_path_buf(), source })?
-    {
+    let mut lines = LineReader::new(input);
+    while let Some(line) = lines.next_line().map_err(|e| io_error(file, e))? {
         records.feed(line);
     }
     Ok(records.finish())
@@ -135,7 +129,7 @@ impl Analyzer for CrashDump {
     }
 
     fn sniff(&self, head: &[u8], file_name: &str) -> u8 {
-        let first = head_lines(head, 1).next().unwrap_or_default();
+        let first = head_lines(head).next().unwrap_or_default();
         if first.starts_with(b"anaconda ") && first.ends_with(b" exception report") {
             100
         } else if name_kind(file_name) == Some(LogKind::AnacondaTraceback)
@@ -173,7 +167,7 @@ fn sniff_line_log(kind: LogKind, head: &[u8], file_name: &str) -> u8 {
     };
     let mut total = 0u32;
     let mut parsed = Vec::new();
-    for line in head_lines(head, SNIFF_LINES).filter(|l| !l.is_empty()) {
+    for line in head_lines(head).take(SNIFF_LINES).filter(|l| !l.is_empty()) {
         total += 1;
         if let Some(entry) = grammar(line) {
             parsed.push(entry);

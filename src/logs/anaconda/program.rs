@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::entries::{command_finished, command_started, grammar_for};
-use super::lines::Lines;
+use crate::logs::lines::{LineReader, io_error};
 use crate::logs::{LogError, LogKind};
 
 /// Output lines kept per command; the rest are counted in `output_lines`.
@@ -38,11 +38,9 @@ pub fn commands(kind: LogKind, input: &mut dyn BufRead, file: &Path) -> Result<V
         })?;
     let mut runs: Vec<CommandRun> = Vec::new();
     let mut open = false;
-    let mut lines = Lines::new(input);
-    while let Some(line) =
-        lines.next_line().map_err(|source| LogError::Io { path: file.to_path_buf(), source })?
-    {
-        let output = match grammar(line.text) {
+    let mut lines = LineReader::new(input);
+    while let Some(line) = lines.next_line().map_err(|e| io_error(file, e))? {
+        let output = match grammar(line.bytes) {
             Some(entry) if kind == LogKind::ProgramLog || entry.source == b"program" => {
                 if let Some(command) = command_started(entry.message) {
                     runs.push(CommandRun {
@@ -64,7 +62,7 @@ pub fn commands(kind: LogKind, input: &mut dyn BufRead, file: &Path) -> Result<V
                 entry.message
             }
             Some(_) => continue,
-            None => line.text,
+            None => line.bytes,
         };
         if let Some(run) = runs.last_mut().filter(|_| open) {
             run.output_lines += 1;
@@ -74,51 +72,4 @@ pub fn commands(kind: LogKind, input: &mut dyn BufRead, file: &Path) -> Result<V
         }
     }
     Ok(runs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::logs::anaconda::corpus;
-
-    fn runs(relative: &str, kind: LogKind) -> Vec<CommandRun> {
-        let data = corpus::read(relative);
-        commands(kind, &mut &data[..], Path::new(relative)).unwrap()
-    }
-
-    #[test]
-    fn rocky_program_log_commands_with_output_and_codes() {
-        let all = runs("anaconda/rocky9.1-paperdragon/program.log", LogKind::ProgramLog);
-        let count = corpus::read("anaconda/rocky9.1-paperdragon/program.log")
-            .split(|b| *b == b'\n')
-            .filter(|l| memchr::memmem::find(l, b"program: Running").is_some())
-            .count();
-        assert_eq!(all.len(), count);
-        assert_eq!(all[0].command, "systemctl restart rsyslog");
-        assert_eq!((all[0].line, all[0].return_code), (1, Some(0)));
-        let mkdosfs = all.iter().find(|r| r.command == "mkdosfs --help").unwrap();
-        assert_eq!(mkdosfs.return_code, Some(0));
-        assert_eq!(mkdosfs.output[0], "stdout[1]: mkfs.fat 4.2 (2021-01-31)");
-        assert!(mkdosfs.output.iter().any(|l| l.starts_with("  --help ")));
-        let virt = all.iter().find(|r| r.command == "systemd-detect-virt").unwrap();
-        assert_eq!((virt.output.as_slice(), virt.return_code), (&["kvm".to_owned()][..], Some(0)));
-        // A %post script run in the chroot, with its error output.
-        let script = all.iter().find(|r| r.command == "/bin/sh /tmp/ks-script-6p_ia1t7").unwrap();
-        assert!(script.output.iter().any(|l| l.contains("restorecon: command not found")));
-    }
-
-    #[test]
-    fn storage_log_commands_and_their_failures() {
-        let all = runs("anaconda/rocky9.1-paperdragon/storage.log", LogKind::StorageLog);
-        let failed: Vec<_> = all
-            .iter()
-            .filter(|r| r.return_code.is_some_and(|c| c != 0))
-            .map(|r| r.command.as_str())
-            .collect();
-        assert_eq!(failed.len(), 5, "{failed:?}");
-        assert!(failed.contains(&"/usr/libexec/fcoe/fcoe_edd.sh -i"));
-        assert!(failed.contains(&"findmnt -rn /mnt/sysroot"));
-        let edd = all.iter().find(|r| r.command.ends_with("fcoe_edd.sh -i")).unwrap();
-        assert_eq!(edd.output, ["stdout:", "No FCoE boot disk information is found in EDD!"]);
-    }
 }

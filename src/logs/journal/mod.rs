@@ -15,7 +15,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use self::export::{Entry, ExportParser};
-use super::lines::{self, LineReader, Tally};
+use super::lines::{self, LineClass, LineReader, Tally};
 use super::rules::{JournalMessage, Rules, Time};
 use super::{Analysis, Analyzer, Finding, FindingKind, LogError, LogKind, Severity};
 
@@ -116,26 +116,26 @@ impl JournalExport {
         for entry in parser.finish() {
             count_entry(&entry, &mut tally, &mut rules, &mut truncated);
         }
-        tally.unparsed_lines += parser.stray_lines();
-        tally.lines += parser.stray_lines();
+        tally.count(LineClass::Unparsed, parser.stray_lines());
         let mut findings = rules.finish();
         findings.extend(truncated.into_iter().map(|line| truncated_finding(file, line)));
         Ok((tally, findings))
     }
 }
 
+/// An entry is one record whose first line starts it; its other fields and its closing
+/// empty line continue it, and lines in it that are no field are unparsed.
 fn count_entry(entry: &Entry, tally: &mut Tally, rules: &mut Rules, truncated: &mut Vec<u64>) {
-    tally.lines += entry.lines;
     if entry.truncated {
         truncated.push(entry.line);
     }
     if entry.fields.is_empty() {
-        tally.unparsed_lines += entry.lines;
+        tally.count(LineClass::Unparsed, entry.lines);
         return;
     }
-    tally.records += 1;
-    tally.unparsed_lines += entry.unparsed_lines;
-    tally.continuation_lines += entry.lines - entry.unparsed_lines - 1;
+    tally.record();
+    tally.count(LineClass::Unparsed, entry.unparsed_lines);
+    tally.count(LineClass::Continuation, entry.lines - entry.unparsed_lines - 1);
     carry(rules, entry.line, &export_fields(entry));
 }
 
@@ -179,7 +179,7 @@ impl Analyzer for JournalExport {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, findings) = self.tally(input, file)?;
-        Ok(tally.analysis(findings))
+        Ok(tally.into_analysis(findings))
     }
 }
 
@@ -201,13 +201,12 @@ impl JournalJson {
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             match json::json_entry(line.bytes) {
                 Ok(entry) if !line.oversize => {
-                    tally.records += 1;
+                    tally.record();
                     carry(&mut rules, line.number, &entry.carried());
                 }
-                _ => tally.unparsed_lines += 1,
+                _ => tally.unparsed(),
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules.finish()))
     }
 }
@@ -233,7 +232,7 @@ impl Analyzer for JournalJson {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, findings) = self.tally(input, file)?;
-        Ok(tally.analysis(findings))
+        Ok(tally.into_analysis(findings))
     }
 }
 
@@ -248,23 +247,22 @@ impl JournalShort {
         let mut in_record = false;
         while let Some(line) = reader.next_line().map_err(|e| lines::io_error(file, e))? {
             if line.oversize {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
                 in_record = false;
             } else if let Ok((_, parsed)) = short::short_line(line.bytes) {
-                tally.records += 1;
+                tally.record();
                 in_record = true;
                 carry_short(&mut rules, line.number, &parsed);
             } else if short::marker_line(line.bytes).is_ok() {
-                tally.records += 1;
+                tally.record();
                 in_record = false;
             } else if in_record && short::is_continuation(line.bytes) {
-                tally.continuation_lines += 1;
+                tally.continuation();
             } else {
-                tally.unparsed_lines += 1;
+                tally.unparsed();
                 in_record = false;
             }
         }
-        tally.lines = reader.count();
         Ok((tally, rules.finish()))
     }
 }
@@ -316,7 +314,7 @@ impl Analyzer for JournalShort {
 
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, findings) = self.tally(input, file)?;
-        Ok(tally.analysis(findings))
+        Ok(tally.into_analysis(findings))
     }
 }
 
