@@ -18,12 +18,13 @@ pub mod kernel;
 pub mod lines;
 pub mod lsblk;
 pub mod luks;
+pub mod phase;
 pub mod rules;
 pub mod sddm;
 pub mod sysctl;
 pub mod systemctl;
 
-pub use finding::{Finding, FindingKind, Severity};
+pub use finding::{Finding, FindingKind, Phase, Severity};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
