@@ -211,9 +211,15 @@ const SDDM_RULES: &[Rule] = &[
         Severity::Error,
     )
     .at_shutdown(Severity::Info),
-    // SDDM stops its greeter when systemd stops SDDM.
-    rule("Greeter stopped", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Warning)
-        .at_shutdown(Severity::Info),
+    // Not `Greeter stopped.`: SDDM logs that at debug level whenever its greeter ends,
+    // after every login too; a greeter that cannot run is this line.
+    rule(
+        "Greeter session failed to start",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    )
+    .at_shutdown(Severity::Info),
     // The helper's exit status after the SIGTERM above.
     rule(
         "Auth: sddm-helper exited with 15",
@@ -617,6 +623,24 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Error);
         assert!(findings[0].summary.contains("{ send_msg }"));
         assert!(findings[0].summary.contains("tclass=dbus"));
+    }
+
+    #[test]
+    fn a_greeter_that_ends_after_a_login_is_no_failure() {
+        // The daemon's lines after a login, as the sddm-login scenario's journal has them,
+        // then SDDM's words for a greeter that could not run.
+        let mut rules = Rules::new(Path::new("journal"));
+        for (line, text) in [
+            (1, &b"Authenticated successfully"[..]),
+            (2, b"Greeter stopped."),
+            (3, b"Session started"),
+            (4, b"Greeter session failed to start"),
+        ] {
+            rules.sddm(line, Time::Unknown, text, text, false);
+        }
+        let findings = rules.finish();
+        let judged: Vec<_> = findings.iter().map(|f| (f.line, f.severity)).collect();
+        assert_eq!(judged, [(4, Severity::Error)]);
     }
 
     #[test]
