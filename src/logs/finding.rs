@@ -54,16 +54,6 @@ pub enum Phase {
     Shutdown,
 }
 
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Startup => "startup",
-            Phase::Running => "running",
-            Phase::Shutdown => "shutdown",
-        }
-    }
-}
-
 /// One thing that went wrong, pointing at the line that shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finding {
