@@ -84,11 +84,11 @@ impl Phases {
         }
     }
 
-    /// One message of a kernel log: dmesg, or any line of a serial console, where systemd
-    /// also prints its status lines (`[  OK  ] Reached target ...`, always PID 1's) and, after the
-    /// journal has stopped, PID 1, `systemd-shutdown` and the kernel's last words go.
-    /// Only the shutdown is claimed: PID 1 writes to the kernel log until journald runs,
-    /// so its banner is there but never its `Startup finished`.
+    /// One message of a kernel log: dmesg, or any line of a serial console, where
+    /// systemd also prints its status lines (`[  OK  ] Reached target ...`, always PID
+    /// 1's), and where PID 1, `systemd-shutdown` and the kernel write once the journal has
+    /// stopped. Only the shutdown is claimed: PID 1 writes to the kernel log until
+    /// journald runs, so its banner is there but never its `Startup finished`.
     pub fn kernel_log(&mut self, message: &[u8]) {
         let pid_1 = message.strip_prefix(b"[  OK  ] ").or_else(|| message.strip_prefix(b"systemd[1]: "));
         if message.starts_with(b"Linux version ") {
