@@ -363,7 +363,8 @@ impl Scenario {
         if is_path && Path::new(&s.profile).is_relative() {
             s.profile = base.join(&s.profile).display().to_string();
         }
-        if !s.image.starts_with("reference:") && Path::new(&s.image).is_relative() {
+        let spec = s.image.starts_with("reference:") || s.image.starts_with("blank:");
+        if !spec && Path::new(&s.image).is_relative() {
             s.image = base.join(&s.image).display().to_string();
         }
         for f in s.secrets.values_mut().filter_map(SecretSource::file_mut) {

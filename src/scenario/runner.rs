@@ -323,7 +323,15 @@ async fn execute(
     report.agent = ctx.transport.take();
     tell(opts, scenario, Progress::ShuttingDown);
     if !ctx.powered_off {
-        ctx.vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
+        match ctx.vm.plan().end {
+            crate::profile::End::PowerButton => {
+                let grace = host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60));
+                ctx.vm.shutdown(grace).await;
+            }
+            crate::profile::End::Kill => {
+                ctx.vm.quit().await;
+            }
+        }
     }
     // What the guest left in the share is complete only now that the VM is gone (the
     // journal is exported as it powers off), and reading it needs no running guest.
