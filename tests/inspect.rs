@@ -34,6 +34,10 @@ const FIXTURES: &[(&str, LogKind)] = &[
     ("anaconda/fedora10/anaconda.log", LogKind::AnacondaLog),
     // Anaconda 11's syslog is the kernel ring buffer (`<6>...`): dmesg reads it best.
     ("anaconda/fedora10/anaconda.syslog", LogKind::Dmesg),
+    ("installer/debian12-pkgsel/syslog", LogKind::DiSyslog),
+    ("installer/debian12-noexec/syslog.txt", LogKind::DiSyslog),
+    ("installer/debian12-storage/syslog.txt", LogKind::DiSyslog),
+    ("installer/debian12-grub/syslog", LogKind::DiSyslog),
     ("journal/boot.export", LogKind::JournalExport),
     ("journal/boot.json", LogKind::JournalJson),
     ("journal/boot.short-precise.txt", LogKind::JournalShort),
@@ -354,3 +358,4 @@ fn a_run_directory_is_read_for_its_logs_not_its_disks() {
     let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
     assert!(report.files.iter().any(|f| f.path.ends_with("console.raw")));
 }
+
