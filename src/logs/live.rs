@@ -54,6 +54,7 @@ pub trait LineAnalyzer: Send {
 pub fn line_analyzer(kind: LogKind, file: &Path) -> Option<Box<dyn LineAnalyzer>> {
     match kind {
         LogKind::DiSyslog => Some(Box::new(super::debian_installer::Syslog::new(file))),
+        LogKind::AnacondaStream => Some(Box::new(super::anaconda::stream::Stream::new(file))),
         _ => None,
     }
 }
@@ -113,6 +114,7 @@ mod tests {
     fn only_the_installer_streams_have_line_analyzers() {
         let file = Path::new("x");
         assert!(line_analyzer(LogKind::DiSyslog, file).is_some());
+        assert!(line_analyzer(LogKind::AnacondaStream, file).is_some());
         assert!(line_analyzer(LogKind::AnacondaLog, file).is_none());
     }
 }

@@ -59,6 +59,8 @@ pub enum LogKind {
     XorgLog,
     KsScriptLog,
     AnacondaTraceback,
+    /// anaconda's log port: rsyslog's `anaconda_syslog` lines of every process.
+    AnacondaStream,
     /// The Debian installer's syslog (busybox `syslogd -S`).
     DiSyslog,
     JournalExport,
@@ -91,6 +93,7 @@ impl LogKind {
             LogKind::XorgLog => "xorg-log",
             LogKind::KsScriptLog => "ks-script-log",
             LogKind::AnacondaTraceback => "anaconda-traceback",
+            LogKind::AnacondaStream => "anaconda-stream",
             LogKind::DiSyslog => "di-syslog",
             LogKind::JournalExport => "journal-export",
             LogKind::JournalJson => "journal-json",
