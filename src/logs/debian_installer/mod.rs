@@ -101,9 +101,11 @@ const DI_TAGS: &[&[u8]] = &[
     b"localechooser",
 ];
 
-/// 0 unless enough of the head (host stamps aside) is syslog lines; 40–60 by how much;
-/// 95 when they come from the installer's own programs (no other log has main-menu,
-/// anna or in-target at the start of its messages).
+/// 0 unless enough of the head (host stamps aside) is syslog lines with a tag; 40–60 by
+/// how much; 95 when they come from the installer's own programs (no other log has
+/// main-menu, anna or in-target at the start of its messages). A line whose sender does
+/// not parse is only an entry for the grammar's sake: `journalctl`'s short form has a
+/// host name there, and must not count.
 fn sniff(head: &[u8]) -> u8 {
     if !is_text(head) {
         return 0;
@@ -114,9 +116,12 @@ fn sniff(head: &[u8]) -> u8 {
         let Some(entry) = di_line(strip_host_stamp(line).1) else {
             continue;
         };
-        parsed += 1;
         let banner = entry.message.starts_with(b"syslogd started: BusyBox")
             || entry.message.starts_with(b"klogd started: BusyBox");
+        if entry.tag.is_empty() && !banner {
+            continue;
+        }
+        parsed += 1;
         installer += u32::from(banner || DI_TAGS.contains(&entry.tag));
     }
     if total == 0 || parsed * 10 < total * 3 {

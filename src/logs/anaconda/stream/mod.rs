@@ -129,8 +129,9 @@ fn log_of_logger(logger: &[u8]) -> LogKind {
     match logger {
         b"program" => LogKind::ProgramLog,
         b"blivet" => LogKind::StorageLog,
-        b"packaging" | b"dnf" => LogKind::PackagingLog,
-        _ if logger.starts_with(b"dnf.") => LogKind::PackagingLog,
+        b"packaging" | b"dnf" | b"yum" => LogKind::PackagingLog,
+        // anaconda 21's yum payload logs as `yum.verbose.YumPlugins` and the like.
+        _ if logger.starts_with(b"dnf.") || logger.starts_with(b"yum.") => LogKind::PackagingLog,
         _ => LogKind::AnacondaLog,
     }
 }
