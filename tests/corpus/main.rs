@@ -34,6 +34,7 @@ mod finder;
 mod inspect;
 mod journal;
 mod kernel;
+mod port;
 mod stream;
 mod tools;
 
