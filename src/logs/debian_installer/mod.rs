@@ -173,13 +173,16 @@ impl Syslog {
         }
         let text = child_output(entry.message);
         if entry.tag == b"main-menu"
-            && let Some(step) = self.step.take()
+            && let Some(mut step) = self.step.take()
         {
+            // main-menu's next line after a failed step is its verdict on the menu item.
             let verdict =
                 rules::first_match(entry.tag, text).is_some_and(|(i, _)| i == rules::MENU_ITEM_FAILED);
+            if verdict {
+                push_evidence(&mut step.finding.evidence, whole);
+            }
             out.push(step.finding);
             if verdict {
-                push_evidence(out.last_mut().map(|f| &mut f.evidence), whole);
                 return;
             }
         }
@@ -222,8 +225,11 @@ impl Syslog {
         let argument = text.strip_prefix(b"EA: ").or_else(|| text.strip_prefix(b"WA: "));
         let format = text.strip_prefix(b"EF: ").or_else(|| text.strip_prefix(b"WF: "));
         if let Some(argument) = argument {
-            open.arguments.push(text_of(argument));
-            push_evidence(Some(&mut open.finding.evidence), whole);
+            // debootstrap gives at most three; an endless run of them must not grow memory.
+            if open.arguments.len() < MAX_EVIDENCE {
+                open.arguments.push(text_of(argument));
+            }
+            push_evidence(&mut open.finding.evidence, whole);
             return true;
         }
         let Some(mut open) = self.protocol.take() else {
@@ -233,14 +239,14 @@ impl Syslog {
             out.push(open.finding);
             return false;
         };
-        push_evidence(Some(&mut open.finding.evidence), whole);
+        push_evidence(&mut open.finding.evidence, whole);
         let said = fill_format(&text_of(format), &open.arguments);
         open.finding.summary = format!("{}: debootstrap: {}", open.summary, clip_str(&said));
         out.push(open.finding);
         true
     }
 
-    /// Findings over the cap are dropped; the count keeps growing.
+    /// Findings past [`MAX_FINDINGS`] are dropped.
     fn keep(&mut self, mut found: Vec<Finding>) -> Vec<Finding> {
         let room = MAX_FINDINGS.saturating_sub(self.fired);
         found.truncate(room);
@@ -307,8 +313,8 @@ fn fill_format(format: &str, arguments: &[String]) -> String {
     filled
 }
 
-fn push_evidence(evidence: Option<&mut Vec<String>>, line: &[u8]) {
-    if let Some(evidence) = evidence.filter(|e| e.len() < MAX_EVIDENCE) {
+fn push_evidence(evidence: &mut Vec<String>, line: &[u8]) {
+    if evidence.len() < MAX_EVIDENCE {
         evidence.push(text_of(clip(line)));
     }
 }
