@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bootproof::logs::LogKind;
 use bootproof::logs::anaconda;
-use bootproof::logs::live::{self, LineAnalyzer};
+use bootproof::logs::live;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
