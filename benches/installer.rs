@@ -2,8 +2,9 @@
 //! syslog, anaconda's log port) against the line-by-line regex parser a user would write,
 //! on ~64 MiB built in memory, host-stamped as bootproof captures a log port.
 //!
-//! - d-i syslog: the fixture of a whole install up to its failed software step
-//!   (`tests/fixtures/logs/installer/debian12-pkgsel/syslog`), repeated.
+//! - d-i syslog: the fixture of an install (`tests/fixtures/logs/installer/debian12-pkgsel/syslog`)
+//!   up to the apt run that fails, repeated: a log of mostly good lines, as real ones are
+//!   (its failure lines, repeated, would reach the 1000 findings a log keeps at once).
 //! - anaconda's log port: Rocky 9.1's anaconda.log, program.log, packaging.log and
 //!   storage.log rewritten in the port's form (as the corpus trials do), repeated; this
 //!   half needs the corpus (`../shared/corpus` beside the crate or `BOOTPROOF_CORPUS`).

@@ -266,7 +266,10 @@ impl LineAnalyzer for Syslog {
         match di_line(line) {
             Some(entry) => {
                 self.tally.record();
-                self.entry(number, &entry, line, &mut out);
+                // Past the cap a line is only counted: nothing it could find is kept.
+                if self.fired < MAX_FINDINGS {
+                    self.entry(number, &entry, line, &mut out);
+                }
             }
             // busybox never splits a message; a line longer than the log port's limit
             // arrives in pieces, and the rest of it continues the entry.

@@ -11,7 +11,10 @@
 //! which program writes the line; the wording was read in the programs of Debian 12's
 //! installer (the udebs of `main/debian-installer`, bookworm) and their sources.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
+use regex::bytes::Regex;
 
 use crate::logs::{FindingKind, Severity};
 
@@ -35,8 +38,27 @@ impl Rule {
     }
 }
 
+/// What any rule needs in a message, in one pass (a start, or what a rule without one
+/// looks for anywhere): nearly every line of a syslog matches no rule.
+static ANY: LazyLock<Regex> = LazyLock::new(|| {
+    let needs: Vec<String> = RULES
+        .iter()
+        .map(|r| {
+            if r.starts.is_empty() {
+                regex::escape(r.contains)
+            } else {
+                format!("^{}", regex::escape(r.starts))
+            }
+        })
+        .collect();
+    Regex::new(&needs.join("|")).expect("escaped literals always compile")
+});
+
 /// The first rule matching a message of `tag`, with its index in [`RULES`].
 pub fn first_match(tag: &[u8], text: &[u8]) -> Option<(usize, &'static Rule)> {
+    if !ANY.is_match(text) {
+        return None;
+    }
     RULES.iter().enumerate().find(|(_, rule)| rule.matches(tag, text))
 }
 
@@ -378,6 +400,14 @@ mod tests {
             assert!(rule.outcome.is_none(), "{text}");
         }
         assert_eq!(first_match(b"main-menu", b"INFO: Menu item 'netcfg' selected").map(|(i, _)| i), None);
+    }
+
+    #[test]
+    fn every_rule_needs_something_of_a_message() {
+        // The one-pass filter passes a message only for what some rule looks for.
+        assert!(RULES.iter().all(|r| !(r.starts.is_empty() && r.contains.is_empty())));
+        assert!(first_match(b"main-menu", b"INFO: Menu item 'x' selected").is_none());
+        assert!(first_match(b"x", b"a line with No space left on device in it").is_some());
     }
 
     #[test]

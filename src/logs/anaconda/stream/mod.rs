@@ -64,7 +64,6 @@ use crate::logs::lines::{Tally, head_lines, is_text, text};
 use crate::logs::live::{LineAnalyzer, strip_host_stamp};
 use crate::logs::rules::{Rules, Time};
 use crate::logs::{Finding, FindingKind, LogKind, Severity};
-use monitor::STREAM_RULES;
 
 /// One line of the stream. All fields borrow from the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,7 +335,7 @@ impl Stream {
     }
 
     fn stream_rules(&mut self, number: u64, line: &StreamLine<'_>, whole: &[u8], out: &mut Vec<Finding>) {
-        let Some(rule) = STREAM_RULES.iter().find(|rule| rule.matches(line)) else {
+        let Some(rule) = monitor::first_match(line) else {
             return;
         };
         let Some(outcome) = rule.outcome else {
@@ -446,7 +445,10 @@ impl LineAnalyzer for Stream {
         match stream_line(line) {
             Some(parsed) => {
                 self.tally.record();
-                self.entry(number, &parsed, line, &mut out);
+                // Past the cap a line is only counted: nothing it could find is kept.
+                if self.fired < MAX_FINDINGS {
+                    self.entry(number, &parsed, line, &mut out);
+                }
             }
             None if self.tally.records > 0 => {
                 self.tally.continuation();

@@ -8,7 +8,10 @@
 //! `re_tests`) and kickstart-tests' `scripts/launcher/lib/log_monitor/log_handler.py`
 //! (`VirtualLogRequestHandler`, which adds to lorax's list and ignores some lines).
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
+use regex::bytes::Regex;
 
 use super::StreamLine;
 use crate::logs::anaconda::grammar::Level;
@@ -31,15 +34,31 @@ pub struct StreamRule {
 }
 
 impl StreamRule {
-    pub fn matches(&self, line: &StreamLine<'_>) -> bool {
+    fn matches(&self, line: &StreamLine<'_>) -> bool {
         line.severity >= self.min
             && (self.program.is_empty() || line.program == self.program.as_bytes())
             && self.contains.iter().all(|c| memmem::find(line.message, c.as_bytes()).is_some())
     }
 }
 
+/// Every literal the rules look for, in one pass: nearly every line of the stream matches
+/// no rule, and a rule without one needs a CRIT line.
+static ANY: LazyLock<Regex> = LazyLock::new(|| {
+    let literals: Vec<String> =
+        STREAM_RULES.iter().flat_map(|r| r.contains.first()).map(|c| regex::escape(c)).collect();
+    Regex::new(&literals.join("|")).expect("escaped literals always compile")
+});
+
+/// The first rule matching `line`.
+pub fn first_match(line: &StreamLine<'_>) -> Option<&'static StreamRule> {
+    if line.severity < Level::Critical && !ANY.is_match(line.message) {
+        return None;
+    }
+    STREAM_RULES.iter().find(|rule| rule.matches(line))
+}
+
 /// First match wins; a rule without an outcome marks a line no rule below may report.
-pub static STREAM_RULES: &[StreamRule] = &[
+static STREAM_RULES: &[StreamRule] = &[
     // lorax skips a line that says IGNORED: anaconda already dealt with it.
     StreamRule { program: "", min: Level::Trace, contains: &["IGNORED"], outcome: None, summary: "" },
     // systemd-coredump's CRIT line; anaconda dumping core is lorax's
