@@ -32,6 +32,16 @@
 //! crypttab. Its initramfs is 14.5 MB against initramfs-tools' 8 MB: systemd and
 //! libcrypto rather than busybox and klibc.
 //!
+//! `installed-selinux` ([`Variant::Selinux`]) is the same system with SELinux: Debian's
+//! reference policy (`selinux-policy-default`, whose postinst builds the policy store in
+//! the chroot) and auditd, the kernel switched to SELinux on the command line
+//! (`security=selinux selinux=1`) in permissive mode (`enforcing=0`), so it boots as
+//! the others do while the kernel logs every access the policy does not allow. Its
+//! files are labelled at build time (`setfiles` in the chroot; `root-fs.sh` keeps the
+//! `security.selinux` xattrs), so the denials are the policy's verdicts on this
+//! system, not the flood of an unlabelled file system. It exists so that
+//! `no_selinux_denials` can be shown failing on denials a real kernel logged.
+//!
 //! `installed-broken-sysctl`, `-home` and `-sddm` ([`Variant::Broken`]) each lack one
 //! property (the sysctl file, the `home` subvolume, SDDM enabled) and nothing else:
 //! `tests/broken_properties.rs` shows that the matching scenario, and only it, fails.
@@ -72,6 +82,10 @@ pub enum Variant {
     /// `installed-sb`: booted through Debian's signed shim, grub and kernel instead
     /// of the UKI, so it boots with Secure Boot on (and the kernel locks itself down).
     SecureBoot,
+    /// `installed-selinux`: the same system with Debian's SELinux reference policy
+    /// loaded in permissive mode, its files labelled, and auditd: it boots like
+    /// `installed` and logs the accesses the policy would deny.
+    Selinux,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
     Broken(Broken),
@@ -100,10 +114,11 @@ impl Broken {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
+        Variant::Selinux,
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
@@ -115,6 +130,7 @@ impl Variant {
             Variant::Plain => "installed",
             Variant::Tpm => "installed-tpm",
             Variant::SecureBoot => "installed-sb",
+            Variant::Selinux => "installed-selinux",
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
@@ -144,18 +160,21 @@ impl Variant {
         packages.extend_from_slice(match self {
             Variant::Tpm => TPM_PACKAGES,
             Variant::SecureBoot => SECURE_BOOT_PACKAGES,
+            Variant::Selinux => SELINUX_PACKAGES,
             _ => &[],
         });
         packages
     }
 
     /// The kernel command line. The TPM variant's initramfs is systemd's: it learns
-    /// which device to unlock, under which name and how from `rd.luks.*`.
+    /// which device to unlock, under which name and how from `rd.luks.*`. The SELinux
+    /// variant's kernel runs SELinux instead of Debian's default AppArmor.
     pub fn cmdline(self) -> String {
         match self {
             Variant::Tpm => {
                 format!("{CMDLINE} rd.luks.name={LUKS_UUID}=root rd.luks.options={TPM_LUKS_OPTIONS}")
             }
+            Variant::Selinux => format!("{CMDLINE} {SELINUX_CMDLINE}"),
             _ => CMDLINE.to_string(),
         }
     }
@@ -195,6 +214,18 @@ pub const TPM_LUKS_OPTIONS: &str = "tpm2-device=auto,discard";
 /// shim-signed's runs grub-install only on an EFI host with `/boot/efi/EFI/debian`.
 pub const SECURE_BOOT_PACKAGES: &[&str] =
     &["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"];
+
+/// The SELinux variant's additions to [`PACKAGES`]: Debian's reference policy (its
+/// postinst builds and installs the policy store; `/etc/selinux/config` says
+/// `SELINUX=permissive`, `SELINUXTYPE=default`), policycoreutils for `setfiles` at
+/// build time and `sestatus` in the guest, and auditd, so denials land in
+/// `/var/log/audit/audit.log` as on the Fedora-like images this system stands for.
+pub const SELINUX_PACKAGES: &[&str] = &["selinux-policy-default", "policycoreutils", "auditd"];
+
+/// SELinux as the kernel's major LSM (Debian's kernel defaults to AppArmor), in
+/// permissive mode: every access the policy does not allow is logged and allowed, so
+/// the system boots and the denials are there to read.
+pub const SELINUX_CMDLINE: &str = "security=selinux selinux=1 enforcing=0";
 
 /// The kernel metapackage; its pinned kernel version is part of the cache key.
 pub const KERNEL: &str = "linux-image-amd64";
@@ -562,6 +593,19 @@ mod tests {
         assert!(tpm.contains(&format!(" rd.luks.name={LUKS_UUID}=root ")), "{tpm}");
         assert!(tpm.ends_with(" rd.luks.options=tpm2-device=auto,discard"), "{tpm}");
         assert!(CMDLINE.contains("root=/dev/mapper/root"), "the name rd.luks.name gives");
+    }
+
+    #[test]
+    fn the_selinux_variant_runs_the_reference_policy_permissive_on_labelled_files() {
+        assert_eq!(Variant::named("installed-selinux"), Some(Variant::Selinux));
+        let packages = Variant::Selinux.packages();
+        for p in ["selinux-policy-default", "policycoreutils", "auditd", "cryptsetup-initramfs"] {
+            assert!(packages.contains(&p), "{p}");
+        }
+        assert!(!Variant::Plain.packages().contains(&"selinux-policy-default"));
+        assert_eq!(Variant::Selinux.cmdline(), format!("{CMDLINE} security=selinux selinux=1 enforcing=0"));
+        assert!(CONFIGURE.contains("setfiles -m -F -e /dev -e /proc -e /sys"));
+        assert_eq!(ROOT_FS.matches("--xattrs-include='*'").count(), 2, "labels survive the copy");
     }
 
     #[test]
