@@ -35,11 +35,12 @@
 //! `installed-selinux` ([`Variant::Selinux`]) is the same system with SELinux: Debian's
 //! reference policy (`selinux-policy-default`, whose postinst builds the policy store in
 //! the chroot) and auditd, the kernel switched to SELinux on the command line
-//! (`security=selinux selinux=1`) in permissive mode (`enforcing=0`), so it boots as
+//! (`security=selinux`) in permissive mode (`enforcing=0`), so it boots as
 //! the others do while the kernel logs every access the policy does not allow. Its
-//! files are labelled at build time (`setfiles` in the chroot; `root-fs.sh` keeps the
-//! `security.selinux` xattrs), so the denials are the policy's verdicts on this
-//! system, not the flood of an unlabelled file system. It exists so that
+//! files are labelled at build time, once mmdebstrap is done (`installed/label.sh`:
+//! `setfiles` in the chroot; `root-fs.sh` keeps the `security.selinux` xattrs), so the
+//! denials are the policy's verdicts on this system, not the flood of an unlabelled
+//! file system. It exists so that
 //! `no_selinux_denials` can be shown failing on denials a real kernel logged.
 //!
 //! `installed-broken-sysctl`, `-home` and `-sddm` ([`Variant::Broken`]) each lack one
@@ -184,10 +185,12 @@ impl Variant {
         (self == Variant::Tpm).then_some(DRACUT_CONF)
     }
 
-    /// How many progress steps a build prints: the signed chain needs no UKI.
+    /// How many progress steps a build prints: the signed chain needs no UKI, and only
+    /// the SELinux variant is labelled.
     pub fn steps(self) -> usize {
         match self {
             Variant::SecureBoot => 6,
+            Variant::Selinux => 8,
             _ => 7,
         }
     }
@@ -224,8 +227,10 @@ pub const SELINUX_PACKAGES: &[&str] = &["selinux-policy-default", "policycoreuti
 
 /// SELinux as the kernel's major LSM (Debian's kernel defaults to AppArmor), in
 /// permissive mode: every access the policy does not allow is logged and allowed, so
-/// the system boots and the denials are there to read.
-pub const SELINUX_CMDLINE: &str = "security=selinux selinux=1 enforcing=0";
+/// the system boots and the denials are there to read. No `selinux=1`: Debian's kernel
+/// has no such parameter (it says `Unknown kernel command line parameters "selinux=1",
+/// will be passed to user space`), and `security=` alone enables SELinux.
+pub const SELINUX_CMDLINE: &str = "security=selinux enforcing=0";
 
 /// The kernel metapackage; its pinned kernel version is part of the cache key.
 pub const KERNEL: &str = "linux-image-amd64";
@@ -288,6 +293,7 @@ pub const SECRET_FILES: &[(&str, &str)] = &[
 const CONFIGURE: &str = include_str!("installed/configure.sh");
 const ROOT_FS: &str = include_str!("installed/root-fs.sh");
 const DRACUT_CONF: &str = include_str!("installed/dracut.conf");
+const LABEL: &str = include_str!("installed/label.sh");
 
 /// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
 /// configured.
@@ -325,7 +331,12 @@ pub struct Recipe<'a> {
 
 pub const RECIPE: Recipe<'static> = Recipe {
     overlay: OVERLAY,
-    scripts: &[("configure.sh", CONFIGURE), ("root-fs.sh", ROOT_FS), ("dracut.conf", DRACUT_CONF)],
+    scripts: &[
+        ("configure.sh", CONFIGURE),
+        ("root-fs.sh", ROOT_FS),
+        ("dracut.conf", DRACUT_CONF),
+        ("label.sh", LABEL),
+    ],
 };
 
 impl Recipe<'_> {
@@ -397,6 +408,10 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     let tree = work.join("tree");
     b.step("bootstrapping bookworm with mmdebstrap (about a minute)");
     bootstrap(b, variant, &work, &tree)?;
+    if variant == Variant::Selinux {
+        b.step("labelling files for SELinux (setfiles)");
+        b.run(Command::new("sh").arg("-c").arg(LABEL).arg("label.sh").arg(&tree))?;
+    }
 
     b.step("writing btrfs subvolumes root and home");
     let root_fs = work.join("root.img");
@@ -603,8 +618,9 @@ mod tests {
             assert!(packages.contains(&p), "{p}");
         }
         assert!(!Variant::Plain.packages().contains(&"selinux-policy-default"));
-        assert_eq!(Variant::Selinux.cmdline(), format!("{CMDLINE} security=selinux selinux=1 enforcing=0"));
-        assert!(CONFIGURE.contains("setfiles -m -F -e /dev -e /proc -e /sys"));
+        assert_eq!(Variant::Selinux.cmdline(), format!("{CMDLINE} security=selinux enforcing=0"));
+        assert!(LABEL.contains("chroot \"$tree\" setfiles -m -F -e /proc "));
+        assert_eq!(Variant::Selinux.steps(), Variant::Plain.steps() + 1);
         assert_eq!(ROOT_FS.matches("--xattrs-include='*'").count(), 2, "labels survive the copy");
     }
 

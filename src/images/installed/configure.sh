@@ -9,8 +9,6 @@
 # installed-tpm has dracut instead of initramfs-tools: its initramfs was built while
 # the packages were installed, from /etc/dracut.conf.d/10-bootproof.conf (put there
 # before them), and learns what to unlock from the kernel command line.
-# installed-selinux has Debian's SELinux policy; its files are labelled last, once
-# every file of the tree exists.
 set -eu
 root=$1
 broken=${BOOTPROOF_BREAK:-}
@@ -64,11 +62,4 @@ sddm) chroot "$root" systemctl disable sddm.service ;;
 esac
 if [ "$variant" != installed-tpm ]; then
     chroot "$root" update-initramfs -u -k all
-fi
-if [ "$variant" = installed-selinux ]; then
-    # Labels as the policy's file contexts say, so the booted system is labelled as a
-    # relabelled SELinux install is. -m: /proc/mounts lists the host's mounts, not
-    # the image's; /dev, /proc and /sys are mmdebstrap's mounts of the host's own.
-    chroot "$root" setfiles -m -F -e /dev -e /proc -e /sys \
-        /etc/selinux/default/contexts/files/file_contexts /
 fi
