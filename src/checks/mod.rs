@@ -8,6 +8,7 @@
 //! nothing passes without having checked something.
 
 pub mod kind;
+mod selinux;
 
 pub use kind::{CheckKind, LuksExpect};
 
@@ -96,7 +97,7 @@ impl Check for Builtin {
             match &self.0 {
                 CheckKind::NoFailedUnits => no_failed_units(ctx).await,
                 CheckKind::NoKernelOops => no_kernel_oops(ctx).await,
-                CheckKind::NoSelinuxDenials { allow } => no_selinux_denials(ctx, allow).await,
+                CheckKind::NoSelinuxDenials { allow } => selinux::no_selinux_denials(ctx, allow).await,
                 CheckKind::NoErrorFindings { allow } => no_error_findings(ctx, allow),
                 CheckKind::Sysctl(expected) => sysctl(ctx, expected).await,
                 CheckKind::BtrfsSubvolumes(names) => btrfs_subvolumes(ctx, names).await,
@@ -241,58 +242,6 @@ async fn no_kernel_oops(ctx: &CheckContext<'_>) -> CheckOutcome {
     } else {
         CheckOutcome::fail(expected, listed(&found))
     }
-}
-
-/// Exit status of the denial reader when the guest has SELinux but nothing to read.
-const NO_AUDIT_LOG: i32 = 3;
-
-async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome {
-    let expected = "no SELinux AVC denials outside the allow-list";
-    // Without SELinux enabled there is nothing that could deny, and nothing to read: a
-    // pass would claim what was never looked at.
-    match ask(ctx, expected, "cat /sys/fs/selinux/enforce").await {
-        Ok(Asked::Output(_)) => {}
-        Ok(Asked::Exited { .. }) => {
-            return CheckOutcome::not_checked(
-                expected,
-                "SELinux is not enabled in this guest (no /sys/fs/selinux/enforce)",
-            );
-        }
-        Err(outcome) => return outcome,
-    }
-    let read = format!(
-        "if [ -r /var/log/audit/audit.log ]; then cat /var/log/audit/audit.log; \
-         elif command -v journalctl >/dev/null; then journalctl -b --no-pager -o short-precise; \
-         else exit {NO_AUDIT_LOG}; fi"
-    );
-    let out = match ask(ctx, expected, &read).await {
-        Ok(Asked::Output(out)) => out,
-        Ok(Asked::Exited { code, stderr }) => {
-            let why = if code == NO_AUDIT_LOG {
-                "neither /var/log/audit/audit.log nor journalctl to read denials from".to_string()
-            } else {
-                format!("reading the audit log exited {code}: {stderr}")
-            };
-            return CheckOutcome::not_checked(expected, why);
-        }
-        Err(outcome) => return outcome,
-    };
-    let findings = match analyze(&out, "audit") {
-        Ok(f) => f,
-        Err(e) => return CheckOutcome::not_checked(expected, format!("audit log: {e}")),
-    };
-    let denials: Vec<_> = findings
-        .into_iter()
-        .filter(|f| f.kind == FindingKind::AvcDenial)
-        .filter(|f| {
-            !allow.iter().any(|re| f.evidence.iter().any(|e| re.is_match(e)) || re.is_match(&f.summary))
-        })
-        .collect();
-    if denials.is_empty() {
-        return CheckOutcome::pass(expected, "none");
-    }
-    let shown = denials.iter().take(5).map(|f| f.summary.clone()).collect::<Vec<_>>().join("\n");
-    CheckOutcome::fail(expected, format!("{} denials:\n{shown}", denials.len()))
 }
 
 /// What `bootproof inspect` says of the run directory: the same code, so a passing
