@@ -18,6 +18,20 @@
 //!
 //! A file's batch analysis is the same analyzer fed every line, so `inspect` and a live
 //! run report the same findings, in the order they fired.
+//!
+//! ```
+//! use std::path::Path;
+//! use bootproof::logs::{FindingKind, LogKind, Severity, live};
+//!
+//! // A runner makes one per log port and hands it each line as it arrives.
+//! let mut syslog = live::line_analyzer(LogKind::DiSyslog, Path::new("installer/syslog")).unwrap();
+//! let step = b"Nov 30 06:02:28 main-menu[241]: WARNING **: Configuring 'bootstrap-base' failed with error code 1";
+//! let verdict = b"[    18.112] Nov 30 06:02:28 main-menu[241]: WARNING **: Menu item 'bootstrap-base' failed.";
+//! assert!(syslog.line(15, step).is_empty());
+//! let fired = syslog.line(16, verdict);
+//! assert_eq!((fired[0].kind, fired[0].severity, fired[0].line), (FindingKind::InstallerError, Severity::Error, 15));
+//! assert!(syslog.finish().is_empty());
+//! ```
 
 use std::io::BufRead;
 use std::path::Path;
