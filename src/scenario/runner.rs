@@ -514,7 +514,7 @@ impl Live {
         let (fatal_tx, fatal) = tokio::sync::watch::channel(None::<Finding>);
         let (count_tx, fatal_tx) = (Arc::new(count_tx), Arc::new(fatal_tx));
         for port in vm.log_ports() {
-            let Some(mut analyze) = live_analyzer(port) else { continue };
+            let Some(mut analyze) = live_analyzer(vm, port) else { continue };
             let file = port.file.strip_prefix(vm.run_dir()).unwrap_or(&port.file).to_path_buf();
             let (findings, count_tx, fatal_tx, allow) =
                 (findings.clone(), count_tx.clone(), fatal_tx.clone(), allow.to_vec());
@@ -550,10 +550,17 @@ impl Live {
     }
 }
 
-/// The live analyzer for a log port's lines, when its format is one bootproof reads
-/// live.
-fn live_analyzer(_port: &crate::vm::logport::LogPortHandle) -> Option<LineFindings> {
-    None
+/// The live analyzer for a log port whose format the profile names (or anaconda's
+/// port): `logs::live`, fed each line as it arrives.
+fn live_analyzer(vm: &Vm, port: &crate::vm::logport::LogPortHandle) -> Option<LineFindings> {
+    use crate::profile::LogPortFormat;
+    let planned = vm.plan().log_ports.iter().find(|p| p.name == port.name)?;
+    let kind = match planned.format? {
+        LogPortFormat::AnacondaStream => crate::logs::LogKind::AnacondaStream,
+        LogPortFormat::DiSyslog => crate::logs::LogKind::DiSyslog,
+    };
+    let mut analyzer = crate::logs::live::line_analyzer(kind, &port.file)?;
+    Some(Box::new(move |number, line| analyzer.line(number, line)))
 }
 
 struct StepCtx<'a> {

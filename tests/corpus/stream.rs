@@ -22,6 +22,7 @@ pub fn checks() -> Vec<Check> {
         streamed_files_find_what_the_files_find,
         fedora43_journal_streamed_finds_the_module_tracebacks,
         no_corpus_file_is_taken_for_an_installer_stream,
+        a_guest_streaming_a_real_failed_install_to_the_port_ends_the_run_on_its_traceback,
     ]
 }
 
@@ -187,4 +188,67 @@ fn no_corpus_file_is_taken_for_an_installer_stream(c: &Corpus) {
             );
         }
     }
+}
+
+/// The tiny guest's hook: find anaconda's port by its name in sysfs (no udev), write
+/// the input file's lines to it, then stay up.
+const STREAM_HOOK: &str = r#"
+for p in /sys/class/virtio-ports/vport*; do
+    [ "$(cat "$p/name")" = org.fedoraproject.anaconda.log.0 ] && dev=/dev/${p##*/}
+done
+cat /mnt/input/anaconda.stream > "$dev"
+echo "bootproof-test: stream written"
+sleep 3600
+"#;
+
+/// A real failed Fedora 43 install's journal, rewritten into the port's lines here, is
+/// written by a guest into a port named `org.fedoraproject.anaconda.log.0`, as
+/// anaconda's rsyslog would: the run ends at once on the first traceback the live
+/// parser finds, long before its step's timeout, naming the installer log's line. The
+/// install's SELinux denials come first in the journal: the scenario's allow-list lets
+/// them pass (without it the first denial ends the run, as seen when this was written).
+/// This proves the capture and the live parser on real anaconda text; it is not an
+/// anaconda run.
+fn a_guest_streaming_a_real_failed_install_to_the_port_ends_the_run_on_its_traceback(c: &Corpus) {
+    if let Err(e) = bootproof::host::ensure_runtime() {
+        panic!("this check boots a real VM and the host lacks what it needs:\n{e}");
+    }
+    let section = read_log(c, ("fedora43-bonsai-failed/anaconda-tb-yj11b8m4", Some("journalctl")));
+    // The port carries the lines without bootproof's stamp: bootproof adds it.
+    let lines: Vec<String> = String::from_utf8_lossy(&journal(&section))
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("input")).unwrap();
+    std::fs::write(d.join("input/hook.sh"), STREAM_HOOK).unwrap();
+    std::fs::write(d.join("input/anaconda.stream"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        d.join("profile.toml"),
+        "firmware = \"uefi\"\n[[share]]\ntag = \"bootproof-input\"\npath = \"input\"\n\
+         [[log_port]]\nname = \"org.fedoraproject.anaconda.log.0\"\nfile = \"installer/virtio-log.txt\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("s.toml"),
+        "name = \"anaconda-port\"\nprofile = \"./profile.toml\"\nimage = \"reference:tiny\"\ntimeout = \"10m\"\n\
+         allow_findings = [\"^SELinux denied\"]\n[[step]]\nwait_console = \"this line never comes\"\ntimeout = \"5m\"\n",
+    )
+    .unwrap();
+    let s = bootproof::scenario::Scenario::load(&d.join("s.toml")).unwrap();
+    let opts = bootproof::scenario::runner::RunnerOptions::new(d.join("artifacts"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let r = rt.block_on(bootproof::scenario::runner::run(&s, &opts));
+    assert!(!r.passed);
+    let f = r.failure.as_ref().expect("a failure");
+    assert!(f.what.starts_with("installer log installer/virtio-log.txt:"), "{f:?}");
+    assert!(f.seen.contains("Traceback (most recent call last)"), "{f:?}");
+    assert!(!f.seen.contains("SELinux denied"), "allowed findings do not end the run: {f:?}");
+    let step = &r.steps[0];
+    // The step may wait 5 minutes (scaled under TCG): the traceback ended it first.
+    assert!(step.ended_secs - step.started_secs < 300.0, "ended early, not at its timeout: {step:?}");
+    let kept = std::fs::read_to_string(r.run_dir.join("installer/virtio-log.txt")).unwrap();
+    assert!(kept.lines().count() > 10, "{kept}");
+    assert!(kept.lines().all(|l| l.starts_with('[')), "every line stamped with the host's time");
 }
