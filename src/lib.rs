@@ -43,6 +43,7 @@ pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod inspect;
+pub mod installer;
 pub mod logs;
 pub mod pattern;
 pub mod profile;

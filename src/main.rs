@@ -79,6 +79,27 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Debian's installer, unattended: its local mirror and HTTP server (docs/installer.md).
+    Installer {
+        #[command(subcommand)]
+        command: InstallerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstallerCommand {
+    /// Build (or find in the cache) the local Debian mirror and print its directory.
+    Mirror,
+    /// Serve the mirror and a rendered preseed on 127.0.0.1 until interrupted. The
+    /// secrets come from BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN.
+    Serve {
+        /// Where the rendered preseed (d-i/preseed.cfg) and the request log (http.log) go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A preseed line appended to the template (later answers win); repeatable.
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +117,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor(json),
         Command::Inspect { paths, json } => bootproof::inspect::run_cli(&paths, json),
         Command::Images { command } => images(command),
+        Command::Installer { command } => installer(command),
         Command::Boot { profile, image, until, timeout, artifacts, quiet } => {
             let until = match until.as_deref().map(regex::bytes::Regex::new).transpose() {
                 Ok(u) => u,
@@ -154,6 +176,50 @@ fn images(command: ImagesCommand) -> ExitCode {
             }
             Err(e) => fail(2, e),
         },
+    }
+}
+
+fn installer(command: InstallerCommand) -> ExitCode {
+    use bootproof::installer::{self, preseed, serve};
+    let mirror = match bootproof::images::mirror::ensure() {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    let dir = match command {
+        InstallerCommand::Mirror => {
+            println!("{}", mirror.root.display());
+            return if mirror.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        }
+        InstallerCommand::Serve { dir, overrides } => (dir, overrides),
+    };
+    let (dir, overrides) = dir;
+    let secret = |name: &str| std::env::var(format!("BOOTPROOF_SECRET_{name}")).ok();
+    let (Some(luks_passphrase), Some(admin_password)) = (secret("LUKS"), secret("ADMIN")) else {
+        return fail(
+            2,
+            "set BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN: the preseed's LUKS passphrase and admin password",
+        );
+    };
+    let secrets = preseed::Secrets { luks_passphrase, admin_password };
+    let extras = preseed::Extras { overrides, ..preseed::Extras::default() };
+    let files = dir.join("d-i");
+    let text = match preseed::render(&secrets, &extras) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    if let Err(e) =
+        std::fs::create_dir_all(&files).and_then(|()| std::fs::write(files.join(preseed::FILE_NAME), text))
+    {
+        return fail(2, format!("{}: {e}", files.display()));
+    }
+    let server = match serve::Server::start(installer::roots(&mirror, &files), &dir.join("http.log")) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    println!("serving {} and {} at {}", mirror.root.display(), files.display(), server.url());
+    println!("QEMU: -netdev {} -device virtio-net-pci,netdev=n0", installer::netdev_arg("n0", server.port()));
+    loop {
+        std::thread::park();
     }
 }
 

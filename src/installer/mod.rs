@@ -1,0 +1,59 @@
+//! Installer runs: what an unattended install of Debian's own installer (d-i) needs
+//! around it — the local Debian mirror it installs from (built and cached by
+//! [`crate::images::mirror`]), bootproof's HTTP server that shows the mirror and
+//! the run's preseed to the guest ([`serve`]), and the preseed itself, rendered per
+//! run from a template without secrets ([`preseed`]). The ISO is the reference image
+//! `reference:installer` ([`crate::images::installer_iso`]).
+//!
+//! How the pieces meet in a run:
+//!
+//! ```no_run
+//! use bootproof::installer::{self, preseed, serve};
+//! # fn example(run_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! let mirror = bootproof::images::mirror::ensure()?;          // cached by recipe hash
+//! assert!(mirror.complete(), "the archive did not serve {:?}", mirror.missing);
+//! let iso = bootproof::images::ensure("reference:installer")?; // the ISO
+//! let secrets = preseed::Secrets { luks_passphrase: "…".into(), admin_password: "…".into() };
+//! let files = run_dir.join("d-i");
+//! std::fs::create_dir_all(&files)?;
+//! std::fs::write(files.join(preseed::FILE_NAME), preseed::render(&secrets, &preseed::Extras::default())?)?;
+//! let server = serve::Server::start(installer::roots(&mirror, &files), &run_dir.join("http.log"))?;
+//! let netdev = installer::netdev_arg("n0", server.port());     // QEMU -netdev
+//! # let _ = (iso, netdev); Ok(()) }
+//! ```
+//!
+//! Must not: start QEMU (the runtime does), or let the guest reach anything but this
+//! server (`restrict=on` and one `guestfwd`).
+
+pub mod preseed;
+pub mod serve;
+
+use std::path::Path;
+
+use crate::images::installer_iso::SERVER_ADDRESS;
+use crate::images::mirror::Mirror;
+
+/// The server's roots for a run: the mirror at `/debian`, the run's files (the
+/// rendered preseed) at `/d-i`.
+pub fn roots(mirror: &Mirror, run_files: &Path) -> Vec<serve::Root> {
+    vec![serve::Root::new("debian", &mirror.root), serve::Root::new("d-i", run_files)]
+}
+
+/// QEMU's `-netdev` value for an installer run: user networking that reaches
+/// nothing (`restrict=on`) but `10.0.2.100:80`, forwarded to the server on loopback.
+pub fn netdev_arg(id: &str, port: u16) -> String {
+    format!("user,id={id},restrict=on,guestfwd=tcp:{SERVER_ADDRESS}:80-tcp:127.0.0.1:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_reaches_only_the_forwarded_server() {
+        assert_eq!(
+            netdev_arg("n0", 41234),
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:41234"
+        );
+    }
+}
