@@ -100,6 +100,9 @@ enum InstallerCommand {
         #[arg(long = "override")]
         overrides: Vec<String>,
     },
+    /// Relay stdin/stdout to ADDR: what QEMU's guestfwd runs for each guest connection.
+    #[command(hide = true)]
+    Relay { addr: String },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +184,12 @@ fn images(command: ImagesCommand) -> ExitCode {
 
 fn installer(command: InstallerCommand) -> ExitCode {
     use bootproof::installer::{self, preseed, serve};
+    if let InstallerCommand::Relay { addr } = &command {
+        return match serve::relay(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(2, format!("relay to {addr}: {e}")),
+        };
+    }
     let mirror = match bootproof::images::mirror::ensure() {
         Ok(m) => m,
         Err(e) => return fail(2, e),
@@ -191,6 +200,7 @@ fn installer(command: InstallerCommand) -> ExitCode {
             return if mirror.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) };
         }
         InstallerCommand::Serve { dir, overrides } => (dir, overrides),
+        InstallerCommand::Relay { .. } => unreachable!("answered above"),
     };
     let (dir, overrides) = dir;
     let secret = |name: &str| std::env::var(format!("BOOTPROOF_SECRET_{name}")).ok();
@@ -217,7 +227,11 @@ fn installer(command: InstallerCommand) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     println!("serving {} and {} at {}", mirror.root.display(), files.display(), server.url());
-    println!("QEMU: -netdev {} -device virtio-net-pci,netdev=n0", installer::netdev_arg("n0", server.port()));
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bootproof"));
+    println!(
+        "QEMU: -netdev {} -device virtio-net-pci,netdev=n0",
+        installer::netdev_arg("n0", &exe, server.port())
+    );
     loop {
         std::thread::park();
     }

@@ -21,6 +21,14 @@
 //! network and anna, which is when log capture has to start. (anna fetching them as
 //! udebs would be later, and there is no such udeb to fetch.)
 //!
+//! **Added trust.** The mirror's Release is signed with bootproof's own key
+//! ([`super::mirror::signing_key`]). The second initrd carries d-i's
+//! `/usr/share/keyrings/archive.gpg` as Debian's archive keyring plus that key
+//! (net-retriever and debootstrap verify against it; d-i would otherwise link it to
+//! Debian's keyring alone), the key itself, and a base-installer hook
+//! (`overlay/d-i/usr/lib/base-installer.d/05bootproof-mirror-key`) that puts it in
+//! the target's `/etc/apt/trusted.gpg.d/` before base-installer's `apt-get update`.
+//!
 //! Must not: change Debian's kernel or initrd, or put an answer (let alone a secret)
 //! into the ISO: everything run-specific comes over HTTP.
 
@@ -33,6 +41,7 @@ use super::ImageError;
 use super::build::Build;
 use super::debs::{self, Deb};
 use super::media::tools;
+use super::mirror::{self, SigningKey};
 use super::modules::{self, ModulesDep};
 use super::netboot::{self, Facts};
 use crate::host::setup::Requirement;
@@ -50,6 +59,16 @@ pub const SERVER_ADDRESS: &str = "10.0.2.100";
 /// its own since 5.17).
 pub const GUEST_MODULES: &[&str] = &["virtio_console", "9pnet_virtio", "9pnet_fd", "9p"];
 
+/// The base-installer hook that trusts the mirror's key in the target.
+pub const KEY_HOOK: (&str, &str) = (
+    "usr/lib/base-installer.d/05bootproof-mirror-key",
+    include_str!("../../overlay/d-i/usr/lib/base-installer.d/05bootproof-mirror-key"),
+);
+/// Where the installer finds the mirror's key and the keyring it verifies with.
+pub const KEY_FILE: &str = "usr/share/keyrings/bootproof-mirror.gpg";
+pub const INSTALLER_KEYRING: &str = "usr/share/keyrings/archive.gpg";
+const DEBIAN_KEYRING: &str = "usr/share/keyrings/debian-archive-keyring.gpg";
+
 /// Paths inside the ISO.
 pub const ISO_KERNEL: &str = "install.amd/vmlinuz";
 pub const ISO_INITRD: &str = "install.amd/initrd.gz";
@@ -58,14 +77,23 @@ pub const ISO_MODULES: &str = "install.amd/bootproof-modules.cpio.gz";
 /// The installer's kernel command line. `auto=true priority=critical` defers the
 /// locale and network questions until the preseed is loaded and asks nothing the
 /// preseed answers; locale, keymap and hostname are also given here because netcfg
-/// and localechooser may ask before the file arrives. `DEBIAN_FRONTEND=text`: plain
-/// lines on the serial console instead of newt's drawn screens. Nothing after `---`:
-/// the installed kernel's options come from the preseed (`add-kernel-opts`).
+/// and localechooser ask before the file arrives. So are the name servers: QEMU's
+/// DHCP under `restrict=on` offers none, and netcfg then stops to ask (measured);
+/// 127.0.0.1 refuses at once, where a silent address would make every lookup wait
+/// for its timeout. Nor does it offer a router, and netcfg asks whether to go on
+/// without one (`no_default_route`): the server is on the guest's own subnet.
+/// `ipv6.disable=1`: netcfg otherwise spends about 10 s on IPv6
+/// autoconfiguration that QEMU's user network never answers. `DEBIAN_FRONTEND=text`
+/// and `TERM=dumb`: plain lines on the serial console, without newt's drawn screens
+/// or the GNU screen session d-i starts on serial consoles (rootskel's S70menu skips
+/// it for a dumb terminal). Nothing after `---`: the installed kernel's options come
+/// from the preseed (`add-kernel-opts`).
 pub fn cmdline() -> String {
     format!(
         "auto=true priority=critical url=http://{SERVER_ADDRESS}{} \
          locale=en_US.UTF-8 keymap=us hostname=bootproof-installed domain= \
-         interface=auto DEBIAN_FRONTEND=text console=ttyS0,115200n8 ---",
+         interface=auto netcfg/get_nameservers=127.0.0.1 netcfg/no_default_route=true ipv6.disable=1 \
+         DEBIAN_FRONTEND=text TERM=dumb console=ttyS0,115200n8 ---",
         crate::installer::preseed::URL_PATH
     )
 }
@@ -105,6 +133,8 @@ pub struct Resolved {
     pub facts: Facts,
     /// `linux-image-<release>` at the netboot kernel's version.
     pub linux_image: Deb,
+    /// The key the mirror is signed with, which the installer trusts.
+    pub key: SigningKey,
 }
 
 /// Resolves the netboot package and the kernel package matching its kernel.
@@ -123,13 +153,13 @@ pub fn resolve(progress: &mut dyn FnMut(&str)) -> Result<Resolved, ImageError> {
         image: NAME.into(),
         message: format!("apt-cache show printed no file for {spec}"),
     })?;
-    Ok(Resolved { facts, linux_image })
+    Ok(Resolved { facts, linux_image, key: mirror::signing_key()? })
 }
 
 /// Everything that decides the ISO, as text.
 pub fn fingerprint(r: &Resolved) -> String {
     format!(
-        "version={VERSION}\nnetboot={} {} {}\nlinux_image={} {} {}\nmodules={}\ngrub.cfg:\n{}",
+        "version={VERSION}\nnetboot={} {} {}\nlinux_image={} {} {}\nmodules={}\nmirror_key={}\nhook:\n{}\ngrub.cfg:\n{}",
         r.facts.deb.package,
         r.facts.deb.version,
         r.facts.deb.sha256,
@@ -137,6 +167,8 @@ pub fn fingerprint(r: &Resolved) -> String {
         r.linux_image.version,
         r.linux_image.sha256,
         GUEST_MODULES.join(" "),
+        r.key.fingerprint,
+        KEY_HOOK.1,
         grub_cfg()
     )
 }
@@ -159,7 +191,7 @@ pub fn build(b: &mut Build, r: &Resolved) -> Result<PathBuf, ImageError> {
     let work = b.dir().join("work");
     b.step("unpacking Debian's netboot installer");
     let netboot = netboot::unpack(b, &files[0], &work.join("netboot"))?;
-    b.step("adding kernel modules to the installer's initramfs");
+    b.step("adding kernel modules and the mirror's key to the installer's initramfs");
     let extra = modules_initrd(b, r, &netboot.initrd, &files[1], &work)?;
     b.step("writing the ISO");
     let root = work.join("iso-root");
@@ -216,6 +248,7 @@ fn modules_initrd(
         b.io(&dest, std::fs::copy(&src, &dest))?;
     }
     b.run(Command::new("depmod").arg("-b").arg(&root).arg(release))?;
+    let trust = add_trust(b, r, &root)?;
 
     let mut names: Vec<String> = Vec::new();
     let mut index_files: Vec<String> = b
@@ -226,7 +259,7 @@ fn modules_initrd(
         .map(|n| format!("{moddir}/{n}"))
         .collect();
     index_files.sort();
-    for file in added.iter().map(|p| format!("{moddir}/{p}")).chain(index_files) {
+    for file in added.iter().map(|p| format!("{moddir}/{p}")).chain(index_files).chain(trust) {
         push_with_parents(&mut names, &file);
     }
     let out = work.join("bootproof-modules.cpio.gz");
@@ -241,6 +274,24 @@ fn modules_initrd(
         Some(list.as_bytes()),
     )?;
     Ok(out)
+}
+
+/// Writes the mirror's key, the keyring d-i verifies with (Debian's and ours) and
+/// the hook into `root`; returns their paths in it.
+fn add_trust(b: &mut Build, r: &Resolved, root: &Path) -> Result<Vec<String>, ImageError> {
+    let key = b.io(&r.key.public, std::fs::read(&r.key.public))?;
+    let debian = root.join(DEBIAN_KEYRING);
+    let mut keyring = b.io(&debian, std::fs::read(&debian))?;
+    // OpenPGP keyrings are concatenations of keys: gpgv reads both.
+    keyring.extend_from_slice(&key);
+    b.write(&root.join(INSTALLER_KEYRING), keyring)?;
+    b.write(&root.join(KEY_FILE), &key)?;
+    let hook = root.join(KEY_HOOK.0);
+    b.create_dir(hook.parent().expect("the hook lives in a directory"))?;
+    b.write(&hook, KEY_HOOK.1)?;
+    use std::os::unix::fs::PermissionsExt;
+    b.io(&hook, std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)))?;
+    Ok([INSTALLER_KEYRING, KEY_FILE, KEY_HOOK.0].map(str::to_string).to_vec())
 }
 
 /// Adds `file`'s parent directories (each once, parents first) and then `file`.

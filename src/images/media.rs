@@ -365,6 +365,12 @@ pub mod tools {
     pub const CPIO: Requirement = Requirement::command("cpio", "cpio", "cpio", "packing the initramfs");
     pub const APT_FTPARCHIVE: Requirement =
         Requirement::command("apt-ftparchive", "apt-utils", "apt", "the installer mirror's indexes");
+    pub const GPG: Requirement =
+        Requirement::command("gpg", "gpg", "gnupg2", "signing the installer mirror's Release");
+    pub const GPG_AGENT: Requirement =
+        Requirement::command("gpg-agent", "gpg-agent", "gnupg2", "gpg's secret-key operations");
+    pub const GPGCONF: Requirement =
+        Requirement::command("gpgconf", "gpgconf", "gnupg2", "stopping gpg's agent after signing");
     pub const GRUB_MKRESCUE: Requirement =
         Requirement::command("grub-mkrescue", "grub-common", "grub2-tools-extra", "the installer ISO");
     pub const GRUB_EFI_MODULES: Requirement = Requirement::file(

@@ -25,14 +25,19 @@
 //! `main/debian-installer/binary-amd64/Packages(.gz)` and `dists/bookworm/Release`,
 //! with an override file taken from Debian's own index, so every package keeps the
 //! Priority and Section Debian gives it (debootstrap selects by Priority). The files
-//! keep their pool paths. The Release is not signed: d-i's supported answer for a
-//! local mirror is `debian-installer/allow_unauthenticated` (net-retriever then skips
-//! `gpgv`, base-installer runs debootstrap with `--no-check-gpg` and writes
-//! `APT::Get::AllowUnauthenticated` for the target's apt until the install ends).
-//! A key of our own would have to be added to the installer's keyring, debootstrap's
-//! and the target's apt, for no gain in what is checked: every file in the mirror was
-//! verified against Debian's signed indexes when apt downloaded it, and only the one
-//! guest behind QEMU's `guestfwd` can reach the server.
+//! keep their pool paths.
+//!
+//! **Signature.** The Release is signed (`InRelease`, `Release.gpg`) with a key of
+//! bootproof's own, made once per cache ([`signing_key`]), and the installer trusts
+//! it: the ISO's second initrd adds it to d-i's `/usr/share/keyrings/archive.gpg`
+//! (net-retriever and debootstrap check against that file) and a base-installer hook
+//! copies it into the target's `/etc/apt/trusted.gpg.d/` before base-installer runs
+//! `apt-get update` there. The unsigned way d-i documents,
+//! `debian-installer/allow_unauthenticated`, gets through net-retriever and
+//! debootstrap but not bookworm's apt in the target: `apt-get update` refuses an
+//! unsigned repository even with `APT::Get::AllowUnauthenticated` (measured with
+//! apt 2.6.1 against this mirror: "The repository ... is not signed"), and the
+//! kernel cannot be installed from lists apt will not read.
 //!
 //! **What the archive does not serve.** A file the archive answers with 404 is not
 //! fatal to the build: the mirror is written without it, the file names are listed
@@ -62,11 +67,13 @@ use crate::host::setup::{self, Requirement};
 
 pub const NAME: &str = "mirror";
 /// Bump when the steps change in a way the fingerprint does not show.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 4;
 /// The suite the mirror presents, whatever suites its files came from.
 pub const SUITE: &str = "bookworm";
 /// Written into a complete build; its absence makes the next `ensure` rebuild.
 const COMPLETE: &str = "complete";
+/// The user id of the mirror's signing key.
+const KEY_UID: &str = "bootproof installer mirror (test key, made on this host)";
 
 /// Optional-priority udebs this install needs besides what anna takes by itself;
 /// `{abi}` is the netboot kernel's release.
@@ -95,6 +102,9 @@ pub const EXTRA_UDEBS: &[&str] = &[
 /// and the signed shim and grub it adds on amd64), localechooser and console-setup's
 /// finish hook, user-setup (sudo) and pkgsel's include put on the target.
 pub const TARGET_PACKAGES: &[&str] = &[
+    // debootstrap adds it to its selection for a merged /usr (found by running
+    // debootstrap --print-debs against the mirror: tests/installer_images.rs).
+    "usr-is-merged",
     "linux-image-amd64",
     "initramfs-tools",
     "busybox",
@@ -148,6 +158,73 @@ pub struct Resolved {
     pub overrides: Vec<(String, String, String)>,
     /// Dependencies of the selected udebs that nothing in the index or initrd provides.
     pub unresolved: Vec<String>,
+    /// The key the Release is signed with.
+    pub key: SigningKey,
+}
+
+/// The mirror's signing key: a GnuPG home under `cache_dir()/installer/key/` and its
+/// public key, exported as a binary keyring (what gpgv and apt read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub home: PathBuf,
+    pub public: PathBuf,
+    pub fingerprint: String,
+}
+
+/// The mirror's signing key, made on first use (ed25519, no passphrase, no expiry:
+/// it signs a test mirror that only one guest behind `guestfwd` ever reads).
+pub fn signing_key() -> Result<SigningKey, ImageError> {
+    let dir = crate::cache::cache_dir().join("installer").join("key");
+    let key = SigningKey {
+        home: dir.join("gnupg"),
+        public: dir.join("bootproof-mirror.gpg"),
+        fingerprint: String::new(),
+    };
+    let fingerprint = |home: &Path| -> Option<String> {
+        let out = gpg(home).args(["--with-colons", "--list-secret-keys"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').find(|f| !f.is_empty()))
+            .map(str::to_string)
+    };
+    let err = |message: String| ImageError::Resolve { image: NAME.into(), message };
+    if let (Some(fpr), true) = (fingerprint(&key.home), key.public.is_file()) {
+        return Ok(SigningKey { fingerprint: fpr, ..key });
+    }
+    setup::ensure(&[super::media::tools::GPG, super::media::tools::GPG_AGENT, super::media::tools::GPGCONF])
+        .map_err(|source| ImageError::Setup { image: NAME.into(), source })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&key.home).map_err(|e| err(format!("{}: {e}", key.home.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&key.home, std::fs::Permissions::from_mode(0o700));
+    let made = gpg(&key.home)
+        .args(["--passphrase", "", "--quick-gen-key", KEY_UID, "ed25519", "sign", "never"])
+        .output()
+        .map_err(|e| err(format!("cannot run gpg: {e}")))?;
+    let exported = gpg(&key.home).args(["--export", "--output"]).arg(&key.public).output();
+    stop_agent(&key.home);
+    if !made.status.success() || !exported.is_ok_and(|o| o.status.success()) {
+        return Err(err(format!(
+            "making the mirror's signing key with gpg failed: {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        )));
+    }
+    let fpr = fingerprint(&key.home).ok_or_else(|| err("gpg made no key".into()))?;
+    stop_agent(&key.home);
+    Ok(SigningKey { fingerprint: fpr, ..key })
+}
+
+/// gpg on a private home, never asking anything.
+fn gpg(home: &Path) -> Command {
+    let mut cmd = Command::new("gpg");
+    cmd.arg("--homedir").arg(home).args(["--batch", "--yes", "--pinentry-mode", "loopback"]);
+    cmd
+}
+
+/// gpg starts an agent for its home; it must not outlive the build.
+fn stop_agent(home: &Path) {
+    let _ = Command::new("gpgconf").arg("--homedir").arg(home).args(["--kill", "gpg-agent"]).output();
 }
 
 /// Builds (or finds in the cache) the mirror, printing progress on stderr.
@@ -202,6 +279,9 @@ pub fn build(force: bool, progress: &mut dyn FnMut(&str)) -> Result<Mirror, Imag
 pub fn requirements() -> Vec<Requirement> {
     vec![
         super::media::tools::APT_FTPARCHIVE,
+        super::media::tools::GPG,
+        super::media::tools::GPG_AGENT,
+        super::media::tools::GPGCONF,
         Requirement::command("gzip", "gzip", "gzip", "compressing the mirror's indexes"),
         Requirement::command("dpkg-deb", "dpkg", "dpkg", "reading the netboot installer"),
         super::media::tools::CPIO,
@@ -429,12 +509,14 @@ pub fn resolve(progress: &mut dyn FnMut(&str)) -> Result<Resolved, ImageError> {
         overrides.push((u.deb.package.clone(), u.priority.clone(), u.section.clone()));
     }
     debs_out.sort_by(|a, b| a.package.cmp(&b.package));
+    let key = signing_key()?;
     Ok(Resolved {
         facts,
         udebs: selection.udebs.iter().map(|u| u.deb.clone()).collect(),
         debs: debs_out,
         overrides,
         unresolved: selection.unresolved,
+        key,
     })
 }
 
@@ -583,8 +665,12 @@ pub fn hash(r: &Resolved) -> String {
 
 fn fingerprint(r: &Resolved) -> String {
     let mut text = format!(
-        "version={VERSION}\nnetboot={} {}\nkernel={} {}\n",
-        r.facts.deb.version, r.facts.deb.sha256, r.facts.kernel_release, r.facts.kernel_version
+        "version={VERSION}\nnetboot={} {}\nkernel={} {}\nkey={}\n",
+        r.facts.deb.version,
+        r.facts.deb.sha256,
+        r.facts.kernel_release,
+        r.facts.kernel_version,
+        r.key.fingerprint
     );
     for d in r.udebs.iter().chain(&r.debs) {
         text.push_str(&format!("{} {} {}\n", d.package, d.version, d.sha256));
@@ -626,8 +712,9 @@ fn build_unlocked(b: &mut Build, r: &Resolved) -> Result<Vec<String>, ImageError
             b.io(&dest, std::fs::copy(&src, &dest))?;
         }
     }
-    b.step("writing the indexes");
+    b.step("writing and signing the indexes");
     indexes(b, &root, &r.overrides)?;
+    sign(b, &root.join("dists").join(SUITE), &r.key)?;
     Ok(missing)
 }
 
@@ -693,6 +780,7 @@ fn indexes(b: &mut Build, root: &Path, overrides: &[(String, String, String)]) -
         let packages = dir.join("Packages");
         b.write(&packages, stanzas)?;
         b.run(Command::new("gzip").args(["-9nk"]).arg(&packages))?;
+        b.write(&dir.join("Release"), component_release(component))?;
     }
     let release = b.dir().join("Release");
     let opt = |k: &str, v: &str| ["-o".to_string(), format!("APT::FTPArchive::Release::{k}={v}")];
@@ -710,6 +798,41 @@ fn indexes(b: &mut Build, root: &Path, overrides: &[(String, String, String)]) -
     }
     b.run_to_file(cmd.arg("release").arg(&dists), &release)?;
     b.io(&release, std::fs::rename(&release, dists.join("Release")))
+}
+
+/// `InRelease` and `Release.gpg` over `dists/<suite>/Release`.
+fn sign(b: &mut Build, dists: &Path, key: &SigningKey) -> Result<(), ImageError> {
+    let release = dists.join("Release");
+    let signed = b
+        .run(
+            gpg(&key.home)
+                .arg("--local-user")
+                .arg(&key.fingerprint)
+                .arg("--clearsign")
+                .arg("--output")
+                .arg(dists.join("InRelease"))
+                .arg(&release),
+        )
+        .and_then(|()| {
+            b.run(
+                gpg(&key.home)
+                    .arg("--local-user")
+                    .arg(&key.fingerprint)
+                    .args(["--armor", "--detach-sign", "--output"])
+                    .arg(dists.join("Release.gpg"))
+                    .arg(&release),
+            )
+        });
+    stop_agent(&key.home);
+    signed
+}
+
+/// The per-component `Release` beside a Packages index, as Debian's archive has it:
+/// choose-mirror reads `main/binary-amd64/Release` to decide whether the mirror
+/// carries the installer's architecture (without it: "Architecture not supported",
+/// measured).
+fn component_release(component: &str) -> String {
+    format!("Archive: {SUITE}\nOrigin: Debian\nLabel: Debian\nComponent: {component}\nArchitecture: amd64\n")
 }
 
 /// `(udeb stanzas, deb stanzas)` of an apt-ftparchive Packages text.

@@ -18,7 +18,7 @@
 //! std::fs::create_dir_all(&files)?;
 //! std::fs::write(files.join(preseed::FILE_NAME), preseed::render(&secrets, &preseed::Extras::default())?)?;
 //! let server = serve::Server::start(installer::roots(&mirror, &files), &run_dir.join("http.log"))?;
-//! let netdev = installer::netdev_arg("n0", server.port());     // QEMU -netdev
+//! let netdev = installer::netdev_arg("n0", &std::env::current_exe()?, server.port()); // -netdev
 //! # let _ = (iso, netdev); Ok(()) }
 //! ```
 //!
@@ -40,9 +40,12 @@ pub fn roots(mirror: &Mirror, run_files: &Path) -> Vec<serve::Root> {
 }
 
 /// QEMU's `-netdev` value for an installer run: user networking that reaches
-/// nothing (`restrict=on`) but `10.0.2.100:80`, forwarded to the server on loopback.
-pub fn netdev_arg(id: &str, port: u16) -> String {
-    format!("user,id={id},restrict=on,guestfwd=tcp:{SERVER_ADDRESS}:80-tcp:127.0.0.1:{port}")
+/// nothing (`restrict=on`) but `10.0.2.100:80`, where each guest connection starts
+/// `<bootproof> installer relay 127.0.0.1:<port>` (see [`serve`] for why not the
+/// one shared stream of `-tcp:`). `bootproof` is the path of bootproof's binary.
+pub fn netdev_arg(id: &str, bootproof: &Path, port: u16) -> String {
+    let relay = format!("{} installer relay 127.0.0.1:{port}", bootproof.display());
+    format!("user,id={id},restrict=on,guestfwd=tcp:{SERVER_ADDRESS}:80-cmd:{}", relay.replace(',', ",,"))
 }
 
 #[cfg(test)]
@@ -52,8 +55,9 @@ mod tests {
     #[test]
     fn the_guest_reaches_only_the_forwarded_server() {
         assert_eq!(
-            netdev_arg("n0", 41234),
-            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:41234"
+            netdev_arg("n0", Path::new("/usr/bin/bootproof"), 41234),
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/bootproof installer relay 127.0.0.1:41234"
         );
+        assert!(netdev_arg("n0", Path::new("/a,b/bootproof"), 1).contains("-cmd:/a,,b/bootproof "));
     }
 }

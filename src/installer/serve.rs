@@ -11,7 +11,19 @@
 //! the list of what it fetched.
 //!
 //! HTTP itself is `tiny_http`'s. The server listens on loopback only and stops when
-//! the [`Server`] is dropped.
+//! the [`Server`] is dropped: the drop waits for the workers (no answer is cut
+//! short after it returns); the listening socket closes moments later, when
+//! tiny_http's own accept thread sees the stop.
+//!
+//! **How the guest's connections arrive.** `guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:PORT`
+//! names a character device: QEMU opens one connection to the server when it starts
+//! and feeds every guest connection into it (measured: the whole install's requests
+//! came from one host port). That holds while each request is answered before the
+//! next starts and nobody closes the stream; a guest client that gives up mid-answer
+//! leaves the rest of it for the next one, and one that asks to close ends the
+//! device for good. `guestfwd=...-cmd:<bootproof> installer relay 127.0.0.1:PORT`
+//! instead starts [`relay`] for each guest connection: one host connection each,
+//! closed when the guest closes ([`super::netdev_arg`] writes that form).
 //!
 //! Must not: listen on anything but loopback, follow symlinks, list directories,
 //! accept writes, or log request or response bodies.
@@ -131,6 +143,27 @@ fn check_root(root: &Root) -> Result<(), ServeError> {
 struct Shared {
     roots: Vec<Root>,
     log: Mutex<File>,
+}
+
+/// Copies stdin to a new connection to `addr` and the connection's answers to
+/// stdout until both directions end: QEMU's `guestfwd=...-cmd:` runs this once per
+/// guest connection with the connection as stdin and stdout.
+pub fn relay(addr: &str) -> std::io::Result<()> {
+    let stream = std::net::TcpStream::connect(addr)?;
+    let mut upstream = stream.try_clone()?;
+    let to_server = std::thread::spawn(move || {
+        let copied = std::io::copy(&mut std::io::stdin().lock(), &mut upstream);
+        // The guest closed its side: let the server see the end of the request.
+        let _ = upstream.shutdown(std::net::Shutdown::Write);
+        copied
+    });
+    let mut downstream = stream;
+    std::io::copy(&mut downstream, &mut std::io::stdout().lock())?;
+    std::io::stdout().flush()?;
+    // The server closed: the guest's connection ends when this process exits, even
+    // if the guest never closes its sending side.
+    drop(to_server);
+    Ok(())
 }
 
 /// Why a request got no file.
