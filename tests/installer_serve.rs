@@ -160,3 +160,51 @@ fn the_relay_carries_one_guest_connection_to_the_server() {
     assert!(out.stderr.is_empty(), "stderr reaches the guest: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(parse(&out.stdout), (200, b"d-i debian-installer/locale string C\n".to_vec()));
 }
+
+#[test]
+fn the_relay_passes_a_binary_answer_on_a_kept_alive_connection_at_once() {
+    let dir = tree();
+    // No trailing newline: a line-buffered relay would hold the tail back.
+    let body: Vec<u8> = (0..7203u32).map(|i| (i * 7 % 251) as u8).filter(|b| *b != b'\n').collect();
+    std::fs::write(dir.path().join("mirror/Packages.gz"), &body).unwrap();
+    let server = start(dir.path());
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .args(["installer", "relay", &format!("127.0.0.1:{}", server.port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = relay.stdin.take().unwrap();
+    stdin.write_all(b"GET /debian/Packages.gz HTTP/1.1\r\nHost: 10.0.2.100\r\n\r\n").unwrap();
+    let mut stdout = relay.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = body.len();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stdout.read(&mut buf).unwrap_or(0);
+            got.extend_from_slice(&buf[..n]);
+            seen2.lock().unwrap().extend_from_slice(&buf[..n]);
+            let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+            let complete = body_at.is_some_and(|at| got.len() - at >= want);
+            if n == 0 || complete {
+                let _ = tx.send(got);
+                return;
+            }
+        }
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_else(|_| {
+        let seen = seen.lock().unwrap();
+        panic!(
+            "the answer did not arrive while the connection stayed open; got {} bytes: {:?}",
+            seen.len(),
+            String::from_utf8_lossy(&seen[..seen.len().min(200)])
+        )
+    });
+    assert_eq!(parse(&got), (200, body));
+    drop(stdin);
+    assert!(relay.wait().unwrap().success());
+}

@@ -31,6 +31,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -151,19 +152,43 @@ struct Shared {
 pub fn relay(addr: &str) -> std::io::Result<()> {
     let stream = std::net::TcpStream::connect(addr)?;
     let mut upstream = stream.try_clone()?;
+    // Both ends as plain files: no buffering (Rust's stdout holds back what follows
+    // the last newline, and on a kept-alive connection the tail of a gzip index then
+    // never came: d-i's wget stalled, measured) and a plain read/write loop: with
+    // `io::copy` from stdin, a request on a pipe reached the server only once the
+    // pipe closed (measured in tests/installer_serve.rs).
+    let mut stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let mut stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
     let to_server = std::thread::spawn(move || {
-        let copied = std::io::copy(&mut std::io::stdin().lock(), &mut upstream);
+        let pumped = pump(&mut stdin, &mut upstream);
         // The guest closed its side: let the server see the end of the request.
         let _ = upstream.shutdown(std::net::Shutdown::Write);
-        copied
+        pumped
     });
     let mut downstream = stream;
-    std::io::copy(&mut downstream, &mut std::io::stdout().lock())?;
-    std::io::stdout().flush()?;
+    match pump(&mut downstream, &mut stdout) {
+        // The guest closed its connection: the end of this one, not a failure.
+        Err(e)
+            if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {}
+        other => other?,
+    }
     // The server closed: the guest's connection ends when this process exits, even
     // if the guest never closes its sending side.
     drop(to_server);
     Ok(())
+}
+
+/// Passes each chunk on as soon as it is read, until `from` ends.
+fn pump(from: &mut impl std::io::Read, to: &mut impl Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Why a request got no file.
