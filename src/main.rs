@@ -88,8 +88,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum InstallerCommand {
-    /// Build (or find in the cache) the local Debian mirror and print its directory.
-    Mirror,
+    /// Build (or find in the cache) the local Debian mirror and print its directory;
+    /// exit 1 when the archive did not serve every file the install needs.
+    Mirror {
+        /// Build again even when cached (tries files the archive did not serve again).
+        #[arg(long)]
+        rebuild: bool,
+    },
     /// Serve the mirror and a rendered preseed on 127.0.0.1 until interrupted. The
     /// secrets come from BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN.
     Serve {
@@ -183,32 +188,38 @@ fn images(command: ImagesCommand) -> ExitCode {
 }
 
 fn installer(command: InstallerCommand) -> ExitCode {
-    use bootproof::installer::{self, preseed, serve};
-    if let InstallerCommand::Relay { addr } = &command {
-        return match serve::relay(addr) {
+    match command {
+        InstallerCommand::Relay { addr } => match bootproof::installer::serve::relay(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(2, format!("relay to {addr}: {e}")),
-        };
+        },
+        InstallerCommand::Mirror { rebuild } => match bootproof::images::mirror::build(rebuild, &mut |l| {
+            bootproof::reporter::line(format!("bootproof: {l}"))
+        }) {
+            Ok(mirror) => {
+                println!("{}", mirror.root.display());
+                if mirror.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            }
+            Err(e) => fail(2, e),
+        },
+        InstallerCommand::Serve { dir, overrides } => serve_installer(&dir, overrides),
     }
-    let mirror = match bootproof::images::mirror::ensure() {
-        Ok(m) => m,
-        Err(e) => return fail(2, e),
-    };
-    let dir = match command {
-        InstallerCommand::Mirror => {
-            println!("{}", mirror.root.display());
-            return if mirror.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) };
-        }
-        InstallerCommand::Serve { dir, overrides } => (dir, overrides),
-        InstallerCommand::Relay { .. } => unreachable!("answered above"),
-    };
-    let (dir, overrides) = dir;
+}
+
+/// `bootproof installer serve`: the mirror and a rendered preseed on loopback until
+/// the process is interrupted (docs/installer.md runs an install by hand with it).
+fn serve_installer(dir: &std::path::Path, overrides: Vec<String>) -> ExitCode {
+    use bootproof::installer::{self, preseed, serve};
     let secret = |name: &str| std::env::var(format!("BOOTPROOF_SECRET_{name}")).ok();
     let (Some(luks_passphrase), Some(admin_password)) = (secret("LUKS"), secret("ADMIN")) else {
         return fail(
             2,
             "set BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN: the preseed's LUKS passphrase and admin password",
         );
+    };
+    let mirror = match bootproof::images::mirror::ensure() {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
     };
     let secrets = preseed::Secrets { luks_passphrase, admin_password };
     let extras = preseed::Extras { overrides, ..preseed::Extras::default() };

@@ -217,7 +217,8 @@ fn known_names_are_listed_and_others_refused() {
             "installed-sb",
             "installed-broken-sysctl",
             "installed-broken-home",
-            "installed-broken-sddm"
+            "installed-broken-sddm",
+            "installer"
         ]
     );
     assert!(images::ensure("reference:nope").is_err());
