@@ -38,6 +38,11 @@
 //! directory also holds the test secrets a scenario reads with
 //! `{ reference = "installed/luks-passphrase" }` ([`secret_file`]).
 //!
+//! `installer` ([`installer_iso`]) is Debian's netboot installer on an ISO that
+//! installs unattended from the local mirror ([`mirror`], cached the same way under
+//! `images/mirror-<hash>/`); both read the netboot package through [`netboot`].
+//! docs/installer.md tells the whole story.
+//!
 //! Must not: download anything but Debian packages through apt, or boot the images
 //! (the runtime's tests do). Only the `installed` build mounts anything (a loop mount
 //! of its own btrfs image, as root, unmounted before the step ends).
