@@ -95,6 +95,7 @@ pub fn examine() -> Report {
     checks.push(tool_row(&host::QEMU_IMG, true));
     checks.push(tool_row(&host::SWTPM, true));
     checks.push(tool_row(&host::SWTPM_TOOLS, false));
+    checks.push(tool_row(&host::SOCAT, false));
     for (item, fw) in [
         ("firmware uefi", crate::profile::Firmware::Uefi),
         ("firmware uefi-secureboot", crate::profile::Firmware::UefiSecureBoot),

@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::logs::{self, Analyzer, Finding, LogError, LogKind, Severity};
+use crate::logs::{self, Analyzer, Finding, LogError, LogKind, Phase, Severity};
 
 /// How much of a file detection looks at.
 pub const SNIFF_BYTES: usize = 64 * 1024;
@@ -252,14 +252,13 @@ pub fn render_text(report: &Report) -> String {
     out
 }
 
-/// Sorted findings gathered by (severity, kind, file), in order of first appearance.
+/// Sorted findings gathered by (severity, kind, file, whether at shutdown), in order of
+/// first appearance: a finding judged by its shutdown is not listed under one that is not.
 fn group_findings(findings: &[Finding]) -> Vec<Vec<&Finding>> {
     let mut groups: Vec<Vec<&Finding>> = Vec::new();
     for finding in findings {
-        let same = |g: &&mut Vec<&Finding>| {
-            let first = g[0];
-            (first.severity, first.kind, &first.file) == (finding.severity, finding.kind, &finding.file)
-        };
+        let key = |f: &Finding| (f.severity, f.kind, f.file.clone(), at_shutdown(f));
+        let same = |g: &&mut Vec<&Finding>| key(g[0]) == key(finding);
         match groups.iter_mut().find(same) {
             Some(group) => group.push(finding),
             None => groups.push(vec![finding]),
@@ -298,22 +297,33 @@ fn render_group(out: &mut String, group: &[&Finding]) {
     ));
 }
 
+/// Whether a finding was logged while its system shut down, which the text report says:
+/// it is why the same message may be judged milder than at other times.
+fn at_shutdown(finding: &Finding) -> bool {
+    finding.phase == Some(Phase::Shutdown)
+}
+
 fn headline(report: &Report) -> String {
     let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
-    let (critical, errors, warnings) =
-        (count(Severity::Critical), count(Severity::Error), count(Severity::Warning));
+    let (critical, errors, warnings, info) =
+        (count(Severity::Critical), count(Severity::Error), count(Severity::Warning), count(Severity::Info));
     if report.findings.is_empty() {
         return format!("no findings in {} files\n", report.files.len());
     }
-    format!("{critical} critical, {errors} errors, {warnings} warnings in {} files\n", report.files.len())
+    let info = if info > 0 { format!(", {info} info") } else { String::new() };
+    format!(
+        "{critical} critical, {errors} errors, {warnings} warnings{info} in {} files\n",
+        report.files.len()
+    )
 }
 
 fn render_finding(out: &mut String, finding: &Finding) {
     let severity = format!("{:?}", finding.severity).to_uppercase();
     let kind = kind_name(finding.kind);
     let time = finding.time.as_deref().map(|t| format!("  [{t}]")).unwrap_or_default();
+    let phase = if at_shutdown(finding) { "  at shutdown" } else { "" };
     out.push_str(&format!(
-        "{severity} {kind}  {}:{}{time}\n  {}\n",
+        "{severity} {kind}  {}:{}{time}{phase}\n  {}\n",
         finding.file.display(),
         finding.line,
         finding.summary
@@ -384,6 +394,8 @@ struct JsonFinding<'a> {
     line: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase: Option<Phase>,
     summary: &'a str,
     evidence: &'a [String],
 }
@@ -410,6 +422,7 @@ pub fn render_json(report: &Report) -> String {
                 file: f.file.to_string_lossy().into_owned(),
                 line: f.line,
                 time: f.time.as_deref(),
+                phase: f.phase,
                 summary: &f.summary,
                 evidence: &f.evidence,
             })

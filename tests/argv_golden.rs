@@ -31,7 +31,7 @@ use bootproof::host::accel::Accel;
 use bootproof::host::ovmf::{self, FirmwarePair};
 use bootproof::profile::{self, Firmware, Profile};
 use bootproof::vm::argv::argv;
-use bootproof::vm::plan::{Drive, HostFacts, Image, Plan, ShareSecurity};
+use bootproof::vm::plan::{Drive, Forward, HostFacts, Image, Plan, ShareSecurity};
 use bootproof::vm::rundir::RunLayout;
 use bootproof::vm::{Ending, Vm, VmOptions};
 
@@ -49,6 +49,23 @@ struct Case {
     profile: Profile,
     image: Image,
     kernel_vsock: bool,
+    /// `guestfwd`s the caller adds once its servers listen: `(guest port, host port)`.
+    forwards: Vec<(u16, u16)>,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, profile: Profile, image: Image) -> Case {
+        Case { name: name.into(), profile, image, kernel_vsock: false, forwards: Vec::new() }
+    }
+
+    fn plan(&self, host: &HostFacts, layout: &RunLayout) -> Result<Plan, Failed> {
+        let mut plan =
+            Plan::new(&self.profile, Some(&self.image), host, layout).map_err(|e| e.to_string())?;
+        if let Some(net) = &mut plan.network {
+            net.forwards.extend(self.forwards.iter().map(|&(port, host_port)| Forward { port, host_port }));
+        }
+        Ok(plan)
+    }
 }
 
 /// Every case, with its input files under `root`: `""` for the golden text (so paths
@@ -57,40 +74,45 @@ fn cases(root: &str) -> Vec<Case> {
     let guest = || Image::Disk { path: format!("{root}/images/guest.qcow2").into(), format: None };
     let mut cases: Vec<Case> = profile::shipped_names()
         .into_iter()
-        .map(|name| Case {
-            profile: profile::resolve(&name).unwrap(),
-            name,
-            image: guest(),
-            kernel_vsock: false,
-        })
+        .map(|name| Case::new(&name, profile::resolve(&name).unwrap(), guest()))
         .collect();
-    cases.push(Case {
-        name: "everything-installer-iso".into(),
-        profile: everything(root),
-        image: Image::Iso { path: format!("{root}/isos/installer.iso").into() },
-        kernel_vsock: false,
-    });
-    cases.push(Case {
-        name: "bios-installer-iso".into(),
-        profile: legacy_ide(root),
-        image: Image::Iso { path: format!("{root}/isos/installer.iso").into() },
-        kernel_vsock: false,
-    });
+    let iso = || Image::Iso { path: format!("{root}/isos/installer.iso").into() };
+    cases.push(Case::new("everything-installer-iso", everything(root), iso()));
+    cases.push(Case::new("bios-installer-iso", legacy_ide(root), iso()));
     for agent in ["auto", "qga", "shell", "vsock"] {
         let name = format!("agent-{agent}");
         let profile =
             Profile::parse(&format!("name = \"{name}\"\nagent = \"{agent}\"\n"), Path::new("a.toml"));
-        cases.push(Case { name, profile: profile.unwrap(), image: guest(), kernel_vsock: false });
+        cases.push(Case::new(name, profile.unwrap(), guest()));
     }
     // With /dev/vhost-vsock the kernel's device serves vsock instead of vhost-device-vsock.
     let profile = Profile::parse("name = \"agent-vsock-kernel\"\nagent = \"vsock\"\n", Path::new("a.toml"));
-    cases.push(Case {
-        name: "agent-vsock-kernel".into(),
-        profile: profile.unwrap(),
-        image: guest(),
-        kernel_vsock: true,
-    });
+    cases.push(Case { kernel_vsock: true, ..Case::new("agent-vsock-kernel", profile.unwrap(), guest()) });
+    // An installer run: a blank target disk, the ISO, the restricted network with a
+    // forward to a server of bootproof's, and two log ports.
+    let mut installer = Case::new("installer-network", installer_network(), Image::Blank { bytes: 20 << 30 });
+    installer.forwards = vec![(80, 39123)];
+    installer.profile.cdrom = Some(format!("{root}/isos/installer.iso").into());
+    cases.push(installer);
     cases
+}
+
+/// The machine of an installer run.
+fn installer_network() -> Profile {
+    let text = r#"
+        name = "installer-network"
+        memory = "1536M"
+        network = "restricted"
+        allow_reboot = true
+        end = "kill"
+        [[log_port]]
+        name = "org.fedoraproject.anaconda.log.0"
+        file = "installer/virtio-log.txt"
+        [[log_port]]
+        name = "org.bootproof.installer.syslog.0"
+        file = "installer/syslog"
+        "#;
+    Profile::parse(text, Path::new("installer-network.toml")).unwrap()
 }
 
 /// An installer's machine: booted from the installer's kernel with its ISO and a cdrom
@@ -203,9 +225,7 @@ fn diff(expected: &str, actual: &str) -> String {
 }
 
 fn check_golden(case: &Case) -> Result<(), Failed> {
-    let plan =
-        Plan::new(&case.profile, Some(&case.image), &golden_host(case, ""), &RunLayout::at(GOLDEN_RUN_DIR))
-            .map_err(|e| e.to_string())?;
+    let plan = case.plan(&golden_host(case, ""), &RunLayout::at(GOLDEN_RUN_DIR))?;
     let text = argv_text(&plan);
     if std::env::var("BOOTPROOF_BLESS").is_ok_and(|v| v == "1") {
         std::fs::write(golden_file(&case.name), &text).map_err(|e| e.to_string())?;
@@ -242,7 +262,7 @@ fn start_paused(name: &str) -> Result<(), Failed> {
     if let Some(fw) = &mut host.firmware {
         provide_firmware(&case.profile.firmware, fw)?;
     }
-    let mut plan = Plan::new(&case.profile, Some(&case.image), &host, &layout).map_err(|e| e.to_string())?;
+    let mut plan = case.plan(&host, &layout)?;
     provide_inputs(&plan, tmp.path())?;
 
     let ran = normalise(&argv_text(&plan), &root, &host);
@@ -324,6 +344,8 @@ fn provide_inputs(plan: &Plan, root: &Path) -> Result<(), Failed> {
                 create_parent(path)?;
                 std::fs::write(path, vec![0u8; 1 << 20]).map_err(|e| e.to_string())?;
             }
+            // Vm::launch makes blank disks itself.
+            Drive::Blank { .. } => {}
         }
     }
     if let Some(k) = &plan.kernel {
@@ -392,12 +414,7 @@ fn main() {
     trials.push(Trial::test("a-share-tag-clash-with-the-run-share-is-refused", || {
         let p =
             Profile::parse("[[share]]\ntag = \"bootproof\"\npath = \"/x\"\n", Path::new("p.toml")).unwrap();
-        let case = Case {
-            name: "clash".into(),
-            profile: p,
-            image: Image::Iso { path: "/x.iso".into() },
-            kernel_vsock: false,
-        };
+        let case = Case::new("clash", p, Image::Iso { path: "/x.iso".into() });
         let e = Plan::new(&case.profile, None, &golden_host(&case, ""), &RunLayout::at("/r"))
             .unwrap_err()
             .to_string();

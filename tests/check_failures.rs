@@ -130,6 +130,95 @@ no_error_findings = true
     assert!(screen.contains("checks:   0 passed, 10 failed (1 not checked)"), "{screen}");
 }
 
+/// The installed system with Debian's SELinux policy, permissive: the real kernel logs
+/// the accesses the policy does not allow, and `no_selinux_denials` fails naming them.
+/// An allow-list that covers each of them, and nothing wider, makes the same check pass.
+#[tokio::test]
+async fn no_selinux_denials_fails_on_what_a_real_selinux_kernel_denied_and_its_allow_list_passes() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "selinux-denials"
+profile = "uefi"
+image = "reference:installed-selinux"
+timeout = "5m"
+
+[secrets]
+luks = { reference = "installed-selinux/luks-passphrase" }
+
+[[step]]
+wait_console = "Please unlock disk root:"
+timeout = "60s"
+
+[[step]]
+type_console = "${secret:luks}\n"
+
+[[step]]
+wait_journal = { unit = "multi-user.target" }
+timeout = "90s"
+
+[[step]]
+run = "sestatus"
+stdout = '^Loaded policy name:\s+default$(?s:.*)^Current mode:\s+permissive$'
+
+[[step]]
+run = "cat /sys/fs/selinux/enforce"
+stdout = '^0$'
+
+[[check]]
+no_selinux_denials = true
+
+# What Debian's reference policy denies on this system, each named by the domain that
+# was denied and what it was denied on.
+[[check]]
+no_selinux_denials = true
+allow = [
+    # mnt-bootproof.mount: the 9p share carries no labels.
+    'comm="mount" .*scontext=system_u:system_r:mount_t:s0 tcontext=system_u:object_r:unlabeled_t:s0 tclass=filesystem ',
+    # systemd-udevd reads fs.nr_open and raises its own file limit.
+    'comm="systemd-udevd" .*scontext=system_u:system_r:udev_t:s0 tcontext=system_u:(object_r:sysctl_fs_t|system_r:udev_t):s0 ',
+    # systemd-tmpfiles relabels /etc/mtab, /root and /root/.ssh.
+    '\{ relabel(from|to) \} for  pid=\d+ comm="systemd-tmpfile" .*scontext=system_u:system_r:systemd_tmpfiles_t:s0 ',
+    # agetty trips a CAP_CHECKPOINT_RESTORE check, which getty_t is not granted.
+    '\{ checkpoint_restore \} for  pid=\d+ comm="agetty" ',
+    # Xorg and the Qt greeter make writable memory executable (JIT compilers).
+    '\{ execmem \} for  pid=\d+ comm="(Xorg|sddm-greeter)" scontext=\S+:(xserver_t|xdm_t):s0 ',
+    # systemd's user environment generator looks into SDDM's home, /var/lib/sddm.
+    'comm="30-systemd-envi" .*tcontext=system_u:object_r:xkb_var_lib_t:s0 tclass=dir ',
+]
+"#,
+    )
+    .await;
+    let all_ran = r.steps.iter().all(|s| s.status == Status::Passed);
+    assert!(all_ran, "the guest boots, unlocks and answers under SELinux: {}", r.failure_screen());
+    let checks: Vec<&CheckReport> = r.checks.iter().filter(|c| c.kind == "no_selinux_denials").collect();
+    let [denied, allowed] = checks.as_slice() else { panic!("two checks: {:?}", r.checks) };
+
+    assert_eq!(denied.status, Status::Failed, "{denied:?}");
+    let (count, shown) = denied.message.split_once(" denials in ").unwrap_or_else(|| panic!("{denied:?}"));
+    let count: usize = count.parse().unwrap_or_else(|_| panic!("a count first: {denied:?}"));
+    assert!(
+        shown.starts_with("/var/log/audit/audit.log and the journal (SELinux permissive):\navc:  denied  { "),
+        "{denied:?}"
+    );
+    let first = shown.lines().nth(1).unwrap();
+    assert!(first.contains(" } for  pid=") && first.contains(" comm=\""), "{first}");
+    assert!(first.ends_with(" permissive=1"), "{first}");
+    // The earliest denials come before auditd runs: only the kernel log and the journal
+    // have them, and the check counts them.
+    assert!(
+        ["\"mount\"", "\"systemd-udevd\""].iter().any(|comm| first.contains(&format!(" comm={comm} "))),
+        "{first}"
+    );
+    assert!(count >= 10, "{denied:?}");
+
+    assert_eq!(allowed.status, Status::Passed, "every denial in the allow-list: {allowed:?}");
+    assert!(allowed.message.ends_with("(SELinux permissive), all in the allow-list"), "{allowed:?}");
+    assert!(!allowed.message.starts_with("none"), "{allowed:?}");
+}
+
 /// On the tiny guest (busybox, no systemd, no SELinux) checks that cannot look say so
 /// and fail; a real kernel panic fails `no_kernel_oops` from the console alone.
 #[tokio::test]

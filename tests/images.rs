@@ -215,6 +215,7 @@ fn known_names_are_listed_and_others_refused() {
             "installed",
             "installed-tpm",
             "installed-sb",
+            "installed-selinux",
             "installed-broken-sysctl",
             "installed-broken-home",
             "installed-broken-sddm",

@@ -148,6 +148,48 @@ fn a_display_server_failure_is_not_hidden_behind_the_segfault() {
     assert_eq!(exit_code(&report), 1);
 }
 
+/// The installed reference system's journal around its power-off with a session open,
+/// in journalctl's short-precise form, ending with the same crash while a second boot
+/// runs.
+const POWER_OFF: &str = "\
+Nov 30 05:47:52.610233 bootproof-installed systemd[1]: Startup finished in 13.982s (kernel) + 47.086s (userspace) = 1min 1.069s.
+Nov 30 05:48:14.861202 bootproof-installed systemd-logind[396]: Power key pressed short.
+Nov 30 05:48:14.866410 bootproof-installed systemd-logind[396]: System is powering down.
+Nov 30 05:48:14.871135 bootproof-installed systemd[1]: Stopping session-3.scope - Session 3 of User admin...
+Nov 30 05:48:14.877353 bootproof-installed sddm[406]: Auth: sddm-helper crashed (exit code 15)
+Nov 30 05:48:14.877401 bootproof-installed sddm[406]: Auth: sddm-helper exited with 15
+Nov 30 05:48:14.902777 bootproof-installed systemd[1]: Stopped target graphical.target - Graphical Interface.
+";
+const NEXT_BOOT: &str = "\
+-- Boot ea7567e5b1b34034840dc90b7656705e --
+Nov 30 05:50:01.102931 bootproof-installed systemd[1]: Startup finished in 14.102s (kernel) + 46.870s (userspace) = 1min 972ms.
+Nov 30 05:50:20.004410 bootproof-installed sddm[405]: Auth: sddm-helper crashed (exit code 15)
+";
+
+#[test]
+fn what_shutdown_kills_is_not_a_failure_and_says_when_it_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.txt");
+    std::fs::write(&path, POWER_OFF).unwrap();
+    let report = inspect_paths(std::slice::from_ref(&path));
+    assert_eq!(exit_code(&report), 0);
+    let text = render_text(&report);
+    assert!(text.starts_with("0 critical, 0 errors, 0 warnings, 2 info in 1 files\n"), "{text}");
+    assert!(text.contains("journal.txt:5  [Nov 30 05:48:14.877353]  at shutdown\n"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
+    let finding = &json["findings"][0];
+    assert_eq!((finding["severity"].as_str(), finding["phase"].as_str()), (Some("info"), Some("shutdown")));
+
+    std::fs::write(&path, format!("{POWER_OFF}{NEXT_BOOT}")).unwrap();
+    let report = inspect_paths(&[path]);
+    assert_eq!(exit_code(&report), 1);
+    let text = render_text(&report);
+    assert!(text.contains("journal.txt:10  [Nov 30 05:50:20.004410]\n"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
+    let finding = &json["findings"][0];
+    assert_eq!((finding["severity"].as_str(), finding["phase"].as_str()), (Some("error"), Some("running")));
+}
+
 #[test]
 fn json_report_has_the_documented_shape() {
     let report = inspect_paths(&[fixtures().join("systemctl/list-units.txt")]);

@@ -8,6 +8,7 @@
 //! nothing passes without having checked something.
 
 pub mod kind;
+mod selinux;
 
 pub use kind::{CheckKind, LuksExpect};
 
@@ -96,7 +97,7 @@ impl Check for Builtin {
             match &self.0 {
                 CheckKind::NoFailedUnits => no_failed_units(ctx).await,
                 CheckKind::NoKernelOops => no_kernel_oops(ctx).await,
-                CheckKind::NoSelinuxDenials { allow } => no_selinux_denials(ctx, allow).await,
+                CheckKind::NoSelinuxDenials { allow } => selinux::no_selinux_denials(ctx, allow).await,
                 CheckKind::NoErrorFindings { allow } => no_error_findings(ctx, allow),
                 CheckKind::Sysctl(expected) => sysctl(ctx, expected).await,
                 CheckKind::BtrfsSubvolumes(names) => btrfs_subvolumes(ctx, names).await,
@@ -243,58 +244,6 @@ async fn no_kernel_oops(ctx: &CheckContext<'_>) -> CheckOutcome {
     }
 }
 
-/// Exit status of the denial reader when the guest has SELinux but nothing to read.
-const NO_AUDIT_LOG: i32 = 3;
-
-async fn no_selinux_denials(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome {
-    let expected = "no SELinux AVC denials outside the allow-list";
-    // Without SELinux enabled there is nothing that could deny, and nothing to read: a
-    // pass would claim what was never looked at.
-    match ask(ctx, expected, "cat /sys/fs/selinux/enforce").await {
-        Ok(Asked::Output(_)) => {}
-        Ok(Asked::Exited { .. }) => {
-            return CheckOutcome::not_checked(
-                expected,
-                "SELinux is not enabled in this guest (no /sys/fs/selinux/enforce)",
-            );
-        }
-        Err(outcome) => return outcome,
-    }
-    let read = format!(
-        "if [ -r /var/log/audit/audit.log ]; then cat /var/log/audit/audit.log; \
-         elif command -v journalctl >/dev/null; then journalctl -b --no-pager -o short-precise; \
-         else exit {NO_AUDIT_LOG}; fi"
-    );
-    let out = match ask(ctx, expected, &read).await {
-        Ok(Asked::Output(out)) => out,
-        Ok(Asked::Exited { code, stderr }) => {
-            let why = if code == NO_AUDIT_LOG {
-                "neither /var/log/audit/audit.log nor journalctl to read denials from".to_string()
-            } else {
-                format!("reading the audit log exited {code}: {stderr}")
-            };
-            return CheckOutcome::not_checked(expected, why);
-        }
-        Err(outcome) => return outcome,
-    };
-    let findings = match analyze(&out, "audit") {
-        Ok(f) => f,
-        Err(e) => return CheckOutcome::not_checked(expected, format!("audit log: {e}")),
-    };
-    let denials: Vec<_> = findings
-        .into_iter()
-        .filter(|f| f.kind == FindingKind::AvcDenial)
-        .filter(|f| {
-            !allow.iter().any(|re| f.evidence.iter().any(|e| re.is_match(e)) || re.is_match(&f.summary))
-        })
-        .collect();
-    if denials.is_empty() {
-        return CheckOutcome::pass(expected, "none");
-    }
-    let shown = denials.iter().take(5).map(|f| f.summary.clone()).collect::<Vec<_>>().join("\n");
-    CheckOutcome::fail(expected, format!("{} denials:\n{shown}", denials.len()))
-}
-
 /// What `bootproof inspect` says of the run directory: the same code, so a passing
 /// check and `inspect` can never disagree.
 fn no_error_findings(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome {
@@ -323,12 +272,18 @@ fn no_error_findings(ctx: &CheckContext<'_>, allow: &[Pattern]) -> CheckOutcome 
 
 async fn sysctl(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> CheckOutcome {
     let want = expected.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-    // Some keys are unreadable even to root (busybox then exits 1): what was read counts.
-    let out =
-        guest_or_return!(ctx, &want, "command -v sysctl >/dev/null || exit 127; sysctl -a 2>/dev/null; true");
+    // Only the keys asked for: a key the guest lacks (or cannot read) prints nothing and
+    // shows as absent. Reading them one by one keeps the answer small, where
+    // `sysctl -a` sends tens of KiB through the agent.
+    let keys: Vec<String> = expected.keys().map(|k| quote(k)).collect();
+    let cmd = format!(
+        "command -v sysctl >/dev/null || exit 127; for k in {}; do sysctl \"$k\" 2>/dev/null; done; true",
+        keys.join(" ")
+    );
+    let out = guest_or_return!(ctx, &want, &cmd);
     let seen = match crate::logs::sysctl::parse(&out) {
         Ok(s) => s,
-        Err(e) => return CheckOutcome::not_checked(want, format!("`sysctl -a` output not understood: {e}")),
+        Err(e) => return CheckOutcome::not_checked(want, format!("`sysctl` output not understood: {e}")),
     };
     let actual: BTreeMap<&str, &str> = seen.iter().map(|s| (s.key.as_str(), s.value.as_str())).collect();
     let wrong: Vec<String> = expected

@@ -17,6 +17,10 @@ pub const QEMU_IMG: Requirement =
 pub const SWTPM: Requirement = Requirement::command("swtpm", "swtpm", "swtpm", "the TPM 2.0 of tpm profiles");
 pub const SWTPM_TOOLS: Requirement =
     Requirement::command("swtpm_setup", "swtpm-tools", "swtpm-tools", "TPM state set-up");
+/// The relay of `network = "restricted"`: QEMU runs it for each guest connection to one
+/// of bootproof's servers (see `vm::argv`).
+pub const SOCAT: Requirement =
+    Requirement::command("socat", "socat", "socat", "guest connections to bootproof's servers");
 /// Only asked for when no firmware pair is found (the path differs per distribution).
 pub const OVMF_DEBIAN: Requirement =
     Requirement::file("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf", "edk2-ovmf", "UEFI firmware");
@@ -30,7 +34,7 @@ pub const VHOST_DEVICE_VSOCK: setup::CargoTool = setup::CargoTool {
 
 /// Everything a run needs; installs what is missing when allowed (see [`setup`]).
 pub fn ensure_runtime() -> Result<(), setup::SetupError> {
-    let mut reqs = vec![QEMU, QEMU_IMG, SWTPM, SWTPM_TOOLS];
+    let mut reqs = vec![QEMU, QEMU_IMG, SWTPM, SWTPM_TOOLS, SOCAT];
     if ovmf::discover().is_empty() {
         reqs.push(OVMF_DEBIAN);
     }

@@ -32,6 +32,17 @@
 //! crypttab. Its initramfs is 14.5 MB against initramfs-tools' 8 MB: systemd and
 //! libcrypto rather than busybox and klibc.
 //!
+//! `installed-selinux` ([`Variant::Selinux`]) is the same system with SELinux: Debian's
+//! reference policy (`selinux-policy-default`, whose postinst builds the policy store in
+//! the chroot) and auditd, the kernel switched to SELinux on the command line
+//! (`security=selinux`) in permissive mode (`enforcing=0`), so it boots as
+//! the others do while the kernel logs every access the policy does not allow. Its
+//! files are labelled at build time, once mmdebstrap is done (`installed/label.sh`:
+//! `setfiles` in the chroot; `root-fs.sh` keeps the `security.selinux` xattrs), so the
+//! denials are the policy's verdicts on this system, not the flood of an unlabelled
+//! file system. It exists so that
+//! `no_selinux_denials` can be shown failing on denials a real kernel logged.
+//!
 //! `installed-broken-sysctl`, `-home` and `-sddm` ([`Variant::Broken`]) each lack one
 //! property (the sysctl file, the `home` subvolume, SDDM enabled) and nothing else:
 //! `tests/broken_properties.rs` shows that the matching scenario, and only it, fails.
@@ -72,6 +83,10 @@ pub enum Variant {
     /// `installed-sb`: booted through Debian's signed shim, grub and kernel instead
     /// of the UKI, so it boots with Secure Boot on (and the kernel locks itself down).
     SecureBoot,
+    /// `installed-selinux`: the same system with Debian's SELinux reference policy
+    /// loaded in permissive mode, its files labelled, and auditd: it boots like
+    /// `installed` and logs the accesses the policy would deny.
+    Selinux,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
     Broken(Broken),
@@ -100,10 +115,11 @@ impl Broken {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
+        Variant::Selinux,
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
@@ -115,6 +131,7 @@ impl Variant {
             Variant::Plain => "installed",
             Variant::Tpm => "installed-tpm",
             Variant::SecureBoot => "installed-sb",
+            Variant::Selinux => "installed-selinux",
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
@@ -144,18 +161,21 @@ impl Variant {
         packages.extend_from_slice(match self {
             Variant::Tpm => TPM_PACKAGES,
             Variant::SecureBoot => SECURE_BOOT_PACKAGES,
+            Variant::Selinux => SELINUX_PACKAGES,
             _ => &[],
         });
         packages
     }
 
     /// The kernel command line. The TPM variant's initramfs is systemd's: it learns
-    /// which device to unlock, under which name and how from `rd.luks.*`.
+    /// which device to unlock, under which name and how from `rd.luks.*`. The SELinux
+    /// variant's kernel runs SELinux instead of Debian's default AppArmor.
     pub fn cmdline(self) -> String {
         match self {
             Variant::Tpm => {
                 format!("{CMDLINE} rd.luks.name={LUKS_UUID}=root rd.luks.options={TPM_LUKS_OPTIONS}")
             }
+            Variant::Selinux => format!("{CMDLINE} {SELINUX_CMDLINE}"),
             _ => CMDLINE.to_string(),
         }
     }
@@ -165,10 +185,12 @@ impl Variant {
         (self == Variant::Tpm).then_some(DRACUT_CONF)
     }
 
-    /// How many progress steps a build prints: the signed chain needs no UKI.
+    /// How many progress steps a build prints: the signed chain needs no UKI, and only
+    /// the SELinux variant is labelled.
     pub fn steps(self) -> usize {
         match self {
             Variant::SecureBoot => 6,
+            Variant::Selinux => 8,
             _ => 7,
         }
     }
@@ -195,6 +217,20 @@ pub const TPM_LUKS_OPTIONS: &str = "tpm2-device=auto,discard";
 /// shim-signed's runs grub-install only on an EFI host with `/boot/efi/EFI/debian`.
 pub const SECURE_BOOT_PACKAGES: &[&str] =
     &["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"];
+
+/// The SELinux variant's additions to [`PACKAGES`]: Debian's reference policy (its
+/// postinst builds and installs the policy store; `/etc/selinux/config` says
+/// `SELINUX=permissive`, `SELINUXTYPE=default`), policycoreutils for `setfiles` at
+/// build time and `sestatus` in the guest, and auditd, so denials land in
+/// `/var/log/audit/audit.log` as on the Fedora-like images this system stands for.
+pub const SELINUX_PACKAGES: &[&str] = &["selinux-policy-default", "policycoreutils", "auditd"];
+
+/// SELinux as the kernel's major LSM (Debian's kernel defaults to AppArmor), in
+/// permissive mode: every access the policy does not allow is logged and allowed, so
+/// the system boots and the denials are there to read. No `selinux=1`: Debian's kernel
+/// has no such parameter (it says `Unknown kernel command line parameters "selinux=1",
+/// will be passed to user space`), and `security=` alone enables SELinux.
+pub const SELINUX_CMDLINE: &str = "security=selinux enforcing=0";
 
 /// The kernel metapackage; its pinned kernel version is part of the cache key.
 pub const KERNEL: &str = "linux-image-amd64";
@@ -257,6 +293,7 @@ pub const SECRET_FILES: &[(&str, &str)] = &[
 const CONFIGURE: &str = include_str!("installed/configure.sh");
 const ROOT_FS: &str = include_str!("installed/root-fs.sh");
 const DRACUT_CONF: &str = include_str!("installed/dracut.conf");
+const LABEL: &str = include_str!("installed/label.sh");
 
 /// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
 /// configured.
@@ -294,7 +331,12 @@ pub struct Recipe<'a> {
 
 pub const RECIPE: Recipe<'static> = Recipe {
     overlay: OVERLAY,
-    scripts: &[("configure.sh", CONFIGURE), ("root-fs.sh", ROOT_FS), ("dracut.conf", DRACUT_CONF)],
+    scripts: &[
+        ("configure.sh", CONFIGURE),
+        ("root-fs.sh", ROOT_FS),
+        ("dracut.conf", DRACUT_CONF),
+        ("label.sh", LABEL),
+    ],
 };
 
 impl Recipe<'_> {
@@ -366,6 +408,10 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     let tree = work.join("tree");
     b.step("bootstrapping bookworm with mmdebstrap (about a minute)");
     bootstrap(b, variant, &work, &tree)?;
+    if variant == Variant::Selinux {
+        b.step("labelling files for SELinux (setfiles)");
+        b.run(Command::new("sh").arg("-c").arg(LABEL).arg("label.sh").arg(&tree))?;
+    }
 
     b.step("writing btrfs subvolumes root and home");
     let root_fs = work.join("root.img");
@@ -562,6 +608,20 @@ mod tests {
         assert!(tpm.contains(&format!(" rd.luks.name={LUKS_UUID}=root ")), "{tpm}");
         assert!(tpm.ends_with(" rd.luks.options=tpm2-device=auto,discard"), "{tpm}");
         assert!(CMDLINE.contains("root=/dev/mapper/root"), "the name rd.luks.name gives");
+    }
+
+    #[test]
+    fn the_selinux_variant_runs_the_reference_policy_permissive_on_labelled_files() {
+        assert_eq!(Variant::named("installed-selinux"), Some(Variant::Selinux));
+        let packages = Variant::Selinux.packages();
+        for p in ["selinux-policy-default", "policycoreutils", "auditd", "cryptsetup-initramfs"] {
+            assert!(packages.contains(&p), "{p}");
+        }
+        assert!(!Variant::Plain.packages().contains(&"selinux-policy-default"));
+        assert_eq!(Variant::Selinux.cmdline(), format!("{CMDLINE} security=selinux enforcing=0"));
+        assert!(LABEL.contains("chroot \"$tree\" setfiles -m -F -e /proc "));
+        assert_eq!(Variant::Selinux.steps(), Variant::Plain.steps() + 1);
+        assert_eq!(ROOT_FS.matches("--xattrs-include='*'").count(), 2, "labels survive the copy");
     }
 
     #[test]

@@ -70,7 +70,7 @@ use crate::host::setup::{self, Requirement};
 
 pub const NAME: &str = "mirror";
 /// Bump when the steps change in a way the fingerprint does not show.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// The suite the mirror presents, whatever suites its files came from.
 pub const SUITE: &str = "bookworm";
 /// Written last into every build: its presence makes the build cached.
@@ -102,10 +102,10 @@ pub const EXTRA_UDEBS: &[&str] = &[
 /// Standard-priority udebs left out of the mirror: anna loads every standard udeb
 /// its index lists, about 2 s each under TCG (measured: 28 udebs in 65 s, whatever
 /// their size), and these serve hardware or methods this install never uses (no
-/// CD, IDE, PCMCIA or FireWire storage, JFS or XFS, iSCSI, ChromeOS, kickstart
-/// files). anna's resolver skips a dependency that is not in the index.
+/// ISO 9660, IDE, PCMCIA or FireWire storage, JFS or XFS, iSCSI, ChromeOS,
+/// kickstart files). Nothing else in the mirror depends on them (the manifest lists
+/// unresolved dependencies: cdrom-core-modules stays because other udebs need it).
 pub const EXCLUDED_UDEBS: &[&str] = &[
-    "cdrom-core-modules-{abi}-di",
     "isofs-modules-{abi}-di",
     "firewire-core-modules-{abi}-di",
     "pata-modules-{abi}-di",

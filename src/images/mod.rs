@@ -375,6 +375,10 @@ mod tests {
             secret_name("installed-tpm/luks-passphrase").unwrap(),
             ("installed-tpm", "luks-passphrase")
         );
+        assert_eq!(
+            secret_name("installed-selinux/luks-passphrase").unwrap(),
+            ("installed-selinux", "luks-passphrase")
+        );
         for bad in ["installed/build.log", "tiny/luks-passphrase", "installed", "../etc/passwd"] {
             let err = secret_name(bad).unwrap_err().to_string();
             assert!(err.contains("installed/admin-password"), "{bad}: {err}");

@@ -1,11 +1,13 @@
-//! Installer runs: what an unattended install of Debian's own installer (d-i) needs
-//! around it — the local Debian mirror it installs from (built and cached by
-//! [`crate::images::mirror`]), bootproof's HTTP server that shows the mirror and
-//! the run's preseed to the guest ([`serve`]), and the preseed itself, rendered per
-//! run from a template without secrets ([`preseed`]). The ISO is the reference image
-//! `reference:installer` ([`crate::images::installer_iso`]).
+//! Installer runs: what an installer ISO needs from bootproof beyond a VM. The
+//! kickstart disk anaconda reads by itself ([`oemdrv`]), and what an unattended
+//! install of Debian's own installer (d-i), the reference installer, needs around
+//! it: the local Debian mirror it installs from (built and cached by
+//! [`crate::images::mirror`]), bootproof's HTTP server that shows the mirror and the
+//! run's preseed to the guest ([`serve`]), and the preseed itself, rendered per run
+//! from a template without secrets ([`preseed`]). The ISO is the reference image
+//! `reference:installer` ([`crate::images::installer_iso`]); docs/installer.md.
 //!
-//! How the pieces meet in a run:
+//! How the Debian pieces meet in a run:
 //!
 //! ```no_run
 //! use bootproof::installer::{self, preseed, serve};
@@ -22,9 +24,10 @@
 //! # let _ = (iso, netdev); Ok(()) }
 //! ```
 //!
-//! Must not: start QEMU (the runtime does), or let the guest reach anything but this
-//! server (`restrict=on` and one `guestfwd`).
+//! Must not: run VMs or judge logs (the runner and `logs` do), or let a guest reach
+//! anything but the server (`restrict=on` and one `guestfwd`).
 
+pub mod oemdrv;
 pub mod preseed;
 pub mod serve;
 

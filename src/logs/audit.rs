@@ -29,6 +29,53 @@ pub struct AuditStamp<'a> {
     pub serial: &'a [u8],
 }
 
+impl AuditStamp<'_> {
+    /// The event this stamp names.
+    pub fn event(&self) -> Option<EventId> {
+        let (seconds, fraction) = match memchr::memchr(b'.', self.time) {
+            Some(dot) => (&self.time[..dot], &self.time[dot + 1..]),
+            None => (self.time, &b""[..]),
+        };
+        // The kernel writes milliseconds; scale whatever is there to them.
+        let millis = fraction.iter().chain(b"000").take(3).try_fold(0, |n, d| Some(n * 10 + digit(*d)?))?;
+        Some(EventId {
+            millis: decimal(seconds)?.checked_mul(1000)?.checked_add(millis)?,
+            serial: decimal(self.serial)?,
+        })
+    }
+}
+
+/// One audit event: the kernel stamps each with its time in milliseconds and a serial
+/// number. Every record of the event carries it, in every log the record reaches: the
+/// same denial read from `audit.log`, the kernel log and the journal's audit transport
+/// (which keeps it as `_AUDIT_ID` and `_SOURCE_REALTIME_TIMESTAMP`) is one event. The
+/// serial restarts at each boot; the time tells boots apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub millis: u64,
+    pub serial: u64,
+}
+
+impl EventId {
+    /// The event of a journal entry of the audit transport, from its `_AUDIT_ID` and
+    /// `_SOURCE_REALTIME_TIMESTAMP` (microseconds; journald writes the stamp's time).
+    pub fn from_journal(audit_id: &[u8], source_realtime_us: &[u8]) -> Option<EventId> {
+        Some(EventId { millis: decimal(source_realtime_us)? / 1000, serial: decimal(audit_id)? })
+    }
+}
+
+fn digit(b: u8) -> Option<u64> {
+    b.is_ascii_digit().then(|| u64::from(b - b'0'))
+}
+
+/// A decimal `u64`, as audit stamps and the journal write numbers.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(digit(*d)?))
+}
+
 /// One audit line: `[node=N ]type=T msg=audit(S:N): body`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AuditRecord<'a> {
@@ -40,6 +87,9 @@ pub struct AuditRecord<'a> {
 /// One AVC decision, with its `key=value` fields in order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Avc<'a> {
+    /// The decision as written, from `avc:` to the end of the line: the same text in
+    /// `audit.log`, the kernel log and the journal.
+    pub text: &'a [u8],
     pub stamp: Option<AuditStamp<'a>>,
     pub denied: bool,
     pub permissions: Vec<&'a [u8]>,
@@ -127,7 +177,13 @@ pub fn avc_body(input: &[u8]) -> IResult<&[u8], Avc<'_>> {
         preceded(space1, permissions),
         preceded((space1, tag("for")), many0(field)),
     )
-        .map(|(denied, permissions, fields)| Avc { stamp: None, denied, permissions, fields })
+        .map(|(denied, permissions, fields)| Avc {
+            text: input.trim_ascii_end(),
+            stamp: None,
+            denied,
+            permissions,
+            fields,
+        })
         .parse(input)
 }
 
@@ -202,8 +258,31 @@ mod tests {
         assert_eq!(avc.permissions, vec![&b"write"[..], b"open"]);
         assert_eq!(avc.field("comm"), Some(&b"in:imjournal"[..]));
         assert_eq!(avc.field("tclass"), Some(&b"file"[..]));
+        assert!(avc.text.starts_with(b"avc:  denied  { write open } for  pid=1108 "));
+        assert!(avc.text.ends_with(b" tclass=file"));
         assert!(!avc.permissive());
         assert_eq!(avc.stamp.unwrap().time, b"1593918553.912");
+    }
+
+    #[test]
+    fn a_stamp_names_its_event_in_milliseconds() {
+        let event = |line: &[u8]| find_avc(line).and_then(|a| a.stamp).and_then(|s| s.event());
+        let kernel = b"audit: type=1400 audit(1700000123.045:17): avc:  denied  { read } for  pid=9 comm=\"x\" tclass=file permissive=1";
+        assert_eq!(event(kernel), Some(EventId { millis: 1_700_000_123_045, serial: 17 }));
+        let whole_seconds =
+            b"type=AVC msg=audit(1700000123:18): avc:  denied  { read } for  pid=9 tclass=file";
+        assert_eq!(event(whole_seconds), Some(EventId { millis: 1_700_000_123_000, serial: 18 }));
+        let micros = b"type=AVC msg=audit(1700000123.0451:19): avc:  denied  { read } for  pid=9 tclass=file";
+        assert_eq!(event(micros), Some(EventId { millis: 1_700_000_123_045, serial: 19 }));
+        let journal = b"AVC avc:  denied  { read } for  pid=9 comm=\"x\" tclass=file permissive=1";
+        assert_eq!(event(journal), None);
+        assert_eq!(
+            EventId::from_journal(b"17", b"1700000123045000"),
+            Some(EventId { millis: 1_700_000_123_045, serial: 17 })
+        );
+        assert_eq!(EventId::from_journal(b"", b"1700000123045000"), None);
+        assert_eq!(decimal(b"18446744073709551616"), None);
+        assert_eq!(decimal(b""), None);
     }
 
     #[test]

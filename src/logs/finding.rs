@@ -38,6 +38,22 @@ pub enum FindingKind {
     XServerFatal,
 }
 
+/// Where in its boot the system was when a message was logged, as systemd, logind and
+/// the kernel mark it (`logs::phase` follows the markers). Names are part of
+/// `inspect --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// From the kernel's start, the initrd included, until systemd reports the boot
+    /// finished (`Startup finished in ...`).
+    Startup,
+    /// The boot finished: the system is up.
+    Running,
+    /// The system is going down: logind announced a power-off or reboot, systemd stops
+    /// the targets of the boot or reached `shutdown.target`, or `systemd-shutdown` runs.
+    Shutdown,
+}
+
 /// One thing that went wrong, pointing at the line that shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finding {
@@ -49,6 +65,10 @@ pub struct Finding {
     /// The log's own timestamp, as written, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// The boot's phase when it was logged; `None` when the log does not show it (a
+    /// log without systemd's markers, or an excerpt of one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     pub summary: String,
     pub evidence: Vec<String>,
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use nom::character::complete::{char, digit1, space0};
 use nom::combinator::{opt, recognize};
-use nom::sequence::{delimited, preceded};
+use nom::sequence::{delimited, preceded, terminated};
 use nom::{IResult, Parser};
 
 use super::lines::{self, LineReader, Tally};
@@ -41,9 +41,17 @@ fn seconds(input: &[u8]) -> IResult<&[u8], &[u8]> {
     delimited((char('['), space0), number, char(']')).parse(input)
 }
 
+/// `[seconds]` and the space after it.
+fn stamp(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    terminated(seconds, opt(char(' '))).parse(input)
+}
+
 /// A line of kernel output; never fails (a line without prefixes is all message).
+/// bootproof's `console.log` stamps every line with the host's time, so the kernel's
+/// lines there carry a second `[seconds]`, the kernel's own: the message starts after
+/// both, and the first (the line's time in that file) is kept.
 pub fn kernel_line(input: &[u8]) -> KernelLine<'_> {
-    let parsed: IResult<&[u8], _> = (opt(level), opt(seconds), opt(char(' '))).parse(input);
+    let parsed: IResult<&[u8], _> = (opt(level), opt(stamp), opt(stamp)).parse(input);
     match parsed {
         Ok((message, (level, seconds, _))) => KernelLine { level, seconds, message },
         Err(_) => KernelLine { level: None, seconds: None, message: input },
@@ -152,6 +160,18 @@ mod tests {
         );
         let l = kernel_line(b"Call Trace:");
         assert_eq!((l.level, l.seconds, l.message), (None, None, &b"Call Trace:"[..]));
+    }
+
+    #[test]
+    fn console_lines_carry_the_host_time_then_the_kernel_time() {
+        // As bootproof's console.log of the installed reference system has them.
+        let l = kernel_line(
+            b"[    67.355] [   60.322395] systemd-shutdown[1]: Syncing filesystems and block devices.",
+        );
+        assert_eq!(l.seconds, Some(&b"67.355"[..]));
+        assert_eq!(l.message, b"systemd-shutdown[1]: Syncing filesystems and block devices.");
+        let l = kernel_line(b"[    61.914] [  OK  ] Reached target shutdown.target - System Shutdown.");
+        assert_eq!(l.message, b"[  OK  ] Reached target shutdown.target - System Shutdown.");
     }
 
     #[test]

@@ -18,12 +18,13 @@ pub mod kernel;
 pub mod lines;
 pub mod lsblk;
 pub mod luks;
+pub mod phase;
 pub mod rules;
 pub mod sddm;
 pub mod sysctl;
 pub mod systemctl;
 
-pub use finding::{Finding, FindingKind, Severity};
+pub use finding::{Finding, FindingKind, Phase, Severity};
 
 /// The bytes of a log fixture under `tests/fixtures/logs/` (see its README for what
 /// each file is and which format it was written in).

@@ -4,6 +4,8 @@
 //! [`Finding`], wherever the message was carried (dmesg, audit.log, sddm.log, a
 //! journal in any form, a serial console). Parsers hand messages here; rules live only
 //! here, so a kernel Oops is recognised the same way in dmesg and in the journal.
+//! A message is judged with the phase of its boot (`phase`): the tables below say, per
+//! rule, how severe a match is while the system starts or runs, and while it shuts down.
 //! Must not: parse file formats, or read files.
 
 use std::collections::HashMap;
@@ -15,7 +17,8 @@ use regex::bytes::Regex;
 
 use super::audit;
 use super::lines::{format_realtime_us, text};
-use super::{Finding, FindingKind, Severity};
+use super::phase::Phases;
+use super::{Finding, FindingKind, Phase, Severity};
 
 /// Most evidence lines one finding keeps (a kernel report with its trace fits).
 pub const MAX_EVIDENCE: usize = 64;
@@ -49,17 +52,44 @@ enum Match {
     Contains,
 }
 
+/// How severe a match is, by the phase of the boot it was logged in.
+#[derive(Clone, Copy)]
+struct Severities {
+    /// While the system starts or runs, or when the log does not show the phase.
+    otherwise: Severity,
+    /// While it shuts down.
+    at_shutdown: Severity,
+}
+
+impl Severities {
+    const fn always(severity: Severity) -> Self {
+        Severities { otherwise: severity, at_shutdown: severity }
+    }
+
+    fn in_phase(self, phase: Option<Phase>) -> Severity {
+        match phase {
+            Some(Phase::Shutdown) => self.at_shutdown,
+            _ => self.otherwise,
+        }
+    }
+}
+
 /// A message pattern and what it means.
 struct Rule {
     pattern: &'static str,
     at: Match,
     kind: FindingKind,
-    severity: Severity,
+    severity: Severities,
 }
 
 impl Rule {
-    fn meaning(&self) -> (FindingKind, Severity) {
-        (self.kind, self.severity)
+    fn meaning(&self, phase: Option<Phase>) -> (FindingKind, Severity) {
+        (self.kind, self.severity.in_phase(phase))
+    }
+
+    /// The same rule, judged `severity` while the system shuts down.
+    const fn at_shutdown(self, severity: Severity) -> Rule {
+        Rule { severity: Severities { at_shutdown: severity, ..self.severity }, ..self }
     }
 
     fn matches(&self, message: &[u8]) -> bool {
@@ -71,12 +101,15 @@ impl Rule {
     }
 }
 
+/// A rule of the same severity in every phase.
 const fn rule(pattern: &'static str, at: Match, kind: FindingKind, severity: Severity) -> Rule {
-    Rule { pattern, at, kind, severity }
+    Rule { pattern, at, kind, severity: Severities::always(severity) }
 }
 
 /// Kernel messages that start a report; the first match wins, so the panic comes before
-/// the "Out of memory" its message may contain.
+/// the "Out of memory" its message may contain. A kernel report is a kernel bug in any
+/// phase: at shutdown it can still lose what was not yet written, or hang the power-off,
+/// so the phase changes none of these.
 const KERNEL_RULES: &[Rule] = &[
     rule("Kernel panic - not syncing", Match::Contains, FindingKind::KernelPanic, Severity::Critical),
     rule("BUG: soft lockup", Match::Contains, FindingKind::SoftLockup, Severity::Error),
@@ -136,28 +169,65 @@ fn opens_report(kind: FindingKind) -> bool {
 /// Lines that close a kernel report.
 const KERNEL_REPORT_ENDS: &[&str] = &["---[ end trace", "---[ end Kernel panic"];
 
-/// SDDM messages (journal or sddm.log) that mean no graphical login.
+/// SDDM messages (journal or sddm.log) that mean no graphical login; the first match
+/// wins. At shutdown no login is left to lose, and systemd stops sddm.service by sending
+/// SIGTERM to every process of its cgroup at once: the helper of the open session dies of
+/// signal 15 before SDDM can end that session, SDDM calls it a crash (`exit code 15`),
+/// then, the session being over, starts a display again, which cannot start while
+/// everything is being stopped.
 const SDDM_RULES: &[Rule] = &[
-    rule("sddm-helper crashed", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Error),
+    // The shutdown's own SIGTERM: expected, kept as a note of what happened.
+    rule(
+        "sddm-helper crashed (exit code 15)",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    )
+    .at_shutdown(Severity::Info),
+    // Another signal (SIGSEGV, SIGABRT) is a real crash, even though no login was lost
+    // to it at shutdown.
+    rule("sddm-helper crashed", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Error)
+        .at_shutdown(Severity::Warning),
+    // The display SDDM starts again after the killed session, while systemd stops the
+    // system: it fails to start, and nobody is left to log in.
     rule(
         "Display server failed to start",
         Match::Contains,
         FindingKind::DisplayManagerFailure,
         Severity::Error,
-    ),
+    )
+    .at_shutdown(Severity::Info),
     rule(
         "Could not start Display server",
         Match::Contains,
         FindingKind::DisplayManagerFailure,
         Severity::Error,
-    ),
+    )
+    .at_shutdown(Severity::Info),
     rule(
         "Failed to read display number from pipe",
         Match::Contains,
         FindingKind::DisplayManagerFailure,
         Severity::Error,
-    ),
-    rule("Greeter stopped", Match::Contains, FindingKind::DisplayManagerFailure, Severity::Warning),
+    )
+    .at_shutdown(Severity::Info),
+    // Not `Greeter stopped.`: SDDM logs that at debug level whenever its greeter ends,
+    // after every login too; a greeter that cannot run is this line.
+    rule(
+        "Greeter session failed to start",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Error,
+    )
+    .at_shutdown(Severity::Info),
+    // The helper's exit status after the SIGTERM above.
+    rule(
+        "Auth: sddm-helper exited with 15",
+        Match::Contains,
+        FindingKind::DisplayManagerFailure,
+        Severity::Warning,
+    )
+    .at_shutdown(Severity::Info),
     rule(
         "Auth: sddm-helper exited with",
         Match::Contains,
@@ -185,6 +255,30 @@ const FIRMWARE_RULES: &[Rule] = &[
 /// A unit that failed stops what depends on it: an error.
 const FAILED_UNIT: (FindingKind, Severity) = (FindingKind::FailedUnit, Severity::Error);
 
+/// systemd's messages about a unit that failed, by the words before the unit's name
+/// (job results of `job_done_message_format` and the unit types' own).
+const UNIT_FAILURES: &[(&str, Severities)] = &[
+    // What needs the unit is missing. At shutdown too: the units that start then (a
+    // power-off hook, a last export of logs) run only then.
+    ("Failed to start ", Severities::always(Severity::Error)),
+    // A consequence of another unit's failure, which has its own finding.
+    ("Dependency failed for ", Severities::always(Severity::Warning)),
+    // A stop job that failed or timed out: the unit did not stop cleanly (a hung
+    // service, a busy mount). Worth a look, but it costs no boot its purpose.
+    ("Stopped (with error) ", Severities::always(Severity::Warning)),
+    ("Timed out stopping ", Severities::always(Severity::Warning)),
+    ("Failed unmounting ", Severities::always(Severity::Warning)),
+    ("Timed out unmounting ", Severities::always(Severity::Warning)),
+    ("Failed deactivating swap ", Severities::always(Severity::Warning)),
+    ("Timed out deactivating swap ", Severities::always(Severity::Warning)),
+];
+
+/// `Unit X entered failed state` (systemd < 236) and `X: Failed with result 'R'`: while
+/// the system runs, a unit died. At shutdown it was being stopped and did not stop
+/// cleanly (its main process exited non-zero on SIGTERM, or its stop timed out): a unit
+/// that fails to stop, a warning.
+const UNIT_DIED: Severities = Severities { otherwise: Severity::Error, at_shutdown: Severity::Warning };
+
 /// Collects the findings of one file as its messages are handed in.
 pub struct Rules {
     file: PathBuf,
@@ -194,6 +288,8 @@ pub struct Rules {
     /// Failed units already reported, so "Failed to start" and "Failed with result" of
     /// one unit make one finding.
     failed_units: HashMap<String, usize>,
+    /// The phase of the boot the messages come from.
+    phases: Phases,
 }
 
 impl Rules {
@@ -203,7 +299,17 @@ impl Rules {
             findings: Vec::new(),
             open_report: None,
             failed_units: HashMap::new(),
+            phases: Phases::default(),
         }
+    }
+
+    /// A boundary between two boots that the carrier saw (journalctl's `-- Boot` line).
+    pub fn new_boot(&mut self) {
+        self.phases.new_boot();
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.phases.current()
     }
 
     pub fn finish(self) -> Vec<Finding> {
@@ -224,6 +330,7 @@ impl Rules {
             file: self.file.clone(),
             line,
             time: time.render(),
+            phase: self.phase(),
             summary,
             evidence: Vec::new(),
         });
@@ -244,9 +351,15 @@ impl Rules {
         evidence.len() < MAX_EVIDENCE
     }
 
-    /// One kernel message (dmesg line without its `[time]`/`<level>` prefix, or a
-    /// `_TRANSPORT=kernel` journal message). `evidence` is the line as written.
+    /// One line of a kernel log (dmesg, a console) without its `[time]`/`<level>`
+    /// prefix. `evidence` is the line as written.
     pub fn kernel(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8]) {
+        self.phases.kernel_log(message);
+        self.kernel_message(line, time, message, evidence);
+    }
+
+    /// One kernel message, from a kernel log or the journal.
+    fn kernel_message(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8]) {
         if AVC.find(message).is_some() {
             self.avc(line, time, evidence);
             return;
@@ -263,7 +376,8 @@ impl Rules {
         match trigger {
             Some(rule) => {
                 self.open_report = None;
-                let index = self.push(rule.meaning(), line, time, summary_of(message), evidence);
+                let meaning = rule.meaning(self.phase());
+                let index = self.push(meaning, line, time, summary_of(message), evidence);
                 if opens_report(rule.kind) {
                     self.open_report = Some(index);
                 }
@@ -319,7 +433,7 @@ impl Rules {
     /// when no rule knows the message.
     pub fn sddm(&mut self, line: u64, time: Time, message: &[u8], evidence: &[u8], is_error: bool) {
         let meaning = match SDDM.first_match(message) {
-            Some(rule) => rule.meaning(),
+            Some(rule) => rule.meaning(self.phase()),
             None if is_error => (FindingKind::DisplayManagerFailure, Severity::Warning),
             None => return,
         };
@@ -330,9 +444,10 @@ impl Rules {
     /// One systemd (PID 1 or user manager) message; `unit` is the journal's `UNIT=` or
     /// `USER_UNIT=` when known.
     pub fn systemd(&mut self, line: u64, time: Time, unit: Option<&[u8]>, message: &[u8], evidence: &[u8]) {
-        let Some((named, severity)) = failed_unit(message) else {
+        let Some((named, severities)) = failed_unit(message) else {
             return;
         };
+        let severity = severities.in_phase(self.phase());
         let key = text(unit.unwrap_or(named));
         if let Some(&index) = self.failed_units.get(&key) {
             let finding = &mut self.findings[index];
@@ -352,21 +467,29 @@ impl Rules {
         self.push(FAILED_UNIT, line, Time::Unknown, summary, evidence);
     }
 
-    /// One line of firmware output.
+    /// One line of firmware output, or any other line of a console that is not the
+    /// kernel's (systemd's status lines mark the shutdown there).
     pub fn firmware(&mut self, line: u64, message: &[u8]) {
+        self.phases.kernel_log(message);
         if let Some(rule) = FIRMWARE.first_match(message) {
             let summary = format!("firmware: {}", summary_of(message));
-            self.push(rule.meaning(), line, Time::Unknown, summary, message);
+            let index = self.push(rule.meaning(None), line, Time::Unknown, summary, message);
+            // The phases are the operating system's; firmware runs before it.
+            self.findings[index].phase = None;
         }
     }
 
     /// A journal message from any transport, routed by who wrote it.
     pub fn journal_message(&mut self, message: &JournalMessage) {
         let m = message;
+        if let Some(boot) = m.boot {
+            self.phases.boot_id(boot);
+        }
+        self.phases.journal(m.identifier, m.pid, m.text);
         if m.kernel || m.identifier == b"kernel" {
             // A multi-line kernel message is one record but each line is a message.
             for one in m.text.split(|&b| b == b'\n') {
-                self.kernel(m.line, m.time, one, one);
+                self.kernel_message(m.line, m.time, one, one);
             }
         } else if m.identifier.starts_with(b"sddm") {
             self.sddm(m.line, m.time, m.text, m.text, false);
@@ -388,32 +511,35 @@ pub struct JournalMessage<'a> {
     pub identifier: &'a [u8],
     /// `_TRANSPORT=kernel`.
     pub kernel: bool,
+    /// `_PID`, else `SYSLOG_PID` (or the `[pid]` of a short line).
+    pub pid: Option<&'a [u8]>,
+    /// `_BOOT_ID`, when the form carries it.
+    pub boot: Option<&'a [u8]>,
     pub unit: Option<&'a [u8]>,
     pub text: &'a [u8],
 }
 
-/// The unit named by a systemd failure message, or `None` if it is not one.
-/// systemd >= 247 writes "foo.service - Description"; older ones the description only.
+/// The unit at the start of what follows a failure message's words: systemd >= 247
+/// writes "foo.service - Description", older ones the description only.
 fn unit_of(rest: &[u8]) -> &[u8] {
     let end = memchr::memmem::find(rest, b" - ").unwrap_or(rest.len());
     &rest[..end]
 }
 
-/// A unit that did not start because another failed is a consequence, so a warning.
-fn failed_unit(message: &[u8]) -> Option<(&[u8], Severity)> {
+/// The unit a systemd failure message names, and how severe the failure is by phase.
+fn failed_unit(message: &[u8]) -> Option<(&[u8], Severities)> {
     let message = message.strip_suffix(b".").unwrap_or(message);
-    if let Some(rest) = message.strip_prefix(b"Failed to start ") {
-        return Some((unit_of(rest), Severity::Error));
-    }
-    if let Some(rest) = message.strip_prefix(b"Dependency failed for ") {
-        return Some((unit_of(rest), Severity::Warning));
+    for (words, severities) in UNIT_FAILURES {
+        if let Some(rest) = message.strip_prefix(words.as_bytes()) {
+            return Some((unit_of(rest), *severities));
+        }
     }
     if let Some(rest) = message.strip_prefix(b"Unit ") {
         let end = memchr::memmem::find(rest, b" entered failed state")?;
-        return Some((&rest[..end], Severity::Error));
+        return Some((&rest[..end], UNIT_DIED));
     }
     let colon = FAILED_WITH_RESULT.find(message)?;
-    Some((&message[..colon], Severity::Error))
+    Some((&message[..colon], UNIT_DIED))
 }
 
 /// A message as a one-line summary: whitespace runs collapsed, at most 200 characters.
@@ -486,6 +612,8 @@ mod tests {
             time: Time::Unknown,
             identifier: b"",
             kernel: false,
+            pid: None,
+            boot: None,
             unit: None,
             text,
         });
@@ -495,6 +623,24 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Error);
         assert!(findings[0].summary.contains("{ send_msg }"));
         assert!(findings[0].summary.contains("tclass=dbus"));
+    }
+
+    #[test]
+    fn a_greeter_that_ends_after_a_login_is_no_failure() {
+        // The daemon's lines after a login, as the sddm-login scenario's journal has them,
+        // then SDDM's words for a greeter that could not run.
+        let mut rules = Rules::new(Path::new("journal"));
+        for (line, text) in [
+            (1, &b"Authenticated successfully"[..]),
+            (2, b"Greeter stopped."),
+            (3, b"Session started"),
+            (4, b"Greeter session failed to start"),
+        ] {
+            rules.sddm(line, Time::Unknown, text, text, false);
+        }
+        let findings = rules.finish();
+        let judged: Vec<_> = findings.iter().map(|f| (f.line, f.severity)).collect();
+        assert_eq!(judged, [(4, Severity::Error)]);
     }
 
     #[test]

@@ -137,7 +137,6 @@ mod tests {
             found,
             [
                 (Error, 6, "SDDM: Could not start Display server on vt 1"),
-                (Warning, 7, "SDDM: Greeter stopped."),
                 // No rule knows it, but SDDM logged it at its error level.
                 (Warning, 8, "SDDM: Failed to open the session log"),
             ]

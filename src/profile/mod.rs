@@ -59,6 +59,53 @@ pub struct Profile {
     /// Which guest agent channels the machine gets (see [`crate::agent`]).
     #[serde(default)]
     pub agent: AgentKind,
+    /// None, or QEMU user networking that reaches bootproof's own servers only.
+    #[serde(default)]
+    pub network: Network,
+    /// How a run ends once its steps are done: the ACPI power button with the
+    /// shutdown grace, or at once (installers ignore the button).
+    #[serde(default)]
+    pub end: End,
+    /// virtio-serial ports whose bytes are kept as they arrive (installer logs).
+    #[serde(default, rename = "log_port")]
+    pub log_ports: Vec<LogPort>,
+}
+
+/// The machine's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No NIC at all (`-nic none`).
+    #[default]
+    None,
+    /// A virtio NIC on QEMU user networking with `restrict=on`: the guest gets an
+    /// address by DHCP and reaches nothing but the `guestfwd` forwards to servers
+    /// bootproof runs on loopback (10.0.2.100, see [`crate::vm::plan::SERVER_IP`]).
+    Restricted,
+}
+
+/// How a run ends after its last step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum End {
+    /// Press the ACPI power button and wait `timeouts.shutdown` for the guest.
+    #[default]
+    PowerButton,
+    /// Stop QEMU at once: for guests that ignore the button (Debian's installer did,
+    /// which cost each run the whole grace).
+    Kill,
+}
+
+/// A virtio-serial port the guest writes a log to, kept in the run directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPort {
+    /// The port's name as the guest sees it (`/dev/virtio-ports/<name>`), e.g.
+    /// anaconda's `org.fedoraproject.anaconda.log.0`.
+    pub name: String,
+    /// Where its lines go, relative to the run directory; each line is stamped with
+    /// the host's seconds since QEMU started.
+    pub file: PathBuf,
 }
 
 fn default_memory() -> u64 {

@@ -291,6 +291,12 @@ impl Qmp {
         Ok(())
     }
 
+    /// Opens the tray of the drive whose block backend is `device` and takes the disc
+    /// out, even if the guest locked it.
+    pub async fn eject(&self, device: &str) -> Result<(), QmpError> {
+        self.execute("eject", Some(json!({"device": device, "force": true}))).await.map(drop)
+    }
+
     /// Presses the ACPI power button.
     pub async fn system_powerdown(&self) -> Result<(), QmpError> {
         self.execute("system_powerdown", None).await.map(drop)

@@ -30,6 +30,17 @@ pub struct Scenario {
     pub secrets: BTreeMap<String, SecretSource>,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
+    /// A disc attached besides the image, first in the boot order (an installer ISO:
+    /// `reference:installer` or a path, relative to the scenario file).
+    pub cdrom: Option<String>,
+    /// A kickstart made of these files in order (e.g. the image's own and bootproof's
+    /// capture snippet), its `${secret:NAME}`s filled in at run time, delivered on a
+    /// disk labelled OEMDRV, where anaconda finds it by itself (see
+    /// [`crate::installer::oemdrv`]).
+    pub kickstart: Vec<PathBuf>,
+    /// Error-level findings in the live installer logs end the run at once, unless
+    /// their summary or evidence matches one of these.
+    pub allow_findings: Vec<Pattern>,
     /// The file it came from, when it came from one.
     pub file: Option<PathBuf>,
 }
@@ -156,6 +167,15 @@ pub enum Action {
     },
     PowerOff,
     Reboot,
+    /// Waits for the guest to reset the machine by itself (an installer's reboot into
+    /// what it installed); console waits after it see only the new boot.
+    WaitReset,
+    /// Takes the disc out of the drive (QMP `eject`), so the next boot comes from disk.
+    Eject,
+    /// Waits for a finding in the live installer logs whose summary matches.
+    WaitFinding {
+        pattern: Pattern,
+    },
     Sleep {
         duration: Duration,
         reason: String,
@@ -176,6 +196,9 @@ impl Action {
             Action::WaitFile { .. } => "wait_file",
             Action::PowerOff => "power_off",
             Action::Reboot => "reboot",
+            Action::WaitReset => "wait_reset",
+            Action::Eject => "eject",
+            Action::WaitFinding { .. } => "wait_finding",
             Action::Sleep { .. } => "sleep",
         }
     }
@@ -193,6 +216,9 @@ impl Action {
             Action::WaitFile { path } => format!("wait_file {path}"),
             Action::PowerOff => "power_off".into(),
             Action::Reboot => "reboot".into(),
+            Action::WaitReset => "wait_reset".into(),
+            Action::Eject => "eject".into(),
+            Action::WaitFinding { pattern } => format!("wait_finding /{pattern}/"),
             Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
         }
     }
@@ -307,6 +333,29 @@ struct RawScenario {
     step: Vec<toml::Spanned<RawStep>>,
     #[serde(default)]
     check: Vec<toml::Spanned<RawCheck>>,
+    #[serde(default)]
+    cdrom: Option<String>,
+    #[serde(default)]
+    kickstart: Option<OneOrMany>,
+    #[serde(default)]
+    allow_findings: Vec<toml::Spanned<String>>,
+}
+
+/// `"file"` or `["file", ...]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(p) => vec![p],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 fn default_timeout() -> toml::Spanned<String> {
@@ -326,6 +375,9 @@ struct RawStep {
     wait_file: Option<String>,
     power_off: Option<bool>,
     reboot: Option<bool>,
+    wait_reset: Option<bool>,
+    eject: Option<bool>,
+    wait_finding: Option<String>,
     sleep: Option<String>,
     // Modifiers.
     timeout: Option<String>,
@@ -363,8 +415,29 @@ impl Scenario {
         if is_path && Path::new(&s.profile).is_relative() {
             s.profile = base.join(&s.profile).display().to_string();
         }
-        if !s.image.starts_with("reference:") && Path::new(&s.image).is_relative() {
+        let spec = s.image.starts_with("reference:") || s.image.starts_with("blank:");
+        if !spec && Path::new(&s.image).is_relative() {
             s.image = base.join(&s.image).display().to_string();
+        }
+        if let Some(c) = &mut s.cdrom
+            && !c.starts_with("reference:")
+            && Path::new(c.as_str()).is_relative()
+        {
+            *c = base.join(&*c).display().to_string();
+        }
+        for k in &mut s.kickstart {
+            if k.is_relative() {
+                *k = base.join(&*k);
+            }
+            let text = std::fs::read_to_string(&*k)
+                .map_err(|source| ScenarioError::Read { path: k.clone(), source })?;
+            for (i, line) in text.lines().enumerate() {
+                if let Some(name) = names_in(line).into_iter().find(|n| !s.secrets.contains_key(n)) {
+                    let message =
+                        format!("`${{secret:{name}}}` names no secret in [secrets] of {}", path.display());
+                    return Err(ScenarioError::Invalid { path: k.clone(), line: i + 1, column: 1, message });
+                }
+            }
         }
         for f in s.secrets.values_mut().filter_map(SecretSource::file_mut) {
             if f.is_relative() {
@@ -383,6 +456,13 @@ impl Scenario {
         let timeout = parse_duration(raw.timeout.get_ref()).map_err(|m| ctx.error(raw.timeout.span(), m))?;
         let steps = raw.step.into_iter().map(|s| step(&ctx, s)).collect::<Result<Vec<_>, _>>()?;
         let checks = raw.check.into_iter().map(|c| check(&ctx, c)).collect::<Result<Vec<_>, _>>()?;
+        let allow_findings = raw
+            .allow_findings
+            .iter()
+            .map(|a| {
+                Pattern::new(a.get_ref()).map_err(|m| ctx.error(a.span(), format!("allow_findings: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if steps.is_empty() && checks.is_empty() {
             return Err(ctx.error(
                 0..0,
@@ -415,6 +495,9 @@ impl Scenario {
             secrets: raw.secrets,
             steps,
             checks,
+            cdrom: raw.cdrom,
+            kickstart: raw.kickstart.map(OneOrMany::into_vec).unwrap_or_default(),
+            allow_findings,
             file: None,
         })
     }
@@ -427,8 +510,13 @@ pub fn secret_refs(step: &Step) -> Vec<String> {
         Action::Run { command, .. } => command,
         _ => return Vec::new(),
     };
+    names_in(text)
+}
+
+/// Names in the `${secret:NAME}` references of a text.
+pub fn names_in(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut rest = text.as_str();
+    let mut rest = text;
     while let Some(i) = rest.find("${secret:") {
         let after = &rest[i + 9..];
         let Some(end) = after.find('}') else { break };
@@ -484,6 +572,16 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
     if r.reboot == Some(true) {
         push("reboot", Action::Reboot);
     }
+    if r.wait_reset == Some(true) {
+        push("wait_reset", Action::WaitReset);
+    }
+    if r.eject == Some(true) {
+        push("eject", Action::Eject);
+    }
+    if let Some(p) = &r.wait_finding {
+        let pattern = Pattern::new(p).map_err(|e| err(format!("wait_finding: {e}")))?;
+        push("wait_finding", Action::WaitFinding { pattern });
+    }
     if let Some(d) = &r.sleep {
         let duration = parse_duration(d).map_err(|m| err(format!("sleep: {m}")))?;
         let reason = r.reason.clone().filter(|r| !r.trim().is_empty()).ok_or_else(|| {
@@ -497,7 +595,8 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
             let keys: Vec<&str> = actions.iter().map(|(k, _)| *k).collect();
             return Err(err(format!(
                 "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, \
-                 screenshot, wait_journal, run, wait_file, power_off, reboot, sleep); found {}",
+                 screenshot, wait_journal, run, wait_file, power_off, reboot, wait_reset, eject, \
+                 wait_finding, sleep); found {}",
                 if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
             )));
         }

@@ -16,11 +16,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::agent::{Agent, AgentError, quote};
 use crate::checks::{self, CheckContext, Verdict};
 use crate::host::accel::Accel;
+use crate::logs::Finding;
 use crate::profile::{self, Profile};
 use crate::report::{CheckReport, Failure, ScenarioReport, Status, StepReport};
 use crate::vm::boot::{host_facts, resolve_image};
@@ -68,6 +70,20 @@ pub enum RunError {
     Plan(#[from] crate::vm::plan::PlanError),
     #[error("waiting for a VM slot: {0}")]
     Slot(#[source] std::io::Error),
+    #[error("cdrom `{spec}` is not an ISO 9660 disc image")]
+    NotADisc { spec: String },
+    #[error("kickstart {}: {source}", path.display())]
+    Kickstart {
+        path: PathBuf,
+        #[source]
+        source: crate::installer::oemdrv::OemdrvError,
+    },
+    #[error("kickstart {}: cannot read it: {source}", path.display())]
+    KickstartRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Vm(#[from] Box<crate::vm::VmError>),
 }
@@ -86,6 +102,10 @@ impl RunError {
                 ("setup".into(), "an image, firmware and QEMU to run it")
             }
             RunError::Slot(_) => ("VM slot".into(), "a free VM slot"),
+            RunError::NotADisc { .. } => ("cdrom".into(), "an ISO image"),
+            RunError::Kickstart { .. } | RunError::KickstartRead { .. } => {
+                ("kickstart".into(), "a kickstart on an OEMDRV disk")
+            }
             RunError::Vm(_) => ("VM start".into(), "a running VM"),
         };
         Failure { what, expected: expected.into(), seen: self.to_string() }
@@ -235,6 +255,9 @@ fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioRe
 /// the guest's share) for secrets, and writes `summary.json`.
 fn write_summary(run_dir: &Path, report: &mut ScenarioReport) {
     report.redact();
+    // The kickstart disk holds the secrets as the guest needed them; the redacted
+    // kickstart stays as installer/ks.cfg.
+    let _ = std::fs::remove_file(run_dir.join(OEMDRV_IMAGE));
     if run_dir.is_dir() {
         let _ = crate::redact::sweep(run_dir);
     }
@@ -274,7 +297,8 @@ async fn execute(
     let image = resolve_image(&scenario.image).map_err(Box::new)?;
     let host = host_facts(&profile, &layout.share_dir()).map_err(Box::new)?;
     report.accel = host.accel.as_str().into();
-    let plan = Plan::new(&profile, Some(&image), &host, &layout)?;
+    let mut plan = Plan::new(&profile, Some(&image), &host, &layout)?;
+    installer_media(scenario, &secrets, &mut plan)?;
     let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
         tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
@@ -291,8 +315,11 @@ async fn execute(
     tell(opts, scenario, Progress::Booting);
     report.vm_started_unix = Some(unix_now());
     let mut vm = Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(Box::new)?;
+    let live = Live::watch(&vm, &scenario.allow_findings);
     let mut ctx = StepCtx {
         vm: &mut vm,
+        live,
+        resets_seen: 0,
         accel: host.accel,
         deadline,
         secrets: &secrets,
@@ -323,7 +350,15 @@ async fn execute(
     report.agent = ctx.transport.take();
     tell(opts, scenario, Progress::ShuttingDown);
     if !ctx.powered_off {
-        ctx.vm.shutdown(host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60))).await;
+        match ctx.vm.plan().end {
+            crate::profile::End::PowerButton => {
+                let grace = host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60));
+                ctx.vm.shutdown(grace).await;
+            }
+            crate::profile::End::Kill => {
+                ctx.vm.quit().await;
+            }
+        }
     }
     // What the guest left in the share is complete only now that the VM is gone (the
     // journal is exported as it powers off), and reading it needs no running guest.
@@ -345,6 +380,54 @@ fn checks_position(steps: &[Step]) -> usize {
     }
 }
 
+/// The scenario's installer disc (first in the boot order) and kickstart disk. The
+/// kickstart, secrets filled in, goes onto an OEMDRV image in the run directory (which
+/// the run removes when it ends: it holds the secrets), and a redacted copy is kept
+/// as `installer/ks.cfg`.
+fn installer_media(
+    scenario: &Scenario,
+    secrets: &BTreeMap<String, String>,
+    plan: &mut Plan,
+) -> Result<(), RunError> {
+    use crate::vm::plan::{Drive, Image};
+    if let Some(spec) = &scenario.cdrom {
+        match resolve_image(spec).map_err(Box::new)? {
+            Image::Iso { path } => plan.drives.insert(0, Drive::Cdrom { path }),
+            _ => return Err(RunError::NotADisc { spec: spec.clone() }),
+        }
+    }
+    if let Some(first) = scenario.kickstart.first() {
+        let mut text = String::new();
+        for ks in &scenario.kickstart {
+            let part = std::fs::read_to_string(ks)
+                .map_err(|source| RunError::KickstartRead { path: ks.clone(), source })?;
+            text.push_str(&part);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let text = expand(&text, secrets);
+        let layout = plan.layout.clone();
+        let image = layout.dir.join(OEMDRV_IMAGE);
+        let kickstart_err = |source| RunError::Kickstart { path: first.clone(), source };
+        crate::installer::oemdrv::make(&text, &image).map_err(kickstart_err)?;
+        let kept = layout.dir.join("installer/ks.cfg");
+        let kept_err = |source| RunError::RunDir { path: kept.clone(), source };
+        std::fs::create_dir_all(layout.dir.join("installer")).map_err(kept_err)?;
+        std::fs::write(&kept, crate::redact::text(&text).as_bytes()).map_err(kept_err)?;
+        plan.drives.push(Drive::Disk {
+            overlay: layout.overlay(plan.drives.len()),
+            base: image,
+            base_format: Some(crate::profile::DiskFormat::Raw),
+            interface: crate::profile::DiskInterface::Virtio,
+        });
+    }
+    Ok(())
+}
+
+/// The kickstart disk in the run directory, removed when the run ends.
+const OEMDRV_IMAGE: &str = "oemdrv.img";
+
 fn profile_for(scenario: &Scenario) -> Result<Profile, RunError> {
     let mut p = profile::resolve(&scenario.profile)?;
     let needs_agent =
@@ -353,7 +436,7 @@ fn profile_for(scenario: &Scenario) -> Result<Profile, RunError> {
     if needs_agent && p.agent == profile::AgentKind::None {
         p.agent = profile::AgentKind::Auto;
     }
-    if scenario.steps.iter().any(|s| s.action == Action::Reboot) {
+    if scenario.steps.iter().any(|s| matches!(s.action, Action::Reboot | Action::WaitReset)) {
         p.allow_reboot = true;
     }
     Ok(p)
@@ -410,8 +493,74 @@ fn has_secret(text: &str) -> bool {
     text.contains("${secret:")
 }
 
+/// What the live installer logs (the profile's log ports) have said so far: every
+/// finding, and the first error-level one the scenario does not allow, which ends the
+/// run.
+#[derive(Clone)]
+pub(crate) struct Live {
+    findings: Arc<Mutex<Vec<Finding>>>,
+    count: tokio::sync::watch::Receiver<usize>,
+    fatal: tokio::sync::watch::Receiver<Option<Finding>>,
+}
+
+/// Text lines in, findings out, for one log port (see [`live_analyzer`]).
+pub(crate) type LineFindings = Box<dyn FnMut(u64, &[u8]) -> Vec<Finding> + Send>;
+
+impl Live {
+    /// Watches every log port of the VM that a live analyzer understands.
+    fn watch(vm: &Vm, allow: &[Pattern]) -> Live {
+        let findings: Arc<Mutex<Vec<Finding>>> = Arc::default();
+        let (count_tx, count) = tokio::sync::watch::channel(0usize);
+        let (fatal_tx, fatal) = tokio::sync::watch::channel(None::<Finding>);
+        let (count_tx, fatal_tx) = (Arc::new(count_tx), Arc::new(fatal_tx));
+        for port in vm.log_ports() {
+            let Some(mut analyze) = live_analyzer(port) else { continue };
+            let file = port.file.strip_prefix(vm.run_dir()).unwrap_or(&port.file).to_path_buf();
+            let (findings, count_tx, fatal_tx, allow) =
+                (findings.clone(), count_tx.clone(), fatal_tx.clone(), allow.to_vec());
+            port.watch(Box::new(move |number, line| {
+                for mut f in analyze(number, line) {
+                    f.file = file.clone();
+                    let allowed = allow
+                        .iter()
+                        .any(|a| a.is_match(&f.summary) || f.evidence.iter().any(|e| a.is_match(e)));
+                    if f.severity >= crate::logs::Severity::Error && !allowed {
+                        fatal_tx
+                            .send_if_modified(|first| first.is_none() && first.replace(f.clone()).is_none());
+                    }
+                    let mut all = findings.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push(f);
+                    count_tx.send_replace(all.len());
+                }
+            }));
+        }
+        Live { findings, count, fatal }
+    }
+
+    /// Resolves with the first fatal finding (never, if none comes).
+    async fn fatal(&mut self) -> Finding {
+        loop {
+            if let Some(f) = self.fatal.borrow_and_update().clone() {
+                return f;
+            }
+            if self.fatal.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The live analyzer for a log port's lines, when its format is one bootproof reads
+/// live.
+fn live_analyzer(_port: &crate::vm::logport::LogPortHandle) -> Option<LineFindings> {
+    None
+}
+
 struct StepCtx<'a> {
     vm: &'a mut Vm,
+    live: Live,
+    /// Resets the steps have accounted for (`reboot`, `wait_reset`).
+    resets_seen: u64,
     accel: Accel,
     deadline: Instant,
     secrets: &'a BTreeMap<String, String>,
@@ -475,11 +624,19 @@ async fn run_step(
 ) -> StepReport {
     let t0 = started.elapsed().as_secs_f64();
     let limit = ctx.limit(step.timeout);
-    let result =
-        match tokio::time::timeout(limit + Duration::from_secs(5), perform(&step.action, ctx, limit)).await {
+    let mut live = ctx.live.clone();
+    let mut fatal = None;
+    let result = tokio::select! {
+        r = tokio::time::timeout(limit + Duration::from_secs(5), perform(&step.action, ctx, limit)) => match r {
             Ok(r) => r,
             Err(_) => Err(StepError::new(format!("done within {limit:.1?}"), "the step did not finish")),
-        };
+        },
+        f = live.fatal() => {
+            let seen = format!("the run ended early: {} ({}:{})", f.summary, f.file.display(), f.line);
+            fatal = Some(f);
+            Err(StepError::new("the step to finish", seen))
+        }
+    };
     let mut sr = StepReport {
         index: i + 1,
         line: step.line,
@@ -494,10 +651,19 @@ async fn run_step(
         sr.status = Status::Failed;
         sr.message = Some(format!("expected {}; seen {}", e.expected, e.seen));
         let file = scenario.file.as_ref().map_or_else(|| scenario.name.clone(), |f| f.display().to_string());
-        report.failure = Some(Failure {
-            what: format!("step {} ({file}:{}) {}", i + 1, step.line, step.action.describe()),
-            expected: e.expected,
-            seen: e.seen,
+        report.failure = Some(match fatal {
+            // The installer's own words are the reason, not the step it interrupted.
+            Some(f) => Failure {
+                what: format!("installer log {}:{}", f.file.display(), f.line),
+                expected: "no error-level finding in the installer's logs (allow_findings lets known-harmless ones pass)"
+                    .into(),
+                seen: std::iter::once(f.summary.clone()).chain(f.evidence.iter().take(8).cloned()).collect::<Vec<_>>().join("\n"),
+            },
+            None => Failure {
+                what: format!("step {} ({file}:{}) {}", i + 1, step.line, step.action.describe()),
+                expected: e.expected,
+                seen: e.seen,
+            },
         });
     }
     sr
@@ -544,6 +710,9 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         Action::WaitFile { path } => wait_file(ctx, path, limit).await,
         Action::PowerOff => power_off(ctx, limit).await,
         Action::Reboot => reboot(ctx, limit).await,
+        Action::WaitReset => wait_reset(ctx, limit).await,
+        Action::Eject => eject(ctx).await,
+        Action::WaitFinding { pattern } => wait_finding(ctx, pattern, limit).await,
         Action::Sleep { duration, .. } => {
             tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
             Ok(())
@@ -803,9 +972,70 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
     }
     let left = limit.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
     if ctx.vm.console().wait_reset_after(resets, left).await {
+        ctx.resets_seen = ctx.vm.console().resets();
         Ok(())
     } else {
         Err(StepError::new("the console marking the reset", "QEMU reported a reset the console did not see"))
+    }
+}
+
+/// Waits for the guest to reset the machine by itself (a reset since the last step
+/// that accounted for one counts), and for the console to mark it.
+async fn wait_reset(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    let seen = ctx.resets_seen;
+    if !ctx.vm.console().wait_reset_after(seen, limit).await {
+        let why = if ctx.vm.console().is_closed() { "QEMU exited without a reset" } else { "no reset" };
+        return Err(StepError::new(format!("the guest resets the machine within {limit:.1?}"), why));
+    }
+    ctx.resets_seen = ctx.vm.console().resets();
+    // The agent that answered before belongs to the old boot.
+    ctx.agent = None;
+    ctx.vm.forget_agent();
+    Ok(())
+}
+
+/// Takes the disc out (QMP `eject`, forced: an installer may have locked the tray).
+async fn eject(ctx: &mut StepCtx<'_>) -> Result<(), StepError> {
+    let drive = ctx.vm.plan().drives.iter().position(|d| matches!(d, crate::vm::plan::Drive::Cdrom { .. }));
+    let Some(index) = drive else {
+        return Err(StepError::new("a disc to eject", "the machine has no disc drive"));
+    };
+    let device = format!("drive{index}");
+    ctx.vm
+        .qmp()
+        .eject(&device)
+        .await
+        .map_err(|e| StepError::new(format!("the disc in {device} ejected"), e.to_string()))
+}
+
+/// Waits for a live installer finding whose summary matches.
+async fn wait_finding(ctx: &mut StepCtx<'_>, pattern: &Pattern, limit: Duration) -> Result<(), StepError> {
+    let expected = format!("a finding matching /{pattern}/ in the installer's logs within {limit:.1?}");
+    let mut count = ctx.live.count.clone();
+    let found = async {
+        loop {
+            let hit = ctx
+                .live
+                .findings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|f| pattern.is_match(&f.summary));
+            if hit {
+                return true;
+            }
+            if count.changed().await.is_err() {
+                return false;
+            }
+        }
+    };
+    match tokio::time::timeout(limit, found).await {
+        Ok(true) => Ok(()),
+        _ => {
+            let n = ctx.live.findings.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let ports = ctx.vm.log_ports().len();
+            Err(StepError::new(expected, format!("{n} findings from {ports} log ports, none matching")))
+        }
     }
 }
 

@@ -20,7 +20,9 @@ pub fn argv(plan: &Plan) -> Vec<OsString> {
     kernel_args(&mut a, plan);
     share_args(&mut a, plan);
     agent_serial_args(&mut a, plan);
+    log_port_args(&mut a, plan);
     vsock_args(&mut a, plan);
+    network_args(&mut a, plan);
     a.0.extend(plan.extra_args.iter().map(OsString::from));
     a.0
 }
@@ -78,7 +80,9 @@ fn base_args(a: &mut Args, plan: &Plan) {
     a.push("-cpu", if plan.accel == Accel::Kvm { "host" } else { "max" });
     a.push("-m", plan.memory_mib.to_string());
     a.push("-smp", plan.cpus.to_string());
-    a.push("-nic", "none");
+    if plan.network.is_none() {
+        a.push("-nic", "none");
+    }
     if !plan.allow_reboot {
         a.flag("-no-reboot");
     }
@@ -166,8 +170,8 @@ fn drive_args(a: &mut Args, plan: &Plan) {
                 a.push("-drive", path_value("file=", path, &opts));
                 a.push("-device", format!("ide-cd,drive={id}{}{boot}", next_ide()));
             }
-            Drive::Disk { overlay, interface, .. } => {
-                a.push("-drive", path_value("file=", overlay, &format!(",format=qcow2,if=none,id={id}")));
+            Drive::Disk { overlay: disk, interface, .. } | Drive::Blank { path: disk, interface, .. } => {
+                a.push("-drive", path_value("file=", disk, &format!(",format=qcow2,if=none,id={id}")));
                 let device = match interface {
                     DiskInterface::Virtio => format!("virtio-blk-pci,drive={id}{boot}"),
                     DiskInterface::Nvme => format!("nvme,drive={id},serial=bootproof{i}{boot}"),
@@ -264,6 +268,41 @@ fn agent_serial_args(a: &mut Args, plan: &Plan) {
         a.push("-chardev", path_value("socket,id=shell0,path=", &l.shell_socket(), ""));
         a.push("-device", "virtconsole,bus=agentbus.0,chardev=shell0,name=org.bootproof.shell.0");
     }
+}
+
+/// Log ports on a virtio-serial bus of their own, each connecting to a socket bootproof
+/// listens on before QEMU starts (as the console does), so no byte is written before
+/// someone reads it. A guest that never opens its port costs nothing.
+fn log_port_args(a: &mut Args, plan: &Plan) {
+    if plan.log_ports.is_empty() {
+        return;
+    }
+    a.push("-device", "virtio-serial-pci,id=logbus");
+    for (i, port) in plan.log_ports.iter().enumerate() {
+        a.push("-chardev", path_value(&format!("socket,id=log{i},path="), &port.socket, ""));
+        a.push("-device", format!("virtserialport,bus=logbus.0,chardev=log{i},name={}", port.name));
+    }
+}
+
+/// `network = "restricted"`: a virtio NIC on QEMU's user network with `restrict=on`,
+/// which drops every packet the guest sends beyond DHCP and the `guestfwd` forwards
+/// (libslirp answers DHCP itself; DNS and everything else go nowhere), so the guest
+/// reaches only bootproof's servers on host loopback. No IPv6: nothing needs it.
+///
+/// Each forward runs `socat` per guest connection (`cmd:`, its stdin and stdout are
+/// the connection) to the server's loopback port. The other form, `tcp:HOST:PORT`, is
+/// a chardev QEMU opens once when it starts: every guest connection would share that
+/// one stream, which no HTTP client survives (measured: QEMU also refuses to start
+/// unless the server already listens).
+fn network_args(a: &mut Args, plan: &Plan) {
+    let Some(net) = &plan.network else { return };
+    let mut netdev = String::from("user,id=net0,restrict=on,ipv6=off");
+    for f in &net.forwards {
+        let (ip, port, host_port) = (super::plan::SERVER_IP, f.port, f.host_port);
+        netdev.push_str(&format!(",guestfwd=tcp:{ip}:{port}-cmd:socat STDIO TCP:127.0.0.1:{host_port}"));
+    }
+    a.push("-netdev", netdev);
+    a.push("-device", "virtio-net-pci,netdev=net0,romfile=");
 }
 
 /// vsock for the agent. vhost-user-vsock moves the device into vhost-device-vsock,

@@ -147,8 +147,12 @@ pub fn host_facts(profile: &Profile, share_dir: &Path) -> Result<HostFacts, Boot
     })
 }
 
-/// `reference:<name>` → the built reference image; a path → classified by content.
+/// `reference:<name>` → the built reference image; `blank:SIZE` → an empty disk made
+/// for the run; a path → classified by content.
 pub fn resolve_image(spec: &str) -> Result<Image, BootError> {
+    if let Some(blank) = super::disk::blank(spec) {
+        return Ok(blank?);
+    }
     if let Some(name) = spec.strip_prefix("reference:") {
         let built = crate::images::ensure(name)?;
         return Ok(match built.kind {

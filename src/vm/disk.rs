@@ -27,6 +27,19 @@ pub enum DiskError {
     QemuImg { args: String, detail: String },
     #[error("image {}: format `{format}` is not supported (raw, qcow2 and ISO 9660 are)", path.display())]
     Format { path: PathBuf, format: String },
+    #[error("image `{spec}`: {why}; write e.g. `blank:20G` for an empty 20 GiB disk")]
+    BlankSize { spec: String, why: String },
+}
+
+/// `blank:SIZE` → an empty disk of that size (`20G`, `512M`), made per run.
+pub fn blank(spec: &str) -> Option<Result<Image, DiskError>> {
+    let size = spec.strip_prefix("blank:")?;
+    let bad = |why: String| DiskError::BlankSize { spec: spec.to_string(), why };
+    Some(
+        crate::profile::parse_memory_mib(size)
+            .map_err(bad)
+            .map(|mib| Image::Blank { bytes: mib * 1024 * 1024 }),
+    )
 }
 
 /// Classifies an image by content: ISO 9660 (`CD001` at sector 16) boots as a disc,
@@ -67,6 +80,13 @@ pub fn create_overlay(
 ) -> Result<(), DiskError> {
     let base = std::path::absolute(base).map_err(|source| DiskError::Read { path: base.into(), source })?;
     qemu_img_run(qemu_img, &["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"], &[&base, overlay])?;
+    Ok(())
+}
+
+/// Creates an empty qcow2 disk of `bytes` (an installer's target).
+pub fn create_blank(qemu_img: &Path, path: &Path, bytes: u64) -> Result<(), DiskError> {
+    let size = bytes.to_string();
+    qemu_img_run(qemu_img, &["create", "-q", "-f", "qcow2"], &[path, Path::new(&size)])?;
     Ok(())
 }
 

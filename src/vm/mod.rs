@@ -9,6 +9,7 @@
 pub mod argv;
 pub mod boot;
 pub mod disk;
+pub mod logport;
 pub mod plan;
 pub mod process;
 pub mod rundir;
@@ -89,6 +90,7 @@ pub struct Vm {
     qmp: Qmp,
     agent_ports: crate::agent::Ports,
     agent: tokio::sync::OnceCell<Agent>,
+    log_ports: Vec<logport::LogPortHandle>,
     started: Instant,
 }
 
@@ -110,6 +112,8 @@ impl Vm {
             None
         };
         let agent_listeners = AgentListeners::bind(&plan)?;
+        let log_listeners: Vec<UnixListener> =
+            plan.log_ports.iter().map(|p| bind(&p.socket)).collect::<Result<_, _>>()?;
         let vsock_device = match plan.agent.vsock {
             Some(VsockDevice::VhostUser) => Some(start_vsock_device(layout).await?),
             _ => None,
@@ -145,8 +149,12 @@ impl Vm {
             Ok(ports) => ports,
             Err(e) => return Err(exit_or(&mut qemu, layout, e).await),
         };
+        let log_ports = match accept_log_ports(&plan, log_listeners, started).await {
+            Ok(ports) => ports,
+            Err(e) => return Err(exit_or(&mut qemu, layout, e).await),
+        };
         let agent = tokio::sync::OnceCell::new();
-        Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, started })
+        Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, log_ports, started })
     }
 
     /// The guest agent, once one answers on the plan's channels (qemu-guest-agent
@@ -172,6 +180,11 @@ impl Vm {
 
     pub fn console(&self) -> &Console {
         &self.console
+    }
+
+    /// The profile's log ports, being captured into the run directory.
+    pub fn log_ports(&self) -> &[logport::LogPortHandle] {
+        &self.log_ports
     }
 
     pub fn qmp(&self) -> &Qmp {
@@ -283,7 +296,8 @@ impl Drop for Vm {
         // after the run, and a private socket directory must not pile up in /tmp.
         let l = &self.plan.layout;
         let agent = [l.qga_socket(), l.shell_socket(), l.vhost_vsock_socket(), l.vsock_socket()];
-        for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()].into_iter().chain(agent) {
+        let logs = self.plan.log_ports.iter().map(|p| p.socket.clone());
+        for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()].into_iter().chain(agent).chain(logs) {
             let _ = std::fs::remove_file(s);
         }
         if l.socket_dir != l.dir {
@@ -310,6 +324,31 @@ fn mark_resets(console: &Console, qmp: &Qmp) {
 fn bind(path: &Path) -> Result<UnixListener, VmError> {
     let _ = std::fs::remove_file(path);
     UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))
+}
+
+/// Takes QEMU's connection to each log port's socket and starts capturing it.
+async fn accept_log_ports(
+    plan: &Plan,
+    listeners: Vec<UnixListener>,
+    started: Instant,
+) -> Result<Vec<logport::LogPortHandle>, VmError> {
+    let mut ports = Vec::new();
+    for (port, listener) in plan.log_ports.iter().zip(listeners) {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, listener.accept()).await {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                return Err(VmError::Io { what: format!("accepting log port {}", port.name), source: e });
+            }
+            Err(_) => {
+                let run_dir = plan.layout.dir.clone();
+                return Err(VmError::NoConnect { channel: "log port", timeout: CONNECT_TIMEOUT, run_dir });
+            }
+        };
+        let handle = logport::capture(&port.name, stream, &port.file, started)
+            .map_err(io(format!("creating {}", port.file.display())))?;
+        ports.push(handle);
+    }
+    Ok(ports)
 }
 
 /// Sockets for the agent's virtio-serial ports, bound before QEMU starts.
@@ -397,25 +436,22 @@ fn prepare(plan: &Plan) -> Result<(), VmError> {
             fw.vars.display()
         )))?;
     }
-    let disks: Vec<_> = plan
-        .drives
-        .iter()
-        .filter_map(|d| match d {
-            Drive::Disk { overlay, base, base_format, .. } => Some((overlay, base, base_format)),
-            Drive::Cdrom { .. } => None,
-        })
-        .collect();
-    if !disks.is_empty() {
-        let qemu_img = find_command("qemu-img").ok_or(VmError::MissingTool("qemu-img"))?;
-        for (overlay, base, format) in disks {
-            if !base.exists() {
-                return Err(disk::DiskError::Missing { path: base.clone() }.into());
+    let qemu_img = || find_command("qemu-img").ok_or(VmError::MissingTool("qemu-img"));
+    for d in &plan.drives {
+        match d {
+            Drive::Disk { overlay, base, base_format, .. } => {
+                let qemu_img = qemu_img()?;
+                if !base.exists() {
+                    return Err(disk::DiskError::Missing { path: base.clone() }.into());
+                }
+                let format = match base_format {
+                    Some(f) => *f,
+                    None => disk::detect_format(&qemu_img, base)?,
+                };
+                disk::create_overlay(&qemu_img, base, format, overlay)?;
             }
-            let format = match format {
-                Some(f) => *f,
-                None => disk::detect_format(&qemu_img, base)?,
-            };
-            disk::create_overlay(&qemu_img, base, format, overlay)?;
+            Drive::Blank { path, bytes, .. } => disk::create_blank(&qemu_img()?, path, *bytes)?,
+            Drive::Cdrom { .. } => {}
         }
     }
     for d in &plan.drives {

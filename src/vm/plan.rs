@@ -6,12 +6,18 @@ use std::path::PathBuf;
 
 use crate::host::accel::Accel;
 use crate::host::ovmf::FirmwarePair;
-use crate::profile::{AgentKind, DirectKernel, DiskFormat, DiskInterface, Display, Machine, Profile, Tpm};
+use crate::profile::{
+    AgentKind, DirectKernel, DiskFormat, DiskInterface, Display, End, Machine, Network, Profile, Tpm,
+};
 
 use super::rundir::RunLayout;
 
 /// The mount tag of the per-run read-write share.
 pub const SHARE_TAG: &str = "bootproof";
+
+/// Where the guest reaches bootproof's servers under `network = "restricted"`:
+/// an address of QEMU's user network that only `guestfwd` forwards answer on.
+pub const SERVER_IP: &str = "10.0.2.100";
 
 /// What the host contributes to a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +55,52 @@ impl ShareSecurity {
 /// The image given to boot, already classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Image {
-    Disk { path: PathBuf, format: Option<DiskFormat> },
-    Iso { path: PathBuf },
+    Disk {
+        path: PathBuf,
+        format: Option<DiskFormat>,
+    },
+    Iso {
+        path: PathBuf,
+    },
+    /// A new empty disk of this many bytes (`blank:20G`): an installer's target.
+    Blank {
+        bytes: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drive {
     /// A disk the guest writes to a per-run qcow2 overlay of; `base` is never written.
     Disk { overlay: PathBuf, base: PathBuf, base_format: Option<DiskFormat>, interface: DiskInterface },
+    /// A new empty qcow2 disk in the run directory.
+    Blank { path: PathBuf, bytes: u64, interface: DiskInterface },
     /// An optical disc, attached read-only.
     Cdrom { path: PathBuf },
+}
+
+/// The NIC and what it reaches, under `network = "restricted"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkPlan {
+    /// `SERVER_IP:port` in the guest → a server of bootproof's on host loopback. The
+    /// caller adds them once its servers listen (their ports are known then).
+    pub forwards: Vec<Forward>,
+}
+
+/// One `guestfwd`: TCP connections from the guest to `SERVER_IP:port` go to
+/// `127.0.0.1:host_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub port: u16,
+    pub host_port: u16,
+}
+
+/// A log port: a virtio-serial port whose chardev connects to a socket bootproof
+/// listens on, its lines kept in `file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLogPort {
+    pub name: String,
+    pub socket: PathBuf,
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,11 +189,19 @@ pub struct Plan {
     pub share_security: ShareSecurity,
     pub extra_args: Vec<String>,
     pub agent: AgentPlan,
+    pub network: Option<NetworkPlan>,
+    pub log_ports: Vec<PlannedLogPort>,
+    pub end: End,
     pub layout: RunLayout,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    #[error(
+        "log port `{name}`: {why}; a port needs a name of letters, digits and `._-`, and a file \
+         relative to the run directory without `..`"
+    )]
+    BadLogPort { name: String, why: &'static str },
     #[error("profile `{profile}` needs UEFI firmware, but none was resolved")]
     NoFirmware { profile: String },
     #[error("share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique")]
@@ -186,7 +236,14 @@ impl Plan {
         let drives = drives(profile, image, layout);
         let ide = drives
             .iter()
-            .filter(|d| matches!(d, Drive::Cdrom { .. } | Drive::Disk { interface: DiskInterface::Ide, .. }))
+            .filter(|d| {
+                matches!(
+                    d,
+                    Drive::Cdrom { .. }
+                        | Drive::Disk { interface: DiskInterface::Ide, .. }
+                        | Drive::Blank { interface: DiskInterface::Ide, .. }
+                )
+            })
             .count();
         let max = super::argv::ide_slots(profile.machine);
         if ide > max {
@@ -210,13 +267,44 @@ impl Plan {
             share_security: host.share_security,
             extra_args: profile.extra_args.clone(),
             agent: AgentPlan::new(profile.agent, host.kernel_vsock, layout),
+            network: (profile.network == Network::Restricted).then(NetworkPlan::default),
+            log_ports: log_ports(profile, layout)?,
+            end: profile.end,
             layout: layout.clone(),
         })
     }
 }
 
+fn log_ports(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedLogPort>, PlanError> {
+    let mut ports: Vec<PlannedLogPort> = Vec::new();
+    for (i, p) in profile.log_ports.iter().enumerate() {
+        let bad = |why| PlanError::BadLogPort { name: p.name.clone(), why };
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        if p.name.is_empty() || !p.name.chars().all(plain) {
+            return Err(bad("the name has other characters"));
+        }
+        let confined = p.file.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !confined || p.file.as_os_str().is_empty() {
+            return Err(bad("the file leaves the run directory"));
+        }
+        if ports.iter().any(|q| q.name == p.name || q.file == layout.dir.join(&p.file)) {
+            return Err(bad("used twice"));
+        }
+        ports.push(PlannedLogPort {
+            name: p.name.clone(),
+            socket: layout.log_port_socket(i),
+            file: layout.dir.join(&p.file),
+        });
+    }
+    Ok(ports)
+}
+
 fn drives(profile: &Profile, image: Option<&Image>, layout: &RunLayout) -> Vec<Drive> {
     let mut drives = Vec::new();
+    if let Some(Image::Blank { bytes }) = image {
+        let path = layout.overlay(0);
+        drives.push(Drive::Blank { path, bytes: *bytes, interface: DiskInterface::Virtio });
+    }
     let mut disk = |base: &PathBuf, base_format, interface| {
         let overlay = layout.overlay(drives.len());
         drives.push(Drive::Disk { overlay, base: base.clone(), base_format, interface });

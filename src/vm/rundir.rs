@@ -62,6 +62,10 @@ impl RunLayout {
     pub fn vsock_socket(&self) -> PathBuf {
         self.socket_dir.join("vsock.sock")
     }
+    /// The socket of the profile's `index`th log port.
+    pub fn log_port_socket(&self, index: usize) -> PathBuf {
+        self.socket_dir.join(format!("log{index}.sock"))
+    }
     /// Every guest agent exchange, one line each, stamped.
     pub fn agent_log(&self) -> PathBuf {
         self.dir.join("agent.log")

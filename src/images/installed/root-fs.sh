@@ -5,6 +5,9 @@
 # mkfs.btrfs --rootdir cannot make subvolumes, so this loop-mounts the image (the
 # build needs root anyway for the chroot). With BOOTPROOF_BREAK=home (a broken
 # variant) /home stays a plain directory of subvolume `root`.
+# Every xattr is copied: GNU tar archives all of them but by default restores only
+# `user.*`, which would drop file capabilities and installed-selinux's
+# `security.selinux` labels.
 set -eu
 tree=$1 image=$2 mib=$3 mnt=$4
 
@@ -23,6 +26,6 @@ else
 fi
 tar -C "$tree" --xattrs --acls --numeric-owner \
     --exclude=./home/* --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -cf - . |
-    tar -C "$mnt/root" --xattrs --acls --numeric-owner -xpf -
+    tar -C "$mnt/root" --xattrs --xattrs-include='*' --acls --numeric-owner -xpf -
 tar -C "$tree/home" --xattrs --acls --numeric-owner -cf - . |
-    tar -C "$home" --xattrs --acls --numeric-owner -xpf -
+    tar -C "$home" --xattrs --xattrs-include='*' --acls --numeric-owner -xpf -

@@ -130,6 +130,7 @@ impl Reader<'_> {
             file: self.file.to_path_buf(),
             line: self.dump.traceback_line,
             time: None,
+            phase: None,
             summary: traceback_summary(&traceback),
             evidence,
         };

@@ -233,6 +233,7 @@ impl Records {
             file: self.file.clone(),
             line: capture.line,
             time: capture.time,
+            phase: None,
             summary: self.in_section(summary),
             evidence: capture.evidence,
         });
@@ -270,6 +271,7 @@ impl Records {
             file: self.file.clone(),
             line: command.line,
             time: (!command.time.is_empty()).then(|| lossy(&command.time)),
+            phase: None,
             summary: self.in_section(summary),
             evidence,
         };
@@ -296,6 +298,7 @@ impl Records {
             file: self.file.clone(),
             line: number,
             time: entry.time.map(lossy),
+            phase: None,
             summary: self.in_section(summary),
             evidence: vec![lossy(clip(entry.message))],
         });

@@ -44,6 +44,9 @@ pub struct JsonEntry<'a> {
     pub user_unit: Value<'a>,
     pub realtime: Value<'a>,
     pub source_realtime: Value<'a>,
+    pub pid: Value<'a>,
+    pub syslog_pid: Value<'a>,
+    pub boot_id: Value<'a>,
 }
 
 impl JsonEntry<'_> {
@@ -54,6 +57,8 @@ impl JsonEntry<'_> {
             transport: self.transport.bytes(),
             unit: self.unit.bytes().or(self.user_unit.bytes()),
             realtime: self.source_realtime.bytes().or(self.realtime.bytes()),
+            pid: self.pid.bytes().or(self.syslog_pid.bytes()),
+            boot: self.boot_id.bytes(),
         }
     }
 }
@@ -87,6 +92,9 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 Key::UserUnit => &mut entry.user_unit,
                 Key::Realtime => &mut entry.realtime,
                 Key::SourceRealtime => &mut entry.source_realtime,
+                Key::Pid => &mut entry.pid,
+                Key::SyslogPid => &mut entry.syslog_pid,
+                Key::BootId => &mut entry.boot_id,
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
@@ -108,6 +116,9 @@ enum Key {
     UserUnit,
     Realtime,
     SourceRealtime,
+    Pid,
+    SyslogPid,
+    BootId,
     Other,
 }
 
@@ -136,6 +147,9 @@ impl Visitor<'_> for KeyVisitor {
             "USER_UNIT" => Key::UserUnit,
             "__REALTIME_TIMESTAMP" => Key::Realtime,
             "_SOURCE_REALTIME_TIMESTAMP" => Key::SourceRealtime,
+            "_PID" => Key::Pid,
+            "SYSLOG_PID" => Key::SyslogPid,
+            "_BOOT_ID" => Key::BootId,
             _ => Key::Other,
         })
     }

@@ -32,6 +32,11 @@ pub struct CarriedFields<'a> {
     pub transport: Option<&'a [u8]>,
     /// `UNIT`, else `USER_UNIT`: the unit a systemd message is about.
     pub unit: Option<&'a [u8]>,
+    /// `_PID` (set by journald), else `SYSLOG_PID` (what the sender said, all there is for
+    /// PID 1's early messages that came through the kernel log).
+    pub pid: Option<&'a [u8]>,
+    /// `_BOOT_ID`: a change starts another boot.
+    pub boot: Option<&'a [u8]>,
     /// `_SOURCE_REALTIME_TIMESTAMP` (when the message was made), else
     /// `__REALTIME_TIMESTAMP` (when journald got it); journalctl shows the same choice.
     pub realtime: Option<&'a [u8]>,
@@ -48,6 +53,8 @@ fn carry(rules: &mut Rules, line: u64, fields: &CarriedFields) {
         time,
         identifier: fields.identifier.unwrap_or_default(),
         kernel: fields.transport == Some(b"kernel"),
+        pid: fields.pid,
+        boot: fields.boot,
         unit: fields.unit,
         text,
     });
@@ -66,6 +73,7 @@ fn export_fields<'a>(entry: &Entry<'a>) -> CarriedFields<'a> {
     let mut comm = None;
     let mut user_unit = None;
     let mut source_time = None;
+    let mut syslog_pid = None;
     for field in &entry.fields {
         let slot = match field.name {
             b"MESSAGE" => &mut carried.message,
@@ -76,6 +84,9 @@ fn export_fields<'a>(entry: &Entry<'a>) -> CarriedFields<'a> {
             b"USER_UNIT" => &mut user_unit,
             b"__REALTIME_TIMESTAMP" => &mut carried.realtime,
             b"_SOURCE_REALTIME_TIMESTAMP" => &mut source_time,
+            b"_PID" => &mut carried.pid,
+            b"SYSLOG_PID" => &mut syslog_pid,
+            b"_BOOT_ID" => &mut carried.boot,
             _ => continue,
         };
         // A repeated field: the first value speaks for the entry.
@@ -84,6 +95,7 @@ fn export_fields<'a>(entry: &Entry<'a>) -> CarriedFields<'a> {
     carried.identifier = carried.identifier.or(comm);
     carried.unit = carried.unit.or(user_unit);
     carried.realtime = source_time.or(carried.realtime);
+    carried.pid = carried.pid.or(syslog_pid);
     carried
 }
 
@@ -146,6 +158,7 @@ fn truncated_finding(file: &Path, line: u64) -> Finding {
         file: file.to_path_buf(),
         line,
         time: None,
+        phase: None,
         summary: format!(
             "journal entry at line {line} is cut short: the export ended inside it \
              (or it exceeds {} MiB)",
@@ -253,9 +266,12 @@ impl JournalShort {
                 tally.record();
                 in_record = true;
                 carry_short(&mut rules, line.number, &parsed);
-            } else if short::marker_line(line.bytes).is_ok() {
+            } else if let Ok((_, marker)) = short::marker_line(line.bytes) {
                 tally.record();
                 in_record = false;
+                if short::is_boot_boundary(marker) {
+                    rules.new_boot();
+                }
             } else if in_record && short::is_continuation(line.bytes) {
                 tally.continuation();
             } else {
@@ -273,6 +289,8 @@ fn carry_short(rules: &mut Rules, line: u64, parsed: &short::ShortLine) {
         time: Time::Text(parsed.time),
         identifier: parsed.identifier,
         kernel: false,
+        pid: parsed.pid,
+        boot: None,
         unit: None,
         text: parsed.message,
     });

@@ -91,6 +91,12 @@ pub fn marker_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
     preceded(tag("-- "), rest).parse(input)
 }
 
+/// Whether a marker line (its text after `-- `) separates two boots: `Boot ID --` of
+/// journalctl >= 240, `Reboot --` of older ones.
+pub fn is_boot_boundary(marker: &[u8]) -> bool {
+    marker.starts_with(b"Boot ") || marker.starts_with(b"Reboot --")
+}
+
 /// The indented rest of a multi-line message.
 pub fn is_continuation(line: &[u8]) -> bool {
     matches!(line.first(), Some(b' ' | b'\t'))
@@ -137,6 +143,13 @@ mod tests {
             .is_err()
         );
         assert!(marker_line(b"-- Reboot --").is_ok());
+        let (_, marker) = marker_line(b"-- Boot 27acae2fe35a40ac93f9c7732c0b8e59 --").unwrap();
+        assert!(is_boot_boundary(marker));
+        let (_, marker) = marker_line(
+            b"-- Logs begin at Sun 2020-07-05 03:09:07 UTC, end at Sun 2020-07-05 03:24:52 UTC. --",
+        )
+        .unwrap();
+        assert!(!is_boot_boundary(marker));
         assert!(short_line(b"type=AVC msg=audit(1550015492.576:237): avc:  denied").is_err());
     }
 }

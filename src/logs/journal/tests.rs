@@ -226,14 +226,14 @@ fn json_lines_that_are_not_entries_are_unparsed() {
     // A non-UTF-8 message arrives as its bytes, a repeated field as an array.
     data.extend_from_slice(
         b"{\"__REALTIME_TIMESTAMP\":\"1712912460000000\",\"SYSLOG_IDENTIFIER\":[\"sddm\",\"sddm\"],\
-          \"MESSAGE\":[83,68,68,77,58,32,71,114,101,101,116,101,114,32,115,116,111,112,112,101,100,255]}\n",
+          \"MESSAGE\":[83,68,68,77,58,32,71,114,101,101,116,101,114,32,115,101,115,115,105,111,110,32,102,97,105,108,101,100,32,116,111,32,115,116,97,114,116,255]}\n",
     );
     let (tally, findings) = json_tally(&data);
     assert_eq!(tally, Tally { lines: 12, records: 10, continuation_lines: 0, unparsed_lines: 2 });
     let greeter = findings.last().unwrap();
     assert_eq!(
         (greeter.kind, greeter.severity, greeter.line),
-        (FindingKind::DisplayManagerFailure, Severity::Warning, 12)
+        (FindingKind::DisplayManagerFailure, Severity::Error, 12)
     );
     assert_eq!(greeter.time.as_deref(), Some("2024-04-12T09:01:00.000000Z"));
 }
