@@ -214,6 +214,12 @@ pub fn signing_key() -> Result<SigningKey, ImageError> {
             .map(str::to_string)
     };
     let err = |message: String| ImageError::Resolve { image: NAME.into(), message };
+    // Two processes making a key at once would sign the mirror and the ISO with
+    // different keys.
+    std::fs::create_dir_all(dir.parent().expect("under the cache")).map_err(|e| err(e.to_string()))?;
+    let lock_path = dir.with_extension("lock");
+    let _lock =
+        build::Lock::exclusive(&lock_path).map_err(|e| err(format!("{}: {e}", lock_path.display())))?;
     if let (Some(fpr), true) = (fingerprint(&key.home), key.public.is_file()) {
         return Ok(SigningKey { fingerprint: fpr, ..key });
     }
