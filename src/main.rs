@@ -79,6 +79,35 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Debian's installer, unattended: its local mirror and HTTP server (docs/installer.md).
+    Installer {
+        #[command(subcommand)]
+        command: InstallerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstallerCommand {
+    /// Build (or find in the cache) the local Debian mirror and print its directory;
+    /// exit 1 when the archive did not serve every file the install needs.
+    Mirror {
+        /// Build again even when cached (tries files the archive did not serve again).
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Serve the mirror and a rendered preseed on 127.0.0.1 until interrupted. The
+    /// secrets come from BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN.
+    Serve {
+        /// Where the rendered preseed (d-i/preseed.cfg) and the request log (http.log) go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A preseed line appended to the template (later answers win); repeatable.
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+    },
+    /// Relay stdin/stdout to ADDR: what QEMU's guestfwd runs for each guest connection.
+    #[command(hide = true)]
+    Relay { addr: String },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +125,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor(json),
         Command::Inspect { paths, json } => bootproof::inspect::run_cli(&paths, json),
         Command::Images { command } => images(command),
+        Command::Installer { command } => installer(command),
         Command::Boot { profile, image, until, timeout, artifacts, quiet } => {
             let until = match until.as_deref().map(regex::bytes::Regex::new).transpose() {
                 Ok(u) => u,
@@ -154,6 +184,67 @@ fn images(command: ImagesCommand) -> ExitCode {
             }
             Err(e) => fail(2, e),
         },
+    }
+}
+
+fn installer(command: InstallerCommand) -> ExitCode {
+    match command {
+        InstallerCommand::Relay { addr } => match bootproof::installer::serve::relay(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(2, format!("relay to {addr}: {e}")),
+        },
+        InstallerCommand::Mirror { rebuild } => match bootproof::images::mirror::build(rebuild, &mut |l| {
+            bootproof::reporter::line(format!("bootproof: {l}"))
+        }) {
+            Ok(mirror) => {
+                println!("{}", mirror.root.display());
+                if mirror.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            }
+            Err(e) => fail(2, e),
+        },
+        InstallerCommand::Serve { dir, overrides } => serve_installer(&dir, overrides),
+    }
+}
+
+/// `bootproof installer serve`: the mirror and a rendered preseed on loopback until
+/// the process is interrupted (docs/installer.md runs an install by hand with it).
+fn serve_installer(dir: &std::path::Path, overrides: Vec<String>) -> ExitCode {
+    use bootproof::installer::{self, preseed, serve};
+    let secret = |name: &str| std::env::var(format!("BOOTPROOF_SECRET_{name}")).ok();
+    let (Some(luks_passphrase), Some(admin_password)) = (secret("LUKS"), secret("ADMIN")) else {
+        return fail(
+            2,
+            "set BOOTPROOF_SECRET_LUKS and BOOTPROOF_SECRET_ADMIN: the preseed's LUKS passphrase and admin password",
+        );
+    };
+    let mirror = match bootproof::images::mirror::ensure() {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    let secrets = preseed::Secrets { luks_passphrase, admin_password };
+    let extras = preseed::Extras { overrides, ..preseed::Extras::default() };
+    let files = dir.join("d-i");
+    let text = match preseed::render(&secrets, &extras) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    if let Err(e) =
+        std::fs::create_dir_all(&files).and_then(|()| std::fs::write(files.join(preseed::FILE_NAME), text))
+    {
+        return fail(2, format!("{}: {e}", files.display()));
+    }
+    let server = match serve::Server::start(installer::roots(&mirror, &files), &dir.join("http.log")) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    println!("serving {} and {} at {}", mirror.root.display(), files.display(), server.url());
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bootproof"));
+    println!(
+        "QEMU: -netdev {} -device virtio-net-pci,netdev=n0",
+        installer::netdev_arg("n0", &exe, server.port())
+    );
+    loop {
+        std::thread::park();
     }
 }
 

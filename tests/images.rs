@@ -218,7 +218,8 @@ fn known_names_are_listed_and_others_refused() {
             "installed-selinux",
             "installed-broken-sysctl",
             "installed-broken-home",
-            "installed-broken-sddm"
+            "installed-broken-sddm",
+            "installer"
         ]
     );
     assert!(images::ensure("reference:nope").is_err());

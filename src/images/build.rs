@@ -164,6 +164,15 @@ impl<'p> Build<'p> {
 
     /// Runs `cmd` with `input` on its stdin and its output appended to `build.log`.
     pub fn run_with_input(&mut self, cmd: &mut Command, input: Option<&[u8]>) -> Result<(), ImageError> {
+        self.run_inner(cmd, input, None)
+    }
+
+    fn run_inner(
+        &mut self,
+        cmd: &mut Command,
+        input: Option<&[u8]>,
+        stdout: Option<File>,
+    ) -> Result<(), ImageError> {
         let command = describe(cmd);
         let _ = writeln!(self.log, "$ {command}");
         let start = self.log.stream_position().unwrap_or(0);
@@ -173,7 +182,10 @@ impl<'p> Build<'p> {
             command: command.clone(),
             source,
         };
-        let out = self.log.try_clone().map_err(spawn_err)?;
+        let out = match stdout {
+            Some(file) => file,
+            None => self.log.try_clone().map_err(spawn_err)?,
+        };
         let err = self.log.try_clone().map_err(spawn_err)?;
         let mut child = cmd
             .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -206,6 +218,23 @@ impl<'p> Build<'p> {
             let _ = f.read_to_string(&mut text);
         }
         tail(&text, TAIL_LINES)
+    }
+
+    /// Runs `cmd` like [`Build::run`], but a non-zero exit is an answer, not an
+    /// error: for commands that report partial success that way (`apt-get download`
+    /// of files some of which the archive does not serve).
+    pub fn run_tolerant(&mut self, cmd: &mut Command) -> Result<bool, ImageError> {
+        match self.run(cmd) {
+            Ok(()) => Ok(true),
+            Err(ImageError::Command(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `cmd` with its stdout written to `out` and its stderr to `build.log`.
+    pub fn run_to_file(&mut self, cmd: &mut Command, out: &Path) -> Result<(), ImageError> {
+        let file = self.io(out, File::create(out))?;
+        self.run_inner(cmd, None, Some(file))
     }
 
     /// Names the step and file in an I/O error.

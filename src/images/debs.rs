@@ -77,7 +77,7 @@ pub fn kernel_deb(image: &str, (package, version): &(String, String)) -> Result<
 
 /// The tiny guest is made of Debian's kernel and busybox: without apt there is no
 /// honest way to get them, so say so instead of failing on a missing command.
-fn needs_debian(image: &str) -> Result<(), ImageError> {
+pub(super) fn needs_debian(image: &str) -> Result<(), ImageError> {
     for tool in ["apt-cache", "apt-get", "dpkg-deb"] {
         if find_command(tool).is_none() {
             return Err(ImageError::NeedsDebian { image: image.to_string(), tool });
@@ -89,7 +89,7 @@ fn needs_debian(image: &str) -> Result<(), ImageError> {
 /// `apt-cache show` answers from apt's lists and configuration alone, so its answer is
 /// kept under a key of their names, sizes and times: a cache hit then costs a few
 /// directory reads instead of apt reloading its lists (half a second per VM start).
-fn apt_show(image: &str, names: &[&str]) -> Result<Vec<String>, ImageError> {
+pub(super) fn apt_show(image: &str, names: &[&str]) -> Result<Vec<String>, ImageError> {
     let memo = crate::cache::cache_dir().join("apt").join(format!("show-{}.txt", apt_state_key(names)));
     if let Ok(text) = std::fs::read_to_string(&memo) {
         let stanzas = stanzas(&text);
@@ -154,11 +154,11 @@ fn apt_show_uncached(image: &str, names: &[&str]) -> Result<Vec<String>, ImageEr
 }
 
 /// Splits `apt-cache show` output into one text per package.
-fn stanzas(text: &str) -> Vec<String> {
+pub(super) fn stanzas(text: &str) -> Vec<String> {
     text.split("\n\n").filter(|s| s.lines().any(|l| l.starts_with("Package:"))).map(str::to_string).collect()
 }
 
-fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
     stanza.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
 }
 
@@ -171,7 +171,7 @@ fn pinned_dependency(depends: &str, prefix: &str) -> Option<(String, String)> {
     })
 }
 
-fn deb_of(stanza: &str) -> Option<Deb> {
+pub(super) fn deb_of(stanza: &str) -> Option<Deb> {
     Some(Deb {
         package: field(stanza, "Package")?.to_string(),
         version: field(stanza, "Version")?.to_string(),
@@ -243,7 +243,7 @@ fn single_deb(b: &Build, dir: &Path) -> Result<PathBuf, ImageError> {
     }
 }
 
-fn sha256_of(path: &Path) -> std::io::Result<String> {
+pub(super) fn sha256_of(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();

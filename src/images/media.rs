@@ -363,6 +363,24 @@ pub mod tools {
     pub const XORRISO: Requirement =
         Requirement::command("xorriso", "xorriso", "xorriso", "reference ISO images");
     pub const CPIO: Requirement = Requirement::command("cpio", "cpio", "cpio", "packing the initramfs");
+    pub const APT_FTPARCHIVE: Requirement =
+        Requirement::command("apt-ftparchive", "apt-utils", "apt", "the installer mirror's indexes");
+    pub const GPG: Requirement =
+        Requirement::command("gpg", "gpg", "gnupg2", "signing the installer mirror's Release");
+    pub const GPG_AGENT: Requirement =
+        Requirement::command("gpg-agent", "gpg-agent", "gnupg2", "gpg's secret-key operations");
+    pub const GPGCONF: Requirement =
+        Requirement::command("gpgconf", "gpgconf", "gnupg2", "stopping gpg's agent after signing");
+    pub const GRUB_MKRESCUE: Requirement =
+        Requirement::command("grub-mkrescue", "grub-common", "grub2-tools-extra", "the installer ISO");
+    pub const GRUB_EFI_MODULES: Requirement = Requirement::file(
+        "/usr/lib/grub/x86_64-efi/moddep.lst",
+        "grub-efi-amd64-bin",
+        "grub2-efi-x64-modules",
+        "the installer ISO's UEFI boot loader",
+    );
+    pub const MFORMAT: Requirement =
+        Requirement::command("mformat", "mtools", "mtools", "the installer ISO's EFI image");
     pub const MMDEBSTRAP: Requirement =
         Requirement::command("mmdebstrap", "mmdebstrap", "mmdebstrap", "bootstrapping Debian bookworm");
 }

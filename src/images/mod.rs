@@ -38,6 +38,11 @@
 //! directory also holds the test secrets a scenario reads with
 //! `{ reference = "installed/luks-passphrase" }` ([`secret_file`]).
 //!
+//! `installer` ([`installer_iso`]) is Debian's netboot installer on an ISO that
+//! installs unattended from the local mirror ([`mirror`], cached the same way under
+//! `images/mirror-<hash>/`); both read the netboot package through [`netboot`].
+//! docs/installer.md tells the whole story.
+//!
 //! Must not: download anything but Debian packages through apt, or boot the images
 //! (the runtime's tests do). Only the `installed` build mounts anything (a loop mount
 //! of its own btrfs image, as root, unmounted before the step ends).
@@ -45,9 +50,12 @@
 mod build;
 mod debs;
 pub mod installed;
+pub mod installer_iso;
 mod media;
 pub use media::tools;
+pub mod mirror;
 mod modules;
+pub mod netboot;
 pub mod recipe;
 mod tiny;
 
@@ -134,6 +142,7 @@ pub struct CommandFailed {
 pub fn known() -> Vec<&'static str> {
     let mut names = vec!["tiny", "tiny-iso", "tiny-sb"];
     names.extend(installed::Variant::ALL.map(|v| v.name()));
+    names.push(installer_iso::NAME);
     names
 }
 
@@ -157,6 +166,9 @@ pub fn build(name: &str, force: bool, progress: &mut dyn FnMut(&str)) -> Result<
     let bare = name.strip_prefix("reference:").unwrap_or(name);
     if let Some(variant) = installed::Variant::named(bare) {
         return build_installed(variant, force, progress);
+    }
+    if bare == installer_iso::NAME {
+        return build_installer(force, progress);
     }
     let recipe = Recipe::named(bare).ok_or_else(|| ImageError::Unknown(name.to_string()))?;
     let resolved = debs::resolve(recipe.name, recipe.kernel, &recipe.packages)?;
@@ -190,6 +202,24 @@ fn build_installed(
         Ok(dest.join(image.file_name().expect("an image file")))
     })?;
     Ok(BuiltImage { reference: format!("reference:{name}"), path, kind: ImageKind::Disk })
+}
+
+fn build_installer(force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltImage, ImageError> {
+    let name = installer_iso::NAME;
+    let resolved = installer_iso::resolve(progress)?;
+    let hash = installer_iso::hash(&resolved);
+    let path = cached_or_build(name, &hash, installer_iso::FILE_NAME, force, |images| {
+        let dir = build::temp_dir(images, name, &hash);
+        let mut b = build::Build::start(name, dir, installer_iso::STEPS, progress)?;
+        b.step("checking host tools");
+        setup::ensure(&installer_iso::requirements())
+            .map_err(|source| ImageError::Setup { image: name.to_string(), source })?;
+        installer_iso::build(&mut b, &resolved)?;
+        let dest = build::final_dir(images, name, &hash);
+        b.finish(&dest)?;
+        Ok(dest.join(installer_iso::FILE_NAME))
+    })?;
+    Ok(BuiltImage { reference: format!("reference:{name}"), path, kind: ImageKind::Iso })
 }
 
 /// The cached image `name` of recipe `hash`, or the result of `build_fn` run under the
@@ -289,7 +319,20 @@ const STATIC_LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.a";
 /// them.
 pub const TOOLS: &[Requirement] = {
     use tools::*;
-    &[XORRISO, MCOPY, MKFS_VFAT, SFDISK, OBJCOPY, UKI_STUB, CPIO, MMDEBSTRAP]
+    &[
+        XORRISO,
+        MCOPY,
+        MKFS_VFAT,
+        SFDISK,
+        OBJCOPY,
+        UKI_STUB,
+        CPIO,
+        MMDEBSTRAP,
+        APT_FTPARCHIVE,
+        GRUB_MKRESCUE,
+        GRUB_EFI_MODULES,
+        MFORMAT,
+    ]
 };
 
 /// Host tools a build of `recipe` runs.

@@ -1,7 +1,66 @@
 //! Installer runs: what an installer ISO needs from bootproof beyond a VM. The
-//! kickstart disk anaconda reads by itself ([`oemdrv`]), and the local package mirror,
-//! preseed and server of the Debian reference installer.
+//! kickstart disk anaconda reads by itself ([`oemdrv`]), and what an unattended
+//! install of Debian's own installer (d-i), the reference installer, needs around
+//! it: the local Debian mirror it installs from (built and cached by
+//! [`crate::images::mirror`]), bootproof's HTTP server that shows the mirror and the
+//! run's preseed to the guest ([`serve`]), and the preseed itself, rendered per run
+//! from a template without secrets ([`preseed`]). The ISO is the reference image
+//! `reference:installer` ([`crate::images::installer_iso`]); docs/installer.md.
 //!
-//! Must not: run VMs or judge logs (the runner and `logs` do).
+//! How the Debian pieces meet in a run:
+//!
+//! ```no_run
+//! use bootproof::installer::{self, preseed, serve};
+//! # fn example(run_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! let mirror = bootproof::images::mirror::ensure()?;          // cached by recipe hash
+//! assert!(mirror.complete(), "the archive did not serve {:?}", mirror.missing);
+//! let iso = bootproof::images::ensure("reference:installer")?; // the ISO
+//! let secrets = preseed::Secrets { luks_passphrase: "…".into(), admin_password: "…".into() };
+//! let files = run_dir.join("d-i");
+//! std::fs::create_dir_all(&files)?;
+//! std::fs::write(files.join(preseed::FILE_NAME), preseed::render(&secrets, &preseed::Extras::default())?)?;
+//! let server = serve::Server::start(installer::roots(&mirror, &files), &run_dir.join("http.log"))?;
+//! let netdev = installer::netdev_arg("n0", &std::env::current_exe()?, server.port()); // -netdev
+//! # let _ = (iso, netdev); Ok(()) }
+//! ```
+//!
+//! Must not: run VMs or judge logs (the runner and `logs` do), or let a guest reach
+//! anything but the server (`restrict=on` and one `guestfwd`).
 
 pub mod oemdrv;
+pub mod preseed;
+pub mod serve;
+
+use std::path::Path;
+
+use crate::images::installer_iso::SERVER_ADDRESS;
+use crate::images::mirror::Mirror;
+
+/// The server's roots for a run: the mirror at `/debian`, the run's files (the
+/// rendered preseed) at `/d-i`.
+pub fn roots(mirror: &Mirror, run_files: &Path) -> Vec<serve::Root> {
+    vec![serve::Root::new("debian", &mirror.root), serve::Root::new("d-i", run_files)]
+}
+
+/// QEMU's `-netdev` value for an installer run: user networking that reaches
+/// nothing (`restrict=on`) but `10.0.2.100:80`, where each guest connection starts
+/// `<bootproof> installer relay 127.0.0.1:<port>` (see [`serve`] for why not the
+/// one shared stream of `-tcp:`). `bootproof` is the path of bootproof's binary.
+pub fn netdev_arg(id: &str, bootproof: &Path, port: u16) -> String {
+    let relay = format!("{} installer relay 127.0.0.1:{port}", bootproof.display());
+    format!("user,id={id},restrict=on,guestfwd=tcp:{SERVER_ADDRESS}:80-cmd:{}", relay.replace(',', ",,"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_reaches_only_the_forwarded_server() {
+        assert_eq!(
+            netdev_arg("n0", Path::new("/usr/bin/bootproof"), 41234),
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/bootproof installer relay 127.0.0.1:41234"
+        );
+        assert!(netdev_arg("n0", Path::new("/a,b/bootproof"), 1).contains("-cmd:/a,,b/bootproof "));
+    }
+}
