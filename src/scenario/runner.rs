@@ -78,6 +78,8 @@ pub enum RunError {
         #[source]
         source: crate::installer::oemdrv::OemdrvError,
     },
+    #[error("the Debian installer run: {0}")]
+    Installer(String),
     #[error("kickstart {}: cannot read it: {source}", path.display())]
     KickstartRead {
         path: PathBuf,
@@ -103,6 +105,9 @@ impl RunError {
             }
             RunError::Slot(_) => ("VM slot".into(), "a free VM slot"),
             RunError::NotADisc { .. } => ("cdrom".into(), "an ISO image"),
+            RunError::Installer(_) => {
+                ("preseed".into(), "the mirror, the preseed and the server that shows them")
+            }
             RunError::Kickstart { .. } | RunError::KickstartRead { .. } => {
                 ("kickstart".into(), "a kickstart on an OEMDRV disk")
             }
@@ -299,6 +304,11 @@ async fn execute(
     report.accel = host.accel.as_str().into();
     let mut plan = Plan::new(&profile, Some(&image), &host, &layout)?;
     installer_media(scenario, &secrets, &mut plan)?;
+    // Lives as long as the run: the server and the preseed it shows.
+    let _served = match &scenario.preseed {
+        Some(run) => Some(debian_installer(run, &secrets, &mut plan)?),
+        None => None,
+    };
     let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
         tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
@@ -423,6 +433,62 @@ fn installer_media(
         });
     }
     Ok(())
+}
+
+/// What a Debian installer run keeps alive: bootproof's server, and the directory of
+/// the rendered preseed (outside the run directory: it holds the secrets).
+struct Served {
+    _server: crate::installer::serve::Server,
+    _files: tempfile::TempDir,
+}
+
+/// The Debian installer's side of a run: the local mirror, the preseed rendered with
+/// the scenario's secrets and bootproof's log capture (a redacted copy kept as
+/// `installer/preseed.cfg`), bootproof's server showing both on loopback (its request
+/// log in `installer/http.log`), and the guest's way there (port 80 of the server
+/// address).
+fn debian_installer(
+    run: &super::model::PreseedRun,
+    secrets: &BTreeMap<String, String>,
+    plan: &mut Plan,
+) -> Result<Served, RunError> {
+    use crate::installer::{self, preseed, serve};
+    let fail = |what: String| RunError::Installer(what);
+    let Some(network) = plan.network.as_mut() else {
+        return Err(fail(format!(
+            "profile `{}` has no network; the installer reaches bootproof's mirror through `network = \"restricted\"`",
+            plan.name
+        )));
+    };
+    let mirror = crate::images::mirror::ensure().map_err(|e| fail(e.to_string()))?;
+    if !mirror.complete() {
+        crate::reporter::line(format!(
+            "bootproof: warning: the installer mirror lacks {} files the archive did not serve ({}); \
+             the install stops where it needs them",
+            mirror.missing.len(),
+            mirror.missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let secret = |name: &String| secrets.get(name).cloned().unwrap_or_default();
+    let answers = preseed::Secrets { luks_passphrase: secret(&run.luks), admin_password: secret(&run.admin) };
+    let capture = installer::capture::for_ports(&plan.log_ports);
+    let extras = preseed::Extras {
+        early_commands: capture.early.into_iter().chain(run.early_command.iter().cloned()).collect(),
+        late_commands: capture.late.into_iter().chain(run.late_command.iter().cloned()).collect(),
+        overrides: run.set.clone(),
+    };
+    let text = preseed::render(&answers, &extras).map_err(|e| fail(e.to_string()))?;
+    let files =
+        tempfile::Builder::new().prefix("bootproof-d-i-").tempdir().map_err(|e| fail(e.to_string()))?;
+    let io = |e: std::io::Error| fail(e.to_string());
+    std::fs::write(files.path().join(preseed::FILE_NAME), &text).map_err(io)?;
+    let kept = plan.layout.dir.join("installer");
+    std::fs::create_dir_all(&kept).map_err(io)?;
+    std::fs::write(kept.join(preseed::FILE_NAME), crate::redact::text(&text).as_bytes()).map_err(io)?;
+    let server = serve::Server::start(installer::roots(&mirror, files.path()), &kept.join("http.log"))
+        .map_err(|e| fail(e.to_string()))?;
+    network.forwards.push(crate::vm::plan::Forward { port: 80, host_port: server.port() });
+    Ok(Served { _server: server, _files: files })
 }
 
 /// The kickstart disk in the run directory, removed when the run ends.

@@ -343,6 +343,16 @@ pub static RULES: &[Rule] = &[
         outcome: Some((InstallerError, Warning)),
         summary: "installer warning",
     },
+    // choose-mirror found no release it was told to install at the mirror: d-i then shows
+    // "Bad archive mirror" and waits; nothing after it can run. Measured in a real run
+    // with a wrong mirror directory.
+    Rule {
+        tag: "choose-mirror",
+        starts: "WARNING **: mirror does not support the specified release",
+        contains: "",
+        outcome: Some((InstallerError, Error)),
+        summary: "choose-mirror: the mirror does not carry the release to install",
+    },
     // `di_log` at its alert levels from any other component (anna, netcfg, choose-mirror).
     Rule {
         tag: "",

@@ -255,3 +255,24 @@ fn endless_failures_stop_at_the_findings_cap() {
     let data: Vec<u8> = line.iter().copied().cycle().take(line.len() * (MAX_FINDINGS + 5)).collect();
     assert_eq!(analyze(&data).findings.len(), MAX_FINDINGS);
 }
+
+/// A real d-i run's syslog as the port captured it (bootproof's stamps; generated here
+/// by `tests/faults/installer-failure.toml`, cut to its first and last lines): it opens
+/// with syslogd's banner and hundreds of kernel lines, and must not be taken for a
+/// kernel log; choose-mirror's verdict on a mirror without the release is an error.
+#[test]
+fn a_captured_run_with_a_wrong_mirror_is_a_di_syslog_with_choose_mirrors_error() {
+    let captured = b"[    78.532] Nov 30 08:09:38 syslogd started: BusyBox v1.35.0\n\
+[    78.555] Nov 30 08:09:38 kernel: klogd started: BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1)\n\
+[    78.556] Nov 30 08:09:38 kernel: [    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)\n\
+[    78.557] Nov 30 08:09:38 kernel: [    0.000000] BIOS-provided physical RAM map:\n\
+[    89.580] Nov 30 08:10:50 choose-mirror[2596]: INFO: mirror does not have any suite symlinks\n\
+[    89.580] Nov 30 08:10:50 choose-mirror[2596]: WARNING **: mirror does not support the specified release (bookworm)\n";
+    let analyzers = crate::logs::registry();
+    let kind = crate::inspect::detect(&analyzers, captured, "syslog").map(|a| a.kind());
+    assert_eq!(kind, Some(crate::logs::LogKind::DiSyslog));
+    let analysis = analyze(captured);
+    assert_eq!(found(&analysis.findings), [(6, FindingKind::InstallerError, Severity::Error)]);
+    assert!(analysis.findings[0].summary.contains("does not carry the release"), "{:?}", analysis.findings);
+    assert_eq!(live(captured).len(), 1);
+}
