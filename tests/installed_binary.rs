@@ -105,7 +105,7 @@ fn list_shows_the_shipped_scenarios_by_their_builtin_names() {
         .map(String::from)
         .collect();
     let files = shipped_files();
-    assert_eq!(files.len(), 9, "tests/scenarios holds {files:?}");
+    assert_eq!(files.len(), 10, "tests/scenarios holds {files:?}");
     assert_eq!(listed, files, "{all}");
     assert!(!all.contains(SOURCE), "the binary named its source tree:\n{all}");
 }
@@ -118,7 +118,7 @@ fn an_unknown_profile_name_lists_the_shipped_profiles() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(
-        all.contains("shipped profiles: bios, uefi, uefi-secureboot, uefi-secureboot-tpm, uefi-tpm"),
+        all.contains("shipped profiles: bios, debian-installer, fedora-installer, uefi, uefi-secureboot, uefi-secureboot-tpm, uefi-tpm"),
         "{all}"
     );
 }

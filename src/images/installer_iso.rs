@@ -49,7 +49,7 @@ use crate::host::setup::Requirement;
 pub const NAME: &str = "installer";
 pub const FILE_NAME: &str = "installer.iso";
 /// Bump when the steps change in a way the fingerprint does not show.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Where the guest reaches bootproof's HTTP server (`guestfwd`).
 pub const SERVER_ADDRESS: &str = "10.0.2.100";

@@ -215,6 +215,11 @@ fn build_installer(force: bool, progress: &mut dyn FnMut(&str)) -> Result<BuiltI
         setup::ensure(&installer_iso::requirements())
             .map_err(|source| ImageError::Setup { image: name.to_string(), source })?;
         installer_iso::build(&mut b, &resolved)?;
+        // The test secrets an install from this ISO uses, as `installer/<file>`: the
+        // installed system's values (the preseed gets them only at run time).
+        for (file, value) in installed::SECRET_FILES {
+            b.write(&b.dir().join(file), value)?;
+        }
         let dest = build::final_dir(images, name, &hash);
         b.finish(&dest)?;
         Ok(dest.join(installer_iso::FILE_NAME))
@@ -267,11 +272,14 @@ pub fn secret_file(reference: &str) -> Result<PathBuf, ImageError> {
 pub fn secret_name(reference: &str) -> Result<(&str, &str), ImageError> {
     let unknown = || ImageError::UnknownSecret {
         reference: reference.to_string(),
-        known: installed::SECRET_FILES.iter().map(|(f, _)| format!("installed/{f}")).collect(),
+        known: ["installed", installer_iso::NAME]
+            .iter()
+            .flat_map(|image| installed::SECRET_FILES.iter().map(move |(f, _)| format!("{image}/{f}")))
+            .collect(),
     };
     let (image, file) = reference.split_once('/').ok_or_else(unknown)?;
-    let known =
-        installed::Variant::named(image).is_some() && installed::SECRET_FILES.iter().any(|(f, _)| *f == file);
+    let writes_secrets = installed::Variant::named(image).is_some() || image == installer_iso::NAME;
+    let known = writes_secrets && installed::SECRET_FILES.iter().any(|(f, _)| *f == file);
     if known { Ok((image, file)) } else { Err(unknown()) }
 }
 
