@@ -34,6 +34,11 @@ const FIXTURES: &[(&str, LogKind)] = &[
     ("anaconda/fedora10/anaconda.log", LogKind::AnacondaLog),
     // Anaconda 11's syslog is the kernel ring buffer (`<6>...`): dmesg reads it best.
     ("anaconda/fedora10/anaconda.syslog", LogKind::Dmesg),
+    ("installer/debian12-pkgsel/syslog", LogKind::DiSyslog),
+    ("installer/debian12-noexec/syslog.txt", LogKind::DiSyslog),
+    ("installer/debian12-storage/syslog.txt", LogKind::DiSyslog),
+    ("installer/debian12-grub/syslog", LogKind::DiSyslog),
+    ("installer/fedora43-stream/virtio-log.txt", LogKind::AnacondaStream),
     ("journal/boot.export", LogKind::JournalExport),
     ("journal/boot.json", LogKind::JournalJson),
     ("journal/boot.short-precise.txt", LogKind::JournalShort),
@@ -353,4 +358,50 @@ fn a_run_directory_is_read_for_its_logs_not_its_disks() {
     std::fs::remove_file(d.join("qemu-command.sh")).unwrap();
     let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
     assert!(report.files.iter().any(|f| f.path.ends_with("console.raw")));
+}
+
+#[test]
+fn an_installer_runs_log_ports_are_told_from_its_console_by_content() {
+    let run = tempfile::tempdir().unwrap();
+    let d = run.path();
+    std::fs::write(d.join("qemu-command.sh"), "#!/bin/sh\nqemu-system-x86_64 -nodefaults\n").unwrap();
+    // The console of the same run: host stamps, then the kernel's.
+    std::fs::write(
+        d.join("console.log"),
+        "[     0.801] [    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org)\n\
+         [     0.802] [    0.000000] Command line: auto=true priority=critical console=ttyS0\n\
+         [     0.950] [    0.112410] x86/fpu: x87 FPU will use FXSAVE\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("installer")).unwrap();
+    for (from, to) in [
+        ("installer/debian12-noexec/syslog.txt", "installer/syslog"),
+        ("installer/fedora43-stream/virtio-log.txt", "installer/virtio-log.txt"),
+    ] {
+        std::fs::copy(fixtures().join(from), d.join(to)).unwrap();
+    }
+    let report = inspect_paths(&[d.to_path_buf()]);
+    let kinds: Vec<(String, LogKind)> = report
+        .files
+        .iter()
+        .map(|f| (f.path.strip_prefix(d).unwrap().display().to_string(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("console.log".to_owned(), LogKind::Dmesg),
+            ("installer/syslog".to_owned(), LogKind::DiSyslog),
+            ("installer/virtio-log.txt".to_owned(), LogKind::AnacondaStream),
+        ]
+    );
+    assert_eq!(exit_code(&report), 1);
+    let text = render_text(&report);
+    // The installer's own time, not the host stamp.
+    assert!(text.contains("installer/syslog:12  [Nov 30 06:02:24]\n"), "{text}");
+    assert!(
+        text.contains("debootstrap: Cannot install into target '/target' mounted with noexec or nodev"),
+        "{text}"
+    );
+    assert!(text.contains("di-syslog"), "{text}");
+    assert!(text.contains("anaconda-stream"), "{text}");
 }

@@ -31,7 +31,11 @@ async fn a_sigkill_of_qemu_loses_no_line_already_received() {
     std::fs::write(input.join("hook.sh"), HOOK).unwrap();
     let mut p = profile::resolve("uefi").unwrap();
     p.shares.push(profile::Share { tag: "bootproof-input".into(), path: input, readonly: true });
-    p.log_ports.push(LogPort { name: "org.bootproof.test.log.0".into(), file: "installer/flood.log".into() });
+    p.log_ports.push(LogPort {
+        name: "org.bootproof.test.log.0".into(),
+        file: "installer/flood.log".into(),
+        format: None,
+    });
     let layout = RunLayout::create(&dir.path().join("run")).unwrap();
     let image = resolve_image("reference:tiny").unwrap();
     let host = host_facts(&p, &layout.share_dir()).unwrap();

@@ -27,6 +27,7 @@
 //! Must not: run VMs or judge logs (the runner and `logs` do), or let a guest reach
 //! anything but the server (`restrict=on` and one `guestfwd`).
 
+pub mod capture;
 pub mod oemdrv;
 pub mod preseed;
 pub mod serve;

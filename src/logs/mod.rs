@@ -1,7 +1,9 @@
 //! Log parsers and the findings model.
 //!
 //! Owns: turning every log a run captures (installer logs, the journal, kernel logs,
-//! audit records, tool outputs, firmware output) into records and [`Finding`]s.
+//! audit records, tool outputs, firmware output) into records and [`Finding`]s, after
+//! the fact or, for the logs an installer streams, line by line as they arrive
+//! ([`live`]).
 //! Must not: start processes, touch the network, or load a whole large file into memory.
 //!
 //! Each log family lives in its own module and exposes `analyzers()`, the
@@ -11,11 +13,13 @@
 pub mod anaconda;
 pub mod audit;
 pub mod btrfs;
+pub mod debian_installer;
 pub mod finding;
 pub mod firmware;
 pub mod journal;
 pub mod kernel;
 pub mod lines;
+pub mod live;
 pub mod lsblk;
 pub mod luks;
 pub mod phase;
@@ -55,6 +59,10 @@ pub enum LogKind {
     XorgLog,
     KsScriptLog,
     AnacondaTraceback,
+    /// anaconda's log port: rsyslog's `anaconda_syslog` lines of every process.
+    AnacondaStream,
+    /// The Debian installer's syslog (busybox `syslogd -S`).
+    DiSyslog,
     JournalExport,
     JournalJson,
     JournalShort,
@@ -85,6 +93,8 @@ impl LogKind {
             LogKind::XorgLog => "xorg-log",
             LogKind::KsScriptLog => "ks-script-log",
             LogKind::AnacondaTraceback => "anaconda-traceback",
+            LogKind::AnacondaStream => "anaconda-stream",
+            LogKind::DiSyslog => "di-syslog",
             LogKind::JournalExport => "journal-export",
             LogKind::JournalJson => "journal-json",
             LogKind::JournalShort => "journal-short",
@@ -145,6 +155,7 @@ pub trait Analyzer: Send + Sync {
 pub fn registry() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = Vec::new();
     all.extend(anaconda::analyzers());
+    all.extend(debian_installer::analyzers());
     all.extend(journal::analyzers());
     all.extend(kernel::analyzers());
     all.extend(audit::analyzers());

@@ -290,6 +290,10 @@ pub struct Rules {
     failed_units: HashMap<String, usize>,
     /// The phase of the boot the messages come from.
     phases: Phases,
+    /// For a live carrier ([`take_settled`](Rules::take_settled)): findings before this
+    /// index were taken, except `held`, a kernel report that was still open then.
+    taken: usize,
+    held: Option<usize>,
 }
 
 impl Rules {
@@ -300,6 +304,8 @@ impl Rules {
             open_report: None,
             failed_units: HashMap::new(),
             phases: Phases::default(),
+            taken: 0,
+            held: None,
         }
     }
 
@@ -314,6 +320,44 @@ impl Rules {
 
     pub fn finish(self) -> Vec<Finding> {
         self.findings
+    }
+
+    /// The findings no later message can change, not taken before: for a carrier read
+    /// live (`logs::live`). A kernel report stays until its end marker, the next report
+    /// or its evidence limit closes it. Only for carriers that hand in kernel, AVC, SDDM
+    /// and firmware messages: a `systemd` finding gains the later messages of its unit.
+    pub fn take_settled(&mut self) -> Vec<Finding> {
+        let mut settled = Vec::new();
+        if let Some(held) = self.held.filter(|&h| Some(h) != self.open_report) {
+            settled.push(self.findings[held].clone());
+            self.held = None;
+        }
+        for index in self.taken..self.findings.len() {
+            if Some(index) == self.open_report {
+                self.held = Some(index);
+            } else {
+                settled.push(self.findings[index].clone());
+            }
+        }
+        self.taken = self.findings.len();
+        settled
+    }
+
+    /// How many findings were made so far.
+    pub fn found(&self) -> usize {
+        self.findings.len()
+    }
+
+    /// A kernel report is collecting its lines: the next kernel message may be one.
+    pub fn report_open(&self) -> bool {
+        self.open_report.is_some()
+    }
+
+    /// The end of a live carrier's stream: every finding not taken yet, an open kernel
+    /// report included.
+    pub fn take_rest(&mut self) -> Vec<Finding> {
+        self.open_report = None;
+        self.take_settled()
     }
 
     fn push(
@@ -572,6 +616,32 @@ mod tests {
         assert_eq!(findings[0].kind, FindingKind::KernelOops);
         assert_eq!(findings[0].evidence.len(), 5);
         assert_eq!(findings[0].summary, "BUG: unable to handle kernel NULL pointer dereference at (null)");
+    }
+
+    #[test]
+    fn a_live_carrier_takes_each_finding_once_and_a_report_when_it_ends() {
+        let mut rules = Rules::new(Path::new("syslog"));
+        let mut taken = Vec::new();
+        let avc = b"audit: type=1400 audit(1.0:2): avc:  denied  { read } for pid=7 comm=\"x\" scontext=a tcontext=b tclass=file permissive=0";
+        let lines: [&[u8]; 5] = [
+            b"WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2",
+            b"Call Trace:",
+            avc,
+            b" f+0x1/0x2",
+            b"---[ end trace 0 ]---",
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            rules.kernel(i as u64 + 1, Time::Unknown, l, l);
+            taken.push(rules.take_settled().iter().map(|f| f.line).collect::<Vec<_>>());
+        }
+        // The denial when it is logged; the warning's report at its end marker.
+        assert_eq!(taken, [vec![], vec![], vec![3], vec![], vec![1]]);
+        rules.kernel(6, Time::Unknown, b"Oops: 0000 [#1] SMP", b"Oops: 0000 [#1] SMP");
+        assert!(rules.report_open() && rules.take_settled().is_empty());
+        let rest = rules.take_rest();
+        assert_eq!((rest.len(), rest[0].line), (1, 6));
+        assert!(rules.take_rest().is_empty());
+        assert_eq!(rules.found(), 3);
     }
 
     #[test]

@@ -106,6 +106,29 @@ pub struct LogPort {
     /// Where its lines go, relative to the run directory; each line is stamped with
     /// the host's seconds since QEMU started.
     pub file: PathBuf,
+    /// What the lines are, for live findings: `anaconda-stream` (the default for
+    /// anaconda's port) or `di-syslog` (the Debian installer's syslog). Without one,
+    /// the lines are only kept.
+    #[serde(default)]
+    pub format: Option<LogPortFormat>,
+}
+
+/// A log port format bootproof reads line by line as it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogPortFormat {
+    AnacondaStream,
+    DiSyslog,
+}
+
+/// The port anaconda's rsyslog writes every log line to by itself.
+pub const ANACONDA_LOG_PORT: &str = "org.fedoraproject.anaconda.log.0";
+
+impl LogPort {
+    /// The format set, or anaconda's for anaconda's port.
+    pub fn format(&self) -> Option<LogPortFormat> {
+        self.format.or((self.name == ANACONDA_LOG_PORT).then_some(LogPortFormat::AnacondaStream))
+    }
 }
 
 fn default_memory() -> u64 {

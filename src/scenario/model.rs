@@ -41,6 +41,9 @@ pub struct Scenario {
     /// Error-level findings in the live installer logs end the run at once, unless
     /// their summary or evidence matches one of these.
     pub allow_findings: Vec<Pattern>,
+    /// A Debian installer run: bootproof serves its local mirror and this rendered
+    /// preseed to the guest (see [`crate::installer`]).
+    pub preseed: Option<PreseedRun>,
     /// The file it came from, when it came from one.
     pub file: Option<PathBuf>,
 }
@@ -108,6 +111,25 @@ impl TryFrom<RawSecretSource> for SecretSource {
                 .into()),
         }
     }
+}
+
+/// `[preseed]`: the answers of a Debian installer run that only the scenario knows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreseedRun {
+    /// The `[secrets]` entry that is the LUKS passphrase.
+    pub luks: String,
+    /// The `[secrets]` entry that is the password of the user `admin`.
+    pub admin: String,
+    /// Shell commands added to `preseed/early_command` (after bootproof's capture).
+    #[serde(default)]
+    pub early_command: Vec<String>,
+    /// Shell commands added to `preseed/late_command` (after bootproof's capture).
+    #[serde(default)]
+    pub late_command: Vec<String>,
+    /// Whole preseed lines that override the template's answers (a fault's broken one).
+    #[serde(default)]
+    pub set: Vec<String>,
 }
 
 /// Keys pressed together, such as `ctrl-alt-f2`, checked against QEMU's key names
@@ -339,6 +361,8 @@ struct RawScenario {
     kickstart: Option<OneOrMany>,
     #[serde(default)]
     allow_findings: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    preseed: Option<toml::Spanned<PreseedRun>>,
 }
 
 /// `"file"` or `["file", ...]`.
@@ -463,6 +487,18 @@ impl Scenario {
                 Pattern::new(a.get_ref()).map_err(|m| ctx.error(a.span(), format!("allow_findings: {m}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let preseed = match raw.preseed {
+            Some(p) => {
+                let span = p.span();
+                let p = p.into_inner();
+                if let Some(name) = [&p.luks, &p.admin].into_iter().find(|n| !raw.secrets.contains_key(*n)) {
+                    return Err(ctx
+                        .error(span, format!("[preseed] names secret `{name}`, which is not in [secrets]")));
+                }
+                Some(p)
+            }
+            None => None,
+        };
         if steps.is_empty() && checks.is_empty() {
             return Err(ctx.error(
                 0..0,
@@ -498,6 +534,7 @@ impl Scenario {
             cdrom: raw.cdrom,
             kickstart: raw.kickstart.map(OneOrMany::into_vec).unwrap_or_default(),
             allow_findings,
+            preseed,
             file: None,
         })
     }

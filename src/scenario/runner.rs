@@ -78,6 +78,8 @@ pub enum RunError {
         #[source]
         source: crate::installer::oemdrv::OemdrvError,
     },
+    #[error("the Debian installer run: {0}")]
+    Installer(String),
     #[error("kickstart {}: cannot read it: {source}", path.display())]
     KickstartRead {
         path: PathBuf,
@@ -103,6 +105,9 @@ impl RunError {
             }
             RunError::Slot(_) => ("VM slot".into(), "a free VM slot"),
             RunError::NotADisc { .. } => ("cdrom".into(), "an ISO image"),
+            RunError::Installer(_) => {
+                ("preseed".into(), "the mirror, the preseed and the server that shows them")
+            }
             RunError::Kickstart { .. } | RunError::KickstartRead { .. } => {
                 ("kickstart".into(), "a kickstart on an OEMDRV disk")
             }
@@ -299,6 +304,11 @@ async fn execute(
     report.accel = host.accel.as_str().into();
     let mut plan = Plan::new(&profile, Some(&image), &host, &layout)?;
     installer_media(scenario, &secrets, &mut plan)?;
+    // Lives as long as the run: the server and the preseed it shows.
+    let _served = match &scenario.preseed {
+        Some(run) => Some(debian_installer(run, &secrets, &mut plan)?),
+        None => None,
+    };
     let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
         tell(opts, scenario, Progress::WaitingForSlot { max_vms: max })
@@ -425,6 +435,62 @@ fn installer_media(
     Ok(())
 }
 
+/// What a Debian installer run keeps alive: bootproof's server, and the directory of
+/// the rendered preseed (outside the run directory: it holds the secrets).
+struct Served {
+    _server: crate::installer::serve::Server,
+    _files: tempfile::TempDir,
+}
+
+/// The Debian installer's side of a run: the local mirror, the preseed rendered with
+/// the scenario's secrets and bootproof's log capture (a redacted copy kept as
+/// `installer/preseed.cfg`), bootproof's server showing both on loopback (its request
+/// log in `installer/http.log`), and the guest's way there (port 80 of the server
+/// address).
+fn debian_installer(
+    run: &super::model::PreseedRun,
+    secrets: &BTreeMap<String, String>,
+    plan: &mut Plan,
+) -> Result<Served, RunError> {
+    use crate::installer::{self, preseed, serve};
+    let fail = |what: String| RunError::Installer(what);
+    let Some(network) = plan.network.as_mut() else {
+        return Err(fail(format!(
+            "profile `{}` has no network; the installer reaches bootproof's mirror through `network = \"restricted\"`",
+            plan.name
+        )));
+    };
+    let mirror = crate::images::mirror::ensure().map_err(|e| fail(e.to_string()))?;
+    if !mirror.complete() {
+        crate::reporter::line(format!(
+            "bootproof: warning: the installer mirror lacks {} files the archive did not serve ({}); \
+             the install stops where it needs them",
+            mirror.missing.len(),
+            mirror.missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let secret = |name: &String| secrets.get(name).cloned().unwrap_or_default();
+    let answers = preseed::Secrets { luks_passphrase: secret(&run.luks), admin_password: secret(&run.admin) };
+    let capture = installer::capture::for_ports(&plan.log_ports);
+    let extras = preseed::Extras {
+        early_commands: capture.early.into_iter().chain(run.early_command.iter().cloned()).collect(),
+        late_commands: capture.late.into_iter().chain(run.late_command.iter().cloned()).collect(),
+        overrides: run.set.clone(),
+    };
+    let text = preseed::render(&answers, &extras).map_err(|e| fail(e.to_string()))?;
+    let files =
+        tempfile::Builder::new().prefix("bootproof-d-i-").tempdir().map_err(|e| fail(e.to_string()))?;
+    let io = |e: std::io::Error| fail(e.to_string());
+    std::fs::write(files.path().join(preseed::FILE_NAME), &text).map_err(io)?;
+    let kept = plan.layout.dir.join("installer");
+    std::fs::create_dir_all(&kept).map_err(io)?;
+    std::fs::write(kept.join(preseed::FILE_NAME), crate::redact::text(&text).as_bytes()).map_err(io)?;
+    let server = serve::Server::start(installer::roots(&mirror, files.path()), &kept.join("http.log"))
+        .map_err(|e| fail(e.to_string()))?;
+    network.forwards.push(crate::vm::plan::Forward { port: 80, host_port: server.port() });
+    Ok(Served { _server: server, _files: files })
+}
+
 /// The kickstart disk in the run directory, removed when the run ends.
 const OEMDRV_IMAGE: &str = "oemdrv.img";
 
@@ -514,7 +580,7 @@ impl Live {
         let (fatal_tx, fatal) = tokio::sync::watch::channel(None::<Finding>);
         let (count_tx, fatal_tx) = (Arc::new(count_tx), Arc::new(fatal_tx));
         for port in vm.log_ports() {
-            let Some(mut analyze) = live_analyzer(port) else { continue };
+            let Some(mut analyze) = live_analyzer(vm, port) else { continue };
             let file = port.file.strip_prefix(vm.run_dir()).unwrap_or(&port.file).to_path_buf();
             let (findings, count_tx, fatal_tx, allow) =
                 (findings.clone(), count_tx.clone(), fatal_tx.clone(), allow.to_vec());
@@ -550,10 +616,17 @@ impl Live {
     }
 }
 
-/// The live analyzer for a log port's lines, when its format is one bootproof reads
-/// live.
-fn live_analyzer(_port: &crate::vm::logport::LogPortHandle) -> Option<LineFindings> {
-    None
+/// The live analyzer for a log port whose format the profile names (or anaconda's
+/// port): `logs::live`, fed each line as it arrives.
+fn live_analyzer(vm: &Vm, port: &crate::vm::logport::LogPortHandle) -> Option<LineFindings> {
+    use crate::profile::LogPortFormat;
+    let planned = vm.plan().log_ports.iter().find(|p| p.name == port.name)?;
+    let kind = match planned.format? {
+        LogPortFormat::AnacondaStream => crate::logs::LogKind::AnacondaStream,
+        LogPortFormat::DiSyslog => crate::logs::LogKind::DiSyslog,
+    };
+    let mut analyzer = crate::logs::live::line_analyzer(kind, &port.file)?;
+    Some(Box::new(move |number, line| analyzer.line(number, line)))
 }
 
 struct StepCtx<'a> {

@@ -101,6 +101,7 @@ pub struct PlannedLogPort {
     pub name: String,
     pub socket: PathBuf,
     pub file: PathBuf,
+    pub format: Option<crate::profile::LogPortFormat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +295,7 @@ fn log_ports(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedLogPort
             name: p.name.clone(),
             socket: layout.log_port_socket(i),
             file: layout.dir.join(&p.file),
+            format: p.format(),
         });
     }
     Ok(ports)

@@ -34,6 +34,8 @@ mod finder;
 mod inspect;
 mod journal;
 mod kernel;
+mod port;
+mod stream;
 mod tools;
 
 use finder::Location;
@@ -109,8 +111,9 @@ fn main() {
     let args = Arguments::from_args();
     let location = finder::locate();
     let plan = plan(&location);
-    let groups: [(&str, Vec<Check>); 5] = [
+    let groups: [(&str, Vec<Check>); 6] = [
         ("anaconda", anaconda::checks()),
+        ("stream", stream::checks()),
         ("journal", journal::checks()),
         ("kernel", kernel::checks()),
         ("tools", tools::checks()),

@@ -61,8 +61,8 @@ struct Capture {
 /// the next: program.log is mostly commands and their output, and allocating for each
 /// line would dominate reading it.
 #[derive(Default)]
-struct Command {
-    running: bool,
+pub(super) struct Command {
+    pub(super) running: bool,
     line: u64,
     time: Vec<u8>,
     text: Vec<u8>,
@@ -72,7 +72,7 @@ struct Command {
 }
 
 impl Command {
-    fn start(&mut self, line: u64, time: Option<&[u8]>, text: &[u8]) {
+    pub(super) fn start(&mut self, line: u64, time: Option<&[u8]>, text: &[u8]) {
         self.running = true;
         self.line = line;
         self.time.clear();
@@ -82,7 +82,30 @@ impl Command {
         self.spare.extend(self.output.drain(..));
     }
 
-    fn push_output(&mut self, text: &[u8]) {
+    /// The finding for this command ending with `code` at line `number`, when the code
+    /// says it failed and the command matters (`rules::command_failure`).
+    pub(super) fn finding(&self, code: i64, number: u64, file: &Path) -> Option<Finding> {
+        if code == 0 {
+            return None;
+        }
+        let text = lossy(&self.text);
+        let severity = rules::command_failure(&text)?;
+        let mut evidence = vec![format!("Running... {text}")];
+        evidence.extend(self.output.iter().map(|line| lossy(line)));
+        evidence.push(format!("(line {number}) return code {code}"));
+        Some(Finding {
+            severity,
+            kind: FindingKind::CommandFailed,
+            file: file.to_path_buf(),
+            line: self.line,
+            time: (!self.time.is_empty()).then(|| lossy(&self.time)),
+            phase: None,
+            summary: format!("command failed with code {code}: {text}"),
+            evidence,
+        })
+    }
+
+    pub(super) fn push_output(&mut self, text: &[u8]) {
         if !self.running {
             return;
         }
@@ -253,29 +276,10 @@ impl Records {
     }
 
     fn command_done(&mut self, code: i64, number: u64) {
-        if code == 0 {
-            return;
+        if let Some(mut finding) = self.command.finding(code, number, &self.file) {
+            finding.summary = self.in_section(finding.summary);
+            self.keep(finding);
         }
-        let command = &self.command;
-        let text = lossy(&command.text);
-        let Some(severity) = rules::command_failure(&text) else {
-            return;
-        };
-        let mut evidence = vec![format!("Running... {text}")];
-        evidence.extend(command.output.iter().map(|line| lossy(line)));
-        evidence.push(format!("(line {number}) return code {code}"));
-        let summary = format!("command failed with code {code}: {text}");
-        let finding = Finding {
-            severity,
-            kind: FindingKind::CommandFailed,
-            file: self.file.clone(),
-            line: command.line,
-            time: (!command.time.is_empty()).then(|| lossy(&command.time)),
-            phase: None,
-            summary: self.in_section(summary),
-            evidence,
-        };
-        self.keep(finding);
     }
 
     fn apply(&mut self, index: usize, rule: &Rule, number: u64, entry: &Entry<'_>) {

@@ -89,7 +89,7 @@ pub struct Entry<'a> {
     pub message: &'a [u8],
 }
 
-type Res<'a, T> = IResult<&'a [u8], T>;
+pub(super) type Res<'a, T> = IResult<&'a [u8], T>;
 
 fn digits(n: usize) -> impl Fn(&[u8]) -> Res<'_, &[u8]> {
     move |i| take_while_m_n(n, n, |b: u8| b.is_ascii_digit())(i)
@@ -106,7 +106,7 @@ fn fraction(i: &[u8]) -> Res<'_, &[u8]> {
 }
 
 /// `HH:MM:SS,mmm`, or `HH:MM:SS` in anaconda 11 (RHEL 5, Fedora 10).
-fn timestamp(i: &[u8]) -> Res<'_, &[u8]> {
+pub(super) fn timestamp(i: &[u8]) -> Res<'_, &[u8]> {
     recognize((clock, opt(fraction))).parse(i)
 }
 
@@ -121,7 +121,7 @@ fn level(i: &[u8]) -> Res<'_, Level> {
 }
 
 /// A logger name or syslog tag: no blanks, no colon.
-fn logger(i: &[u8]) -> Res<'_, &[u8]> {
+pub(super) fn logger(i: &[u8]) -> Res<'_, &[u8]> {
     take_while1(|b: u8| b != b':' && b != b' ' && b != b'\t').parse(i)
 }
 
@@ -150,7 +150,7 @@ fn timed_entry(i: &[u8]) -> Res<'_, Entry<'_>> {
 
 /// Python's `logging.basicConfig` default, used by the DBus modules in RHEL 9 and
 /// Fedora 43: `LEVEL:logger:message`, no time at all.
-fn python_entry(i: &[u8]) -> Res<'_, Entry<'_>> {
+pub(super) fn python_entry(i: &[u8]) -> Res<'_, Entry<'_>> {
     map(
         (verify(level, |l| *l != Level::Trace), char(':'), logger, char(':'), message),
         |(level, _, source, _, message)| Entry { time: None, level, source, message },

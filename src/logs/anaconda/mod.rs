@@ -1,6 +1,7 @@
 //! Anaconda's logs: anaconda.log, program.log, storage.log, packaging.log, dnf's logs,
 //! syslog, journal.log, X.log, ks-script logs and the `anaconda-tb-*` crash dump, in
-//! every generation from anaconda 11 (RHEL 5, Fedora 10) to anaconda 43.
+//! every generation from anaconda 11 (RHEL 5, Fedora 10) to anaconda 43; and its log
+//! port, read live ([`stream`]).
 //!
 //! Owns: recognising these files by content ([`Analyzer::sniff`]), reading them as
 //! records, and the findings an installer failure leaves in them. Must not: read a whole
@@ -8,14 +9,15 @@
 //! unparsed), or report the journal's system-wide failures (the journal module does).
 //!
 //! Layout: `grammar` is the line grammar, `traceback` reads Python tracebacks,
-//! `entries` groups lines into records and applies `rules`, and `dump` splits a crash
-//! dump into sections. Lines are read, bounded and accounted for by [`crate::logs::lines`].
+//! `entries` groups lines into records and applies `rules`, `dump` splits a crash
+//! dump into sections, and `stream` reads the log port with the same rules. Lines are read, bounded and accounted for by [`crate::logs::lines`].
 
 pub mod dump;
 mod entries;
 pub mod grammar;
 pub mod program;
 mod rules;
+pub mod stream;
 pub mod traceback;
 
 #[cfg(test)]
@@ -49,6 +51,7 @@ pub fn analyzers() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> =
         LINE_LOGS.iter().map(|&kind| Box::new(LineLog { kind }) as Box<dyn Analyzer>).collect();
     all.push(Box::new(CrashDump));
+    all.push(Box::new(StreamLog));
     all
 }
 
@@ -118,6 +121,23 @@ impl Analyzer for LineLog {
     fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
         let (tally, findings) = read_records(self.kind, input, file)?;
         Ok(tally.into_analysis(findings))
+    }
+}
+
+/// anaconda's log port, as bootproof captures it (see [`stream`]).
+struct StreamLog;
+
+impl Analyzer for StreamLog {
+    fn kind(&self) -> LogKind {
+        LogKind::AnacondaStream
+    }
+
+    fn sniff(&self, head: &[u8], _file_name: &str) -> u8 {
+        stream::sniff(head)
+    }
+
+    fn analyze(&self, input: &mut dyn BufRead, file: &Path) -> Result<Analysis, LogError> {
+        crate::logs::live::analyze(&mut stream::Stream::new(file), input, file)
     }
 }
 

@@ -137,6 +137,12 @@ impl Builder {
         accepted
     }
 
+    /// The exception line has come: a Python traceback has nothing after it (a chained
+    /// exception starts a traceback of its own).
+    pub fn complete(&self) -> bool {
+        self.traceback.exception.is_some()
+    }
+
     pub fn finish(self) -> Traceback {
         self.traceback
     }
