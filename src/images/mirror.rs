@@ -220,7 +220,10 @@ pub fn signing_key() -> Result<SigningKey, ImageError> {
     let lock_path = dir.with_extension("lock");
     let _lock =
         build::Lock::exclusive(&lock_path).map_err(|e| err(format!("{}: {e}", lock_path.display())))?;
-    if let (Some(fpr), true) = (fingerprint(&key.home), key.public.is_file()) {
+    let existing = fingerprint(&key.home);
+    // Listing secret keys starts gpg's agent too.
+    stop_agent(&key.home);
+    if let (Some(fpr), true) = (existing, key.public.is_file()) {
         return Ok(SigningKey { fingerprint: fpr, ..key });
     }
     setup::ensure(&[super::media::tools::GPG, super::media::tools::GPG_AGENT, super::media::tools::GPGCONF])
