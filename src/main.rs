@@ -105,9 +105,6 @@ enum InstallerCommand {
         #[arg(long = "override")]
         overrides: Vec<String>,
     },
-    /// Relay stdin/stdout to ADDR: what QEMU's guestfwd runs for each guest connection.
-    #[command(hide = true)]
-    Relay { addr: String },
 }
 
 #[derive(Subcommand)]
@@ -189,10 +186,6 @@ fn images(command: ImagesCommand) -> ExitCode {
 
 fn installer(command: InstallerCommand) -> ExitCode {
     match command {
-        InstallerCommand::Relay { addr } => match bootproof::installer::serve::relay(&addr) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(2, format!("relay to {addr}: {e}")),
-        },
         InstallerCommand::Mirror { rebuild } => match bootproof::images::mirror::build(rebuild, &mut |l| {
             bootproof::reporter::line(format!("bootproof: {l}"))
         }) {
@@ -238,10 +231,10 @@ fn serve_installer(dir: &std::path::Path, overrides: Vec<String>) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     println!("serving {} and {} at {}", mirror.root.display(), files.display(), server.url());
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bootproof"));
+    let forward = bootproof::vm::plan::Forward { port: 80, host_port: server.port() };
     println!(
-        "QEMU: -netdev {} -device virtio-net-pci,netdev=n0",
-        installer::netdev_arg("n0", &exe, server.port())
+        "QEMU: -netdev '{}' -device virtio-net-pci,netdev=n0,romfile=",
+        bootproof::vm::argv::netdev_value("n0", &[forward])
     );
     loop {
         std::thread::park();

@@ -27,7 +27,11 @@ fn summary(dir: &Path) -> serde_json::Value {
 }
 
 fn fault(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults").join(format!("{name}.toml")).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/faults")
+        .join(format!("{name}.toml"))
+        .display()
+        .to_string()
 }
 
 #[test]

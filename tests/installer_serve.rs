@@ -1,8 +1,8 @@
 //! bootproof's installer HTTP server over real sockets: it serves a file and logs the
 //! request, refuses `..` and symlinks with the status it documents, answers HEAD
 //! without a body and other methods with 405, stops listening when dropped, and the
-//! `installer relay` that QEMU's guestfwd runs per guest connection carries a whole
-//! request and answer.
+//! relay QEMU's guestfwd runs per guest connection (`socat STDIO TCP:...`, see
+//! `vm::argv`) carries a whole request and answer, passing a binary answer on at once.
 //!
 //! Requests are written by hand on a TCP stream: HTTP clients normalise `..` away,
 //! and the point is to send exactly what a guest could.
@@ -140,10 +140,11 @@ fn a_root_that_is_a_symlink_is_refused_at_start() {
 
 #[test]
 fn the_relay_carries_one_guest_connection_to_the_server() {
+    bootproof::host::ensure_runtime().expect("host set-up (socat)");
     let dir = tree();
     let server = start(dir.path());
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_bootproof"))
-        .args(["installer", "relay", &format!("127.0.0.1:{}", server.port())])
+    let mut relay = Command::new("socat")
+        .args(["STDIO", &format!("TCP:127.0.0.1:{}", server.port())])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -163,13 +164,14 @@ fn the_relay_carries_one_guest_connection_to_the_server() {
 
 #[test]
 fn the_relay_passes_a_binary_answer_on_a_kept_alive_connection_at_once() {
+    bootproof::host::ensure_runtime().expect("host set-up (socat)");
     let dir = tree();
     // No trailing newline: a line-buffered relay would hold the tail back.
     let body: Vec<u8> = (0..7203u32).map(|i| (i * 7 % 251) as u8).filter(|b| *b != b'\n').collect();
     std::fs::write(dir.path().join("mirror/Packages.gz"), &body).unwrap();
     let server = start(dir.path());
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_bootproof"))
-        .args(["installer", "relay", &format!("127.0.0.1:{}", server.port())])
+    let mut relay = Command::new("socat")
+        .args(["STDIO", &format!("TCP:127.0.0.1:{}", server.port())])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

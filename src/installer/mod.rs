@@ -20,12 +20,13 @@
 //! std::fs::create_dir_all(&files)?;
 //! std::fs::write(files.join(preseed::FILE_NAME), preseed::render(&secrets, &preseed::Extras::default())?)?;
 //! let server = serve::Server::start(installer::roots(&mirror, &files), &run_dir.join("http.log"))?;
-//! let netdev = installer::netdev_arg("n0", &std::env::current_exe()?, server.port()); // -netdev
-//! # let _ = (iso, netdev); Ok(()) }
+//! // The plan's network forwards the guest's 10.0.2.100:80 to the server (see vm::argv).
+//! let forward = bootproof::vm::plan::Forward { port: 80, host_port: server.port() };
+//! # let _ = (iso, forward); Ok(()) }
 //! ```
 //!
 //! Must not: run VMs or judge logs (the runner and `logs` do), or let a guest reach
-//! anything but the server (`restrict=on` and one `guestfwd`).
+//! anything but the server (`restrict=on` and one `guestfwd`, `vm::argv`).
 
 pub mod capture;
 pub mod oemdrv;
@@ -34,34 +35,10 @@ pub mod serve;
 
 use std::path::Path;
 
-use crate::images::installer_iso::SERVER_ADDRESS;
 use crate::images::mirror::Mirror;
 
 /// The server's roots for a run: the mirror at `/debian`, the run's files (the
 /// rendered preseed) at `/d-i`.
 pub fn roots(mirror: &Mirror, run_files: &Path) -> Vec<serve::Root> {
     vec![serve::Root::new("debian", &mirror.root), serve::Root::new("d-i", run_files)]
-}
-
-/// QEMU's `-netdev` value for an installer run: user networking that reaches
-/// nothing (`restrict=on`) but `10.0.2.100:80`, where each guest connection starts
-/// `<bootproof> installer relay 127.0.0.1:<port>` (see [`serve`] for why not the
-/// one shared stream of `-tcp:`). `bootproof` is the path of bootproof's binary.
-pub fn netdev_arg(id: &str, bootproof: &Path, port: u16) -> String {
-    let relay = format!("{} installer relay 127.0.0.1:{port}", bootproof.display());
-    format!("user,id={id},restrict=on,guestfwd=tcp:{SERVER_ADDRESS}:80-cmd:{}", relay.replace(',', ",,"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_guest_reaches_only_the_forwarded_server() {
-        assert_eq!(
-            netdev_arg("n0", Path::new("/usr/bin/bootproof"), 41234),
-            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/bootproof installer relay 127.0.0.1:41234"
-        );
-        assert!(netdev_arg("n0", Path::new("/a,b/bootproof"), 1).contains("-cmd:/a,,b/bootproof "));
-    }
 }

@@ -18,12 +18,9 @@
 //! **How the guest's connections arrive.** `guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:PORT`
 //! names a character device: QEMU opens one connection to the server when it starts
 //! and feeds every guest connection into it (measured: the whole install's requests
-//! came from one host port). That holds while each request is answered before the
-//! next starts and nobody closes the stream; a guest client that gives up mid-answer
-//! leaves the rest of it for the next one, and one that asks to close ends the
-//! device for good. `guestfwd=...-cmd:<bootproof> installer relay 127.0.0.1:PORT`
-//! instead starts [`relay`] for each guest connection: one host connection each,
-//! closed when the guest closes ([`super::netdev_arg`] writes that form).
+//! came from one host port), which breaks as soon as a guest client gives up
+//! mid-answer or asks to close. The runtime's `-cmd:socat ...` form starts one relay
+//! per guest connection instead (see `vm::argv`).
 //!
 //! Must not: listen on anything but loopback, follow symlinks, list directories,
 //! accept writes, or log request or response bodies.
@@ -31,7 +28,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -144,51 +140,6 @@ fn check_root(root: &Root) -> Result<(), ServeError> {
 struct Shared {
     roots: Vec<Root>,
     log: Mutex<File>,
-}
-
-/// Copies stdin to a new connection to `addr` and the connection's answers to
-/// stdout until both directions end: QEMU's `guestfwd=...-cmd:` runs this once per
-/// guest connection with the connection as stdin and stdout.
-pub fn relay(addr: &str) -> std::io::Result<()> {
-    let stream = std::net::TcpStream::connect(addr)?;
-    let mut upstream = stream.try_clone()?;
-    // Both ends as plain files: no buffering (Rust's stdout holds back what follows
-    // the last newline, and on a kept-alive connection the tail of a gzip index then
-    // never came: d-i's wget stalled, measured) and a plain read/write loop: with
-    // `io::copy` from stdin, a request on a pipe reached the server only once the
-    // pipe closed (measured in tests/installer_serve.rs).
-    let mut stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
-    let mut stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    let to_server = std::thread::spawn(move || {
-        let pumped = pump(&mut stdin, &mut upstream);
-        // The guest closed its side: let the server see the end of the request.
-        let _ = upstream.shutdown(std::net::Shutdown::Write);
-        pumped
-    });
-    let mut downstream = stream;
-    match pump(&mut downstream, &mut stdout) {
-        // The guest closed its connection: the end of this one, not a failure.
-        Err(e)
-            if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {}
-        other => other?,
-    }
-    // The server closed: the guest's connection ends when this process exits, even
-    // if the guest never closes its sending side.
-    drop(to_server);
-    Ok(())
-}
-
-/// Passes each chunk on as soon as it is read, until `from` ends.
-fn pump(from: &mut impl std::io::Read, to: &mut impl Write) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => to.write_all(&buf[..n])?,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Why a request got no file.

@@ -296,13 +296,19 @@ fn log_port_args(a: &mut Args, plan: &Plan) {
 /// unless the server already listens).
 fn network_args(a: &mut Args, plan: &Plan) {
     let Some(net) = &plan.network else { return };
-    let mut netdev = String::from("user,id=net0,restrict=on,ipv6=off");
-    for f in &net.forwards {
+    a.push("-netdev", netdev_value("net0", &net.forwards));
+    a.push("-device", "virtio-net-pci,netdev=net0,romfile=");
+}
+
+/// The `-netdev` value of the restricted network with its forwards (also what
+/// `bootproof installer serve` prints for a QEMU started by hand).
+pub fn netdev_value(id: &str, forwards: &[super::plan::Forward]) -> String {
+    let mut netdev = format!("user,id={id},restrict=on,ipv6=off");
+    for f in forwards {
         let (ip, port, host_port) = (super::plan::SERVER_IP, f.port, f.host_port);
         netdev.push_str(&format!(",guestfwd=tcp:{ip}:{port}-cmd:socat STDIO TCP:127.0.0.1:{host_port}"));
     }
-    a.push("-netdev", netdev);
-    a.push("-device", "virtio-net-pci,netdev=net0,romfile=");
+    netdev
 }
 
 /// vsock for the agent. vhost-user-vsock moves the device into vhost-device-vsock,
