@@ -206,7 +206,8 @@ mod tests {
     #[test]
     fn a_shipped_scenario_names_no_file_beside_it() {
         // Embedded, a shipped scenario has no directory that a relative path could be
-        // relative to: profiles by name, images by reference, secrets not from files.
+        // relative to: profiles by name, images and discs by reference (or blank), no
+        // kickstart or secret from a file.
         for s in discover(&[builtin_dir()]).into_iter().map(|r| r.unwrap()) {
             assert!(
                 !s.profile.contains('/') && !s.profile.ends_with(".toml"),
@@ -214,7 +215,10 @@ mod tests {
                 s.name,
                 s.profile
             );
-            assert!(s.image.starts_with("reference:"), "{}: image {}", s.name, s.image);
+            let spec = s.image.starts_with("reference:") || s.image.starts_with("blank:");
+            assert!(spec, "{}: image {}", s.name, s.image);
+            assert!(s.cdrom.as_ref().is_none_or(|c| c.starts_with("reference:")), "{}: cdrom", s.name);
+            assert!(s.kickstart.is_empty(), "{}: a kickstart file", s.name);
             assert!(
                 s.secrets.values().all(|src| src.clone().file_mut().is_none()),
                 "{}: a secret from a file",
