@@ -143,8 +143,17 @@ pub fn tools_dir() -> PathBuf {
 /// Finds `tool` on PATH or in the tools directory, installing it there with cargo when
 /// it is missing and installing is allowed (prints the command it runs).
 pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
-    let installed =
-        || find_command(tool.command).or_else(|| find_command(&tool_path(tool).to_string_lossy()));
+    // Also one a cache restored read-only (crate::cache) holds.
+    let in_read_only = || {
+        crate::cache::read_only_dirs()
+            .into_iter()
+            .find_map(|dir| find_command(&dir.join("tools").join("bin").join(tool.command).to_string_lossy()))
+    };
+    let installed = || {
+        find_command(tool.command)
+            .or_else(|| find_command(&tool_path(tool).to_string_lossy()))
+            .or_else(in_read_only)
+    };
     if let Some(path) = installed() {
         return Ok(path);
     }

@@ -208,6 +208,14 @@ fn fetch_one(b: &mut Build, deb: &Deb, dir: &Path) -> Result<PathBuf, ImageError
     if path.exists() && b.io(&path, sha256_of(&path))? == deb.sha256 {
         return Ok(path);
     }
+    // The same download in a cache restored read-only (crate::cache), if it checks out.
+    for other in crate::cache::read_only_dirs() {
+        let Some(sub) = dir.strip_prefix(crate::cache::cache_dir()).ok() else { break };
+        let there = other.join(sub).join(deb.file_name());
+        if there.is_file() && sha256_of(&there).is_ok_and(|sum| sum == deb.sha256) {
+            return Ok(there);
+        }
+    }
     // apt-get download names files after the version (with `%3a` for an epoch's
     // colon); a private directory makes the one new file easy to find.
     let partial = dir.join(format!(".download-{}", std::process::id()));

@@ -196,6 +196,40 @@ pub struct SigningKey {
     pub fingerprint: String,
 }
 
+/// Copies the signing key of a cache restored read-only (crate::cache) to `dir`, so
+/// the mirror and ISO built with it there (whose hashes cover its fingerprint) stay
+/// valid and a rebuild signs with the same key; gpg needs its home writable.
+fn adopt_read_only_key(dir: &Path) -> std::io::Result<()> {
+    let relative = dir.strip_prefix(crate::cache::cache_dir()).expect("under the cache");
+    let Some(source) = crate::cache::read_only_dirs()
+        .into_iter()
+        .map(|ro| ro.join(relative))
+        .find(|d| d.join("bootproof-mirror.gpg").is_file())
+    else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    copy_tree(&source, dir)
+}
+
+/// Copies regular files and directories (gpg's sockets and locks are left behind).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() && !entry.file_name().to_string_lossy().ends_with(".lock") {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The mirror's signing key, made on first use (ed25519, no passphrase, no expiry:
 /// it signs a test mirror that only one guest behind `guestfwd` ever reads).
 pub fn signing_key() -> Result<SigningKey, ImageError> {
@@ -220,6 +254,10 @@ pub fn signing_key() -> Result<SigningKey, ImageError> {
     let lock_path = dir.with_extension("lock");
     let _lock =
         build::Lock::exclusive(&lock_path).map_err(|e| err(format!("{}: {e}", lock_path.display())))?;
+    if !key.public.is_file() {
+        adopt_read_only_key(&dir)
+            .map_err(|e| err(format!("copying the signing key from a read-only cache: {e}")))?;
+    }
     let existing = fingerprint(&key.home);
     // Listing secret keys starts gpg's agent too.
     stop_agent(&key.home);

@@ -240,6 +240,13 @@ fn cached_or_build(
     if !force && let Some(path) = build::cached(&images, name, hash, file_name) {
         return Ok(path);
     }
+    // A cache restored read-only (crate::cache) still serves its complete builds.
+    let read_only = crate::cache::read_only_dirs().into_iter().map(|dir| dir.join("images"));
+    if !force
+        && let Some(path) = read_only.into_iter().find_map(|dir| build::cached(&dir, name, hash, file_name))
+    {
+        return Ok(path);
+    }
     let io = |path: &Path, source| ImageError::Io {
         image: name.to_string(),
         step: "locking the image cache".to_string(),

@@ -55,7 +55,10 @@ pub fn resolve(image: &str) -> Result<Deb, ImageError> {
 pub fn facts(image: &str, deb: &Deb, progress: &mut dyn FnMut(&str)) -> Result<Facts, ImageError> {
     let dir = crate::cache::cache_dir().join("installer");
     let memo = dir.join(format!("netboot-{}-v{FACTS_VERSION}.txt", &deb.sha256[..16.min(deb.sha256.len())]));
-    if let Some(facts) = std::fs::read_to_string(&memo).ok().and_then(|t| parse_facts(&t, deb)) {
+    // The memo may also be in a cache restored read-only (crate::cache).
+    let relative = memo.strip_prefix(crate::cache::cache_dir()).expect("under the cache").to_path_buf();
+    let read = |path: &Path| std::fs::read_to_string(path).ok().and_then(|t| parse_facts(&t, deb));
+    if let Some(facts) = crate::cache::find(&relative, |p| read(p).is_some()).and_then(|p| read(&p)) {
         return Ok(facts);
     }
     let work = dir.join(format!(".tmp-netboot-{}", std::process::id()));
