@@ -73,7 +73,7 @@ pub fn remove_stale(images: &Path, name: &str) -> std::io::Result<()> {
         // `<hash>-<pid>`: anything with more dashes belongs to a longer name
         // (`.tmp-tiny-sb-…` is not tiny's).
         if rest.split('-').count() == 2 && entry.path().is_dir() {
-            fs::remove_dir_all(entry.path())?;
+            remove_tree(&entry.path())?;
         }
     }
     Ok(())
@@ -93,10 +93,92 @@ pub fn remove_superseded(images: &Path, name: &str, keep_hash: &str, age: Durati
         };
         let old = entry.metadata()?.modified()?.elapsed().is_ok_and(|e| e > age);
         if hash != keep_hash && old && entry.path().is_dir() {
-            fs::remove_dir_all(entry.path())?;
+            remove_tree(&entry.path())?;
         }
     }
     Ok(())
+}
+
+/// Removes the directory tree `dir` after detaching whatever is still mounted below
+/// it, and never crosses into another file system.
+///
+/// A build that chroots mounts /proc, /sys and /dev/pts into its tree; one killed
+/// before it unmounted them (a session or CI job ended mid-build) left them mounted,
+/// and `remove_dir_all` would walk into them: into a read-only sysfs (`EROFS`, which
+/// once failed every later build of the image) or, for a bind mount of /dev, into the
+/// host's own files. Builds now mount only in a private mount namespace (`unshare`,
+/// see `installed`), which the kernel tears down with the process; this cleans up
+/// after older ones and anything else.
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    unmount_below(dir)?;
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::symlink_metadata(dir)?.dev();
+    remove_same_fs(dir, dev)
+}
+
+fn remove_same_fs(dir: &Path, dev: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            if meta.dev() != dev {
+                return Err(std::io::Error::other(format!(
+                    "{} is another file system mounted in a build tree; not removing it",
+                    path.display()
+                )));
+            }
+            remove_same_fs(&path, dev)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    fs::remove_dir(dir)
+}
+
+/// Lazily detaches every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) -> std::io::Result<()> {
+    let dir = fs::canonicalize(dir)?;
+    let mut points: Vec<PathBuf> = mount_points()?.into_iter().filter(|p| p.starts_with(&dir)).collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let c =
+            std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: a valid NUL-terminated path; MNT_DETACH needs no other state.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(err.kind(), format!("unmounting {}: {err}", point.display())));
+        }
+    }
+    Ok(())
+}
+
+/// This process's mount points, from `/proc/self/mountinfo` (field 5, with the
+/// kernel's octal escapes for space, tab, newline and backslash undone).
+fn mount_points() -> std::io::Result<Vec<PathBuf>> {
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mount_point).collect())
+}
+
+fn unescape_mount_point(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn is_hash(s: &str) -> bool {
@@ -327,6 +409,49 @@ mod tests {
         let done = final_dir(images.path(), "tiny", "abc");
         fs::rename(&tmp, &done).unwrap();
         assert_eq!(cached(images.path(), "tiny", "abc", "tiny.raw"), Some(done.join("tiny.raw")));
+    }
+
+    #[test]
+    fn mount_points_are_unescaped_as_the_kernel_escapes_them() {
+        assert_eq!(unescape_mount_point(r"/tmp/a\040b\011c\134d"), PathBuf::from("/tmp/a b\tc\\d"));
+        assert_eq!(unescape_mount_point(r"/x\04"), PathBuf::from(r"/x\04"));
+    }
+
+    #[test]
+    fn a_killed_builds_read_only_mount_is_detached_and_its_tree_removed() {
+        // What a chroot build killed mid-way left: a read-only mount (like its /sys)
+        // inside its temporary tree. remove_dir_all failed on it with EROFS.
+        let images = tempfile::tempdir().unwrap();
+        let stale = images.path().join(".tmp-installed-0123456789abcdef-7");
+        let sys = stale.join("work/tree/sys");
+        fs::create_dir_all(&sys).unwrap();
+        let mount = |args: &[&str]| {
+            let out = Command::new("mount").args(args).arg(&sys).output().expect("mount runs");
+            assert!(
+                out.status.success(),
+                "this test mounts a tmpfs and needs root: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        mount(&["-t", "tmpfs", "leftover"]);
+        fs::write(sys.join("kernel"), b"x").unwrap();
+        mount(&["-o", "remount,ro"]);
+        assert!(fs::remove_dir_all(&stale).is_err(), "the read-only mount refuses removal");
+        remove_stale(images.path(), "installed").unwrap();
+        assert!(!stale.exists());
+        let left: Vec<PathBuf> =
+            mount_points().unwrap().into_iter().filter(|p| p.starts_with(images.path())).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn removal_refuses_to_cross_into_another_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        // A device number no file system here has.
+        let err = remove_same_fs(dir.path(), u64::MAX).unwrap_err();
+        assert!(err.to_string().contains("another file system"), "{err}");
+        assert!(dir.path().join("sub").exists(), "nothing removed across the boundary");
     }
 
     #[test]

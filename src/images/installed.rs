@@ -380,6 +380,7 @@ impl Recipe<'_> {
 pub fn requirements(variant: Variant) -> Vec<Requirement> {
     let mut tools = vec![
         media::tools::MMDEBSTRAP,
+        Requirement::command("unshare", "util-linux", "util-linux", "mounting only in a private namespace"),
         Requirement::command("mkfs.btrfs", "btrfs-progs", "btrfs-progs", "the root file system"),
         Requirement::command("cryptsetup", "cryptsetup-bin", "cryptsetup", "encrypting the root offline"),
         media::tools::MKFS_VFAT,
@@ -410,13 +411,13 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     bootstrap(b, variant, &work, &tree)?;
     if variant == Variant::Selinux {
         b.step("labelling files for SELinux (setfiles)");
-        b.run(Command::new("sh").arg("-c").arg(LABEL).arg("label.sh").arg(&tree))?;
+        b.run(mounting("sh").arg("-c").arg(LABEL).arg("label.sh").arg(&tree))?;
     }
 
     b.step("writing btrfs subvolumes root and home");
     let root_fs = work.join("root.img");
     b.run(
-        Command::new("sh")
+        mounting("sh")
             .arg("-c")
             .arg(ROOT_FS)
             .arg("root-fs.sh")
@@ -449,12 +450,22 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     for (file, value) in SECRET_FILES {
         b.write(&b.dir().join(file), value)?;
     }
-    b.io(&work, std::fs::remove_dir_all(&work))?;
+    b.io(&work, super::build::remove_tree(&work))?;
     Ok(image)
 }
 
 const OS_RELEASE: &str = "NAME=\"bootproof installed\"\nID=bootproof-installed\n\
                           PRETTY_NAME=\"bootproof installed reference system (Debian bookworm)\"\n";
+
+/// `program` in a private mount namespace: what it mounts (mmdebstrap's /proc, /sys
+/// and /dev in the chroot, the loop-mounted btrfs) is gone with the namespace when it
+/// ends, also when it is killed mid-build and never runs its own unmounts. A killed
+/// build once left a read-only /sys in its tree that failed every later build.
+fn mounting(program: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", program]);
+    cmd
+}
 
 /// mmdebstrap with the host's apt sources, the overlay and `configure.sh` as its
 /// customize hook.
@@ -468,7 +479,7 @@ fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Resul
     let configure = work.join("configure.sh");
     b.write(&configure, CONFIGURE)?;
     let secret = |name| SECRET_FILES.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| *v);
-    let mut cmd = Command::new("mmdebstrap");
+    let mut cmd = mounting("mmdebstrap");
     cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
         .arg(format!("--include={KERNEL},{}", variant.packages().join(",")))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
