@@ -245,6 +245,9 @@ no_selinux_denials = true
 
 [[check]]
 sysctl = { "kernel.ostype" = "Linux" }
+
+[[check]]
+kernel_cmdline = ["console=ttyS0", "lockdown=integrity"]
 "#,
     )
     .await;
@@ -252,6 +255,9 @@ sysctl = { "kernel.ostype" = "Linux" }
     failed_with(&r, "no_failed_units", Status::NotChecked, &["not checked: ", "systemctl", "exited 127"]);
     failed_with(&r, "no_selinux_denials", Status::NotChecked, &["not checked: SELinux is not enabled"]);
     failed_with(&r, "sysctl", Status::Passed, &["1 values as expected"]);
+    // The tiny guest boots with console=ttyS0 and without lockdown=: only that is named.
+    failed_with(&r, "kernel_cmdline", Status::Failed, &["missing: lockdown=integrity"]);
+    assert!(!check(&r, "kernel_cmdline").message.contains("console"), "{:?}", check(&r, "kernel_cmdline"));
     let f = r.failure.as_ref().unwrap();
     assert!(f.what.starts_with("check no_failed_units"), "{f:?}");
 

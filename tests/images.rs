@@ -219,6 +219,7 @@ fn known_names_are_listed_and_others_refused() {
             "installed-broken-sysctl",
             "installed-broken-home",
             "installed-broken-sddm",
+            "installed-broken-cmdline",
             "installer"
         ]
     );

@@ -21,6 +21,9 @@ pub enum CheckKind {
         allow: Vec<Pattern>,
     },
     Sysctl(BTreeMap<String, String>),
+    /// Kernel parameters `/proc/cmdline` must carry: a bare one bare, `key=value` with
+    /// exactly that value (the last occurrence counts, as for the kernel).
+    KernelCmdline(Vec<crate::logs::cmdline::Param>),
     BtrfsSubvolumes(Vec<String>),
     Luks(LuksExpect),
     Mounts(BTreeMap<String, Pattern>),
@@ -36,7 +39,7 @@ pub enum CheckKind {
 
 /// Every kind's key, for messages.
 pub const KEYS: &str = "no_failed_units, no_kernel_oops, no_selinux_denials, no_error_findings, sysctl, \
-                        btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains, \
+                        kernel_cmdline, btrfs_subvolumes, luks, mounts, journal_contains, journal_lacks, file_contains, \
                         secure_boot";
 
 impl CheckKind {
@@ -47,6 +50,7 @@ impl CheckKind {
             CheckKind::NoSelinuxDenials { .. } => "no_selinux_denials",
             CheckKind::NoErrorFindings { .. } => "no_error_findings",
             CheckKind::Sysctl(_) => "sysctl",
+            CheckKind::KernelCmdline(_) => "kernel_cmdline",
             CheckKind::BtrfsSubvolumes(_) => "btrfs_subvolumes",
             CheckKind::Luks(_) => "luks",
             CheckKind::Mounts(_) => "mounts",
@@ -91,6 +95,7 @@ pub(crate) struct RawCheck {
     no_selinux_denials: Option<bool>,
     no_error_findings: Option<bool>,
     sysctl: Option<BTreeMap<String, toml::Value>>,
+    kernel_cmdline: Option<Vec<String>>,
     btrfs_subvolumes: Option<Vec<String>>,
     luks: Option<LuksExpect>,
     mounts: Option<BTreeMap<String, String>>,
@@ -151,6 +156,17 @@ impl RawCheck {
                 expected.insert(k.clone(), v);
             }
             kinds.push(CheckKind::Sysctl(expected));
+        }
+        if let Some(list) = &self.kernel_cmdline {
+            if list.is_empty() {
+                return Err("kernel_cmdline: list at least one parameter".into());
+            }
+            let params = list
+                .iter()
+                .map(|text| crate::logs::cmdline::Param::parse_expected(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("kernel_cmdline: {e}"))?;
+            kinds.push(CheckKind::KernelCmdline(params));
         }
         if let Some(s) = &self.btrfs_subvolumes {
             kinds.push(CheckKind::BtrfsSubvolumes(s.clone()));

@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::agent::{Agent, quote};
+use crate::logs::cmdline::Param;
 use crate::logs::{FindingKind, Severity};
 use crate::pattern::Pattern;
 
@@ -100,6 +101,7 @@ impl Check for Builtin {
                 CheckKind::NoSelinuxDenials { allow } => selinux::no_selinux_denials(ctx, allow).await,
                 CheckKind::NoErrorFindings { allow } => no_error_findings(ctx, allow),
                 CheckKind::Sysctl(expected) => sysctl(ctx, expected).await,
+                CheckKind::KernelCmdline(expected) => kernel_cmdline(ctx, expected).await,
                 CheckKind::BtrfsSubvolumes(names) => btrfs_subvolumes(ctx, names).await,
                 CheckKind::Luks(expect) => luks(ctx, expect).await,
                 CheckKind::Mounts(expected) => mounts(ctx, expected).await,
@@ -298,6 +300,41 @@ async fn sysctl(ctx: &CheckContext<'_>, expected: &BTreeMap<String, String>) -> 
     } else {
         CheckOutcome::fail(want, wrong.join("\n"))
     }
+}
+
+async fn kernel_cmdline(ctx: &CheckContext<'_>, expected: &[Param]) -> CheckOutcome {
+    let want = format!(
+        "kernel command line has {}",
+        expected.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    );
+    let out = guest_or_return!(ctx, &want, "cat /proc/cmdline");
+    let line = String::from_utf8_lossy(&out);
+    let seen = crate::logs::cmdline::parse(&line);
+    let wrong = cmdline_mismatches(expected, &seen);
+    if wrong.is_empty() {
+        CheckOutcome::pass(want, format!("all {} present in /proc/cmdline: {}", expected.len(), line.trim()))
+    } else {
+        // Only what is wrong: the parameters that are there are not named.
+        CheckOutcome::fail(want, wrong.join("\n"))
+    }
+}
+
+/// One line per expected parameter that `seen` lacks or carries otherwise. Names
+/// compare as the kernel compares them (`-` and `_` alike); the last occurrence counts.
+fn cmdline_mismatches(expected: &[Param], seen: &[Param]) -> Vec<String> {
+    let name = |k: &str| k.replace('-', "_");
+    expected
+        .iter()
+        .filter_map(|e| {
+            let last = seen.iter().rev().find(|s| name(&s.key) == name(&e.key));
+            match last {
+                None => Some(format!("missing: {e}")),
+                Some(s) if s.value == e.value => None,
+                Some(s) if e.value.is_none() => Some(format!("{e}: expected bare, seen {s}")),
+                Some(s) => Some(format!("{e}: seen {s}")),
+            }
+        })
+        .collect()
 }
 
 /// sysctl prints multi-value keys with tabs; compare words, not whitespace.
@@ -541,5 +578,25 @@ mod tests {
         assert!(e.contains("read [6, 0, 0, 0]"), "{e}");
         assert!(secure_boot_value("   6   0   0   0   2\n").is_err());
         assert!(secure_boot_value("od: cannot open").is_err());
+    }
+
+    #[test]
+    fn cmdline_mismatches_name_only_what_is_missing_or_different() {
+        let seen = crate::logs::cmdline::parse(
+            "root=/dev/vda2 quiet init-on-free=1 vsyscall=emulate vsyscall=none slab_nomerge=0",
+        );
+        let want = |list: &[&str]| list.iter().map(|t| Param::parse_expected(t).unwrap()).collect::<Vec<_>>();
+        assert!(cmdline_mismatches(&want(&["quiet", "init_on_free=1", "vsyscall=none"]), &seen).is_empty());
+        assert_eq!(
+            cmdline_mismatches(
+                &want(&["quiet", "lockdown=integrity", "slab_nomerge", "root=/dev/vda3"]),
+                &seen
+            ),
+            vec![
+                "missing: lockdown=integrity".to_string(),
+                "slab_nomerge: expected bare, seen slab_nomerge=0".to_string(),
+                "root=/dev/vda3: seen root=/dev/vda2".to_string(),
+            ]
+        );
     }
 }

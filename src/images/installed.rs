@@ -43,9 +43,10 @@
 //! file system. It exists so that
 //! `no_selinux_denials` can be shown failing on denials a real kernel logged.
 //!
-//! `installed-broken-sysctl`, `-home` and `-sddm` ([`Variant::Broken`]) each lack one
-//! property (the sysctl file, the `home` subvolume, SDDM enabled) and nothing else:
-//! `tests/broken_properties.rs` shows that the matching scenario, and only it, fails.
+//! `installed-broken-sysctl`, `-home`, `-sddm` and `-cmdline` ([`Variant::Broken`])
+//! each lack one property (the sysctl file, the `home` subvolume, SDDM enabled, the
+//! hardening kernel arguments) and nothing else: `tests/broken_properties.rs` shows
+//! that the matching scenario fails on it.
 //!
 //! The LUKS passphrase and the passwords are fixed test values of this reference
 //! image, written next to it in the cache ([`SECRET_FILES`]) so a scenario names them
@@ -101,6 +102,8 @@ pub enum Broken {
     Home,
     /// SDDM is installed but not enabled.
     Sddm,
+    /// The kernel command line lacks the hardening arguments.
+    Cmdline,
 }
 
 impl Broken {
@@ -110,12 +113,13 @@ impl Broken {
             Broken::Sysctl => "sysctl",
             Broken::Home => "home",
             Broken::Sddm => "sddm",
+            Broken::Cmdline => "cmdline",
         }
     }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
@@ -123,6 +127,7 @@ impl Variant {
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
+        Variant::Broken(Broken::Cmdline),
     ];
 
     /// The image name (`installed`, `installed-tpm`, ...).
@@ -135,6 +140,7 @@ impl Variant {
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
+            Variant::Broken(Broken::Cmdline) => "installed-broken-cmdline",
         }
     }
 
@@ -176,6 +182,9 @@ impl Variant {
                 format!("{CMDLINE} rd.luks.name={LUKS_UUID}=root rd.luks.options={TPM_LUKS_OPTIONS}")
             }
             Variant::Selinux => format!("{CMDLINE} {SELINUX_CMDLINE}"),
+            // Its lockdown comes from Secure Boot, which `secure-boot` proves.
+            Variant::SecureBoot => format!("{BASE_CMDLINE} {}", hardening_without_lockdown()),
+            Variant::Broken(Broken::Cmdline) => BASE_CMDLINE.to_string(),
             _ => CMDLINE.to_string(),
         }
     }
@@ -269,7 +278,23 @@ pub const PACKAGES: &[&str] = &[
 
 /// No `quiet`: the console log then holds the kernel's and systemd's account of the
 /// boot, which is what `inspect` and `no_kernel_oops` read.
-pub const CMDLINE: &str = "root=/dev/mapper/root rootflags=subvol=/root ro console=ttyS0";
+pub const BASE_CMDLINE: &str = "root=/dev/mapper/root rootflags=subvol=/root ro console=ttyS0";
+
+/// The first users' hardening kernel arguments (their release checklist), which
+/// `kernel-cmdline-hardening` checks.
+pub const HARDENING_CMDLINE: &str = "lockdown=integrity slab_nomerge init_on_alloc=1 init_on_free=1 \
+                                     randomize_kstack_offset=on vsyscall=none fbcon=nodefer";
+
+/// Every variant's command line but the Secure Boot one's ([`Variant::cmdline`]).
+pub const CMDLINE: &str = concat!(
+    "root=/dev/mapper/root rootflags=subvol=/root ro console=ttyS0 ",
+    "lockdown=integrity slab_nomerge init_on_alloc=1 init_on_free=1 ",
+    "randomize_kstack_offset=on vsyscall=none fbcon=nodefer"
+);
+
+fn hardening_without_lockdown() -> String {
+    HARDENING_CMDLINE.split_whitespace().filter(|a| !a.starts_with("lockdown=")).collect::<Vec<_>>().join(" ")
+}
 
 /// Chosen here so crypttab can name the LUKS device before it exists.
 pub const LUKS_UUID: &str = "2b1f6a5e-0c1d-4c7b-9d3a-6f0e5b2a7c41";
@@ -570,6 +595,21 @@ mod tests {
                 filename: "pool/main/s/systemd/systemd_252.39-1~deb12u1_amd64.deb".into(),
                 sha256: "aa".into(),
             }],
+        }
+    }
+
+    #[test]
+    fn the_variants_carry_the_hardening_arguments_and_secure_boot_its_own_lockdown() {
+        assert_eq!(CMDLINE, format!("{BASE_CMDLINE} {HARDENING_CMDLINE}"));
+        for v in Variant::ALL {
+            let params = crate::logs::cmdline::parse(&v.cmdline());
+            for arg in HARDENING_CMDLINE.split_whitespace() {
+                let want = crate::logs::cmdline::Param::parse_expected(arg).unwrap();
+                let has = params.contains(&want);
+                let lacks = v == Variant::Broken(Broken::Cmdline)
+                    || (v == Variant::SecureBoot && arg.starts_with("lockdown="));
+                assert_eq!(has, !lacks, "{v:?} {arg}");
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod anaconda;
 pub mod audit;
 pub mod btrfs;
+pub mod cmdline;
 pub mod debian_installer;
 pub mod finding;
 pub mod firmware;

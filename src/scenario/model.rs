@@ -743,6 +743,11 @@ mod tests {
         let (line, m) = error_at(&format!("{HEAD}[[check]]\nsysctl = {{ a = 1 }}\nno_failed_units = true\n"));
         assert_eq!(line, 4);
         assert!(m.contains("exactly one kind"), "{m}");
+        let (line, m) = error_at(&format!("{HEAD}[[check]]\nkernel_cmdline = [\"quiet\", \"a b\"]\n"));
+        assert_eq!(line, 4);
+        assert!(m.contains("kernel_cmdline: `a b` is 2 parameters"), "{m}");
+        let (_, m) = error_at(&format!("{HEAD}[[check]]\nkernel_cmdline = []\n"));
+        assert!(m.contains("at least one parameter"), "{m}");
         let (line, _) = error_at("name = \"n\"\nprofile = \"uefi\"\n");
         assert_eq!(line, 1);
     }
