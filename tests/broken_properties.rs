@@ -13,8 +13,8 @@
 //! breaks touches what they check, and each would add three boots (about 3.5 minutes
 //! under TCG) to the suite.
 //!
-//! `kernel-cmdline-hardening` runs only against `installed-broken-cmdline` (see
-//! [`SINGLES`]).
+//! `kernel-cmdline-hardening` and `skel-populated` run only against
+//! `installed-broken-cmdline` and `-skel` (see [`SINGLES`]).
 //!
 //! Needs root on first use (the variants are built like reference:installed).
 
@@ -34,11 +34,14 @@ const MATRIX: [(&str, Broken, &[&str]); 3] = [
 /// Scenarios added after the matrix, each run only against the variant lacking its
 /// property (the suite shows that it passes on `reference:installed`): one boot each
 /// instead of a row and a column more of the matrix.
-const SINGLES: [(&str, Broken, &[&str]); 1] = [(
-    "kernel-cmdline-hardening",
-    Broken::Cmdline,
-    &["kernel_cmdline", "missing: lockdown=integrity", "missing: vsyscall=none", "missing: slab_nomerge"],
-)];
+const SINGLES: [(&str, Broken, &[&str]); 2] = [
+    (
+        "kernel-cmdline-hardening",
+        Broken::Cmdline,
+        &["kernel_cmdline", "missing: lockdown=integrity", "missing: vsyscall=none", "missing: slab_nomerge"],
+    ),
+    ("skel-populated", Broken::Skel, &["/etc/skel", ".bashrc"]),
+];
 
 /// What a report says failed: the failure, then each failed step and check.
 fn failed_text(r: &ScenarioReport) -> String {

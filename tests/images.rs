@@ -220,6 +220,7 @@ fn known_names_are_listed_and_others_refused() {
             "installed-broken-home",
             "installed-broken-sddm",
             "installed-broken-cmdline",
+            "installed-broken-skel",
             "installer"
         ]
     );

@@ -43,9 +43,10 @@
 //! file system. It exists so that
 //! `no_selinux_denials` can be shown failing on denials a real kernel logged.
 //!
-//! `installed-broken-sysctl`, `-home`, `-sddm` and `-cmdline` ([`Variant::Broken`])
-//! each lack one property (the sysctl file, the `home` subvolume, SDDM enabled, the
-//! hardening kernel arguments) and nothing else: `tests/broken_properties.rs` shows
+//! `installed-broken-sysctl`, `-home`, `-sddm`, `-cmdline` and `-skel`
+//! ([`Variant::Broken`]) each lack one property (the sysctl file, the `home` subvolume,
+//! SDDM enabled, the hardening kernel arguments, a populated `/etc/skel`) and nothing
+//! else: `tests/broken_properties.rs` shows
 //! that the matching scenario fails on it.
 //!
 //! The LUKS passphrase and the passwords are fixed test values of this reference
@@ -104,6 +105,8 @@ pub enum Broken {
     Sddm,
     /// The kernel command line lacks the hardening arguments.
     Cmdline,
+    /// `/etc/skel` is empty (the `admin` user made before still has its files).
+    Skel,
 }
 
 impl Broken {
@@ -114,12 +117,13 @@ impl Broken {
             Broken::Home => "home",
             Broken::Sddm => "sddm",
             Broken::Cmdline => "cmdline",
+            Broken::Skel => "skel",
         }
     }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
@@ -128,6 +132,7 @@ impl Variant {
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
         Variant::Broken(Broken::Cmdline),
+        Variant::Broken(Broken::Skel),
     ];
 
     /// The image name (`installed`, `installed-tpm`, ...).
@@ -141,6 +146,7 @@ impl Variant {
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
             Variant::Broken(Broken::Cmdline) => "installed-broken-cmdline",
+            Variant::Broken(Broken::Skel) => "installed-broken-skel",
         }
     }
 
@@ -338,6 +344,7 @@ pub const OVERLAY: &[(&str, &str)] = &[
     ),
     ("etc/sddm.conf.d/10-bootproof.conf", include_str!("../../overlay/etc/sddm.conf.d/10-bootproof.conf")),
     ("etc/default/bootproof-greeter-env", include_str!("../../overlay/etc/default/bootproof-greeter-env")),
+    ("etc/skel/.config/kdeglobals", include_str!("../../overlay/etc/skel/.config/kdeglobals")),
     ("usr/local/bin/bootproof-session", include_str!("../../overlay/usr/local/bin/bootproof-session")),
     (
         "usr/share/xsessions/bootproof-xterm.desktop",

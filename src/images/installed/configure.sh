@@ -5,7 +5,7 @@
 # Inputs (environment): BOOTPROOF_OVERLAY (files copied over the tree as they are),
 # BOOTPROOF_LUKS_UUID, BOOTPROOF_ROOT_PASSWORD, BOOTPROOF_ADMIN_PASSWORD,
 # BOOTPROOF_VARIANT (the image's name), BOOTPROOF_BREAK (empty, or the one property a
-# broken variant lacks: sysctl, home or sddm).
+# broken variant lacks: sysctl, home, sddm, cmdline (no script change) or skel).
 # installed-tpm has dracut instead of initramfs-tools: its initramfs was built while
 # the packages were installed, from /etc/dracut.conf.d/10-bootproof.conf (put there
 # before them), and learns what to unlock from the kernel command line.
@@ -59,6 +59,7 @@ chroot "$root" systemctl set-default graphical.target
 case "$broken" in
 sysctl) rm "$root/etc/sysctl.d/99-zz-bootproof-hardening.conf" ;;
 sddm) chroot "$root" systemctl disable sddm.service ;;
+skel) find "$root/etc/skel" -mindepth 1 -delete ;;
 esac
 if [ "$variant" != installed-tpm ]; then
     chroot "$root" update-initramfs -u -k all
