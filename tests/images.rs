@@ -216,6 +216,7 @@ fn known_names_are_listed_and_others_refused() {
             "installed-tpm",
             "installed-sb",
             "installed-selinux",
+            "installed-first-login",
             "installed-broken-sysctl",
             "installed-broken-home",
             "installed-broken-sddm",

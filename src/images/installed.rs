@@ -89,6 +89,9 @@ pub enum Variant {
     /// loaded in permissive mode, its files labelled, and auditd: it boots like
     /// `installed` and logs the accesses the policy would deny.
     Selinux,
+    /// `installed-first-login`: `admin`'s password is expired (`chage -d 0`), as a
+    /// release image ships it, so the first login must change it.
+    FirstLogin,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
     Broken(Broken),
@@ -123,11 +126,12 @@ impl Broken {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
         Variant::Selinux,
+        Variant::FirstLogin,
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
@@ -142,6 +146,7 @@ impl Variant {
             Variant::Tpm => "installed-tpm",
             Variant::SecureBoot => "installed-sb",
             Variant::Selinux => "installed-selinux",
+            Variant::FirstLogin => "installed-first-login",
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
@@ -354,6 +359,9 @@ pub const OVERLAY: &[(&str, &str)] = &[
 
 pub const FILE_NAME: &str = "installed.raw";
 
+/// `installed-first-login`'s own customize hook: `admin`'s password expires at once.
+const FIRST_LOGIN_HOOK: &str = "chroot \"$1\" chage --lastday 0 admin";
+
 /// The recipe's parts that decide the output; the overlay and scripts are passed in
 /// so a test can show that changing them changes the key.
 pub struct Recipe<'a> {
@@ -392,6 +400,9 @@ impl Recipe<'_> {
         }
         if variant == Variant::SecureBoot {
             text += &format!("grub.cfg\n{}", media::signed_grub_cfg(&cmdline));
+        }
+        if variant == Variant::FirstLogin {
+            text += &format!("hook {FIRST_LOGIN_HOOK}\n");
         }
         for (name, body) in self.scripts {
             text += &format!("script {name}\n{body}");
@@ -517,6 +528,9 @@ fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Resul
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .args(["man", "doc", "locale"].map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*")))
         .arg(format!("--customize-hook=sh '{}' \"$1\"", configure.display()))
+        // After configure.sh made admin. A hook of its own, not a case in configure.sh,
+        // whose text is in every variant's recipe hash.
+        .args((variant == Variant::FirstLogin).then(|| format!("--customize-hook={FIRST_LOGIN_HOOK}")))
         .env("BOOTPROOF_OVERLAY", &overlay)
         .env("BOOTPROOF_LUKS_UUID", LUKS_UUID)
         .env("BOOTPROOF_VARIANT", variant.name())

@@ -59,6 +59,10 @@ pub enum SecretSource {
     /// A test secret of a reference image, `<image>/<file>` (`installed/luks-passphrase`):
     /// the file its build wrote next to the image (see [`crate::images::secret_file`]).
     Reference(String),
+    /// A fresh random value for each run, of this many characters (letters and
+    /// digits): a password the scenario sets in the guest, such as the new one a
+    /// forced password change asks for.
+    Generate(usize),
 }
 
 impl SecretSource {
@@ -67,7 +71,7 @@ impl SecretSource {
         match self {
             SecretSource::Env { fallback, .. } => fallback.as_mut(),
             SecretSource::File(f) => Some(f),
-            SecretSource::Reference(_) => None,
+            SecretSource::Reference(_) | SecretSource::Generate(_) => None,
         }
     }
 
@@ -90,6 +94,8 @@ struct RawSecretSource {
     file: Option<PathBuf>,
     #[serde(default)]
     reference: Option<String>,
+    #[serde(default)]
+    generate: Option<usize>,
 }
 
 impl TryFrom<RawSecretSource> for SecretSource {
@@ -97,7 +103,16 @@ impl TryFrom<RawSecretSource> for SecretSource {
 
     fn try_from(raw: RawSecretSource) -> Result<Self, String> {
         match raw {
-            RawSecretSource { reference: Some(r), env: None, file: None } => {
+            RawSecretSource { generate: Some(n), env: None, file: None, reference: None } => {
+                if !(12..=256).contains(&n) {
+                    return Err(format!("`generate = {n}`: a generated secret has 12 to 256 characters"));
+                }
+                Ok(SecretSource::Generate(n))
+            }
+            RawSecretSource { generate: Some(_), .. } => {
+                Err("`generate` comes alone, without `env`, `file` or `reference`".into())
+            }
+            RawSecretSource { reference: Some(r), env: None, file: None, .. } => {
                 crate::images::secret_name(&r).map_err(|e| e.to_string())?;
                 Ok(SecretSource::Reference(r))
             }
@@ -106,8 +121,8 @@ impl TryFrom<RawSecretSource> for SecretSource {
             }
             RawSecretSource { env: Some(var), file, .. } => Ok(SecretSource::Env { var, fallback: file }),
             RawSecretSource { file: Some(f), .. } => Ok(SecretSource::File(f)),
-            _ => Err("needs `env = \"VAR\"`, `file = \"path\"` or \
-                      `reference = \"installed/luks-passphrase\"`"
+            _ => Err("needs `env = \"VAR\"`, `file = \"path\"`, \
+                      `reference = \"installed/luks-passphrase\"` or `generate = 20`"
                 .into()),
         }
     }
@@ -743,6 +758,13 @@ mod tests {
         let (line, m) = error_at(&format!("{HEAD}[[check]]\nsysctl = {{ a = 1 }}\nno_failed_units = true\n"));
         assert_eq!(line, 4);
         assert!(m.contains("exactly one kind"), "{m}");
+        let (_, m) =
+            error_at("name = \"n\"\nprofile = \"uefi\"\nimage = \"x\"\n[secrets]\nnew = { generate = 4 }\n");
+        assert!(m.contains("12 to 256 characters"), "{m}");
+        let (_, m) = error_at(
+            "name = \"n\"\nprofile = \"uefi\"\nimage = \"x\"\n[secrets]\nnew = { generate = 20, env = \"X\" }\n",
+        );
+        assert!(m.contains("`generate` comes alone"), "{m}");
         let (line, m) = error_at(&format!("{HEAD}[[check]]\nkernel_cmdline = [\"quiet\", \"a b\"]\n"));
         assert_eq!(line, 4);
         assert!(m.contains("kernel_cmdline: `a b` is 2 parameters"), "{m}");

@@ -537,6 +537,13 @@ fn secret_value(name: &str, src: &SecretSource) -> Result<String, RunError> {
         SecretSource::File(file) => file.clone(),
         SecretSource::Reference(r) => crate::images::secret_file(r)
             .map_err(|source| RunError::SecretReference { name: name.into(), source: Box::new(source) })?,
+        SecretSource::Generate(len) => {
+            return generated_secret(*len).map_err(|source| RunError::SecretFile {
+                name: name.into(),
+                path: "/dev/urandom".into(),
+                source,
+            });
+        }
     };
     let v = std::fs::read_to_string(&file).map_err(|source| RunError::SecretFile {
         name: name.into(),
@@ -544,6 +551,33 @@ fn secret_value(name: &str, src: &SecretSource) -> Result<String, RunError> {
         source,
     })?;
     Ok(v.strip_suffix('\n').unwrap_or(&v).to_string())
+}
+
+/// `len` letters and digits from the kernel's random source, with at least one
+/// lower-case letter, one upper-case letter and one digit (what password policies
+/// commonly ask), by rejection sampling so every character is uniform.
+fn generated_secret(len: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    loop {
+        let mut out = String::with_capacity(len);
+        let mut buf = [0u8; 64];
+        while out.len() < len {
+            random.read_exact(&mut buf)?;
+            // 248 = 4 × 62: bytes above it would favour the first characters.
+            out.extend(
+                buf.iter()
+                    .filter(|b| **b < 248)
+                    .map(|b| ALPHABET[(*b % 62) as usize] as char)
+                    .take(len - out.len()),
+            );
+        }
+        let has = |f: fn(&char) -> bool| out.chars().any(|c| f(&c));
+        if has(char::is_ascii_lowercase) && has(char::is_ascii_uppercase) && has(char::is_ascii_digit) {
+            return Ok(out);
+        }
+    }
 }
 
 /// Replaces `${secret:NAME}` with the secret's value.
@@ -1198,6 +1232,22 @@ mod tests {
     fn the_override_variable_is_the_upper_case_name() {
         assert_eq!(secret_override_var("luks"), "BOOTPROOF_SECRET_LUKS");
         assert_eq!(secret_override_var("admin-pw.2"), "BOOTPROOF_SECRET_ADMIN_PW_2");
+    }
+
+    #[test]
+    fn generated_secrets_are_fresh_mixed_and_as_long_as_asked() {
+        let a = secret_value("new", &SecretSource::Generate(20)).unwrap();
+        let b = secret_value("new", &SecretSource::Generate(20)).unwrap();
+        assert_ne!(a, b);
+        for v in [&a, &b] {
+            assert_eq!(v.len(), 20);
+            assert!(v.chars().all(|c| c.is_ascii_alphanumeric()), "{v}");
+            assert!(
+                v.chars().any(|c| c.is_ascii_digit()) && v.chars().any(|c| c.is_ascii_uppercase()),
+                "{v}"
+            );
+        }
+        assert_eq!(generated_secret(256).unwrap().len(), 256);
     }
 
     #[test]
