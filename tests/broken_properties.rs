@@ -14,7 +14,8 @@
 //! under TCG) to the suite.
 //!
 //! `kernel-cmdline-hardening` and `skel-populated` run only against
-//! `installed-broken-cmdline` and `-skel` (see [`SINGLES`]).
+//! `installed-broken-cmdline` and `-skel` (see [`SINGLES`]), and
+//! `first-login-password-change` against `installed`, whose password never expired.
 //!
 //! Needs root on first use (the variants are built like reference:installed).
 
@@ -42,6 +43,12 @@ const SINGLES: [(&str, Broken, &[&str]); 2] = [
     ),
     ("skel-populated", Broken::Skel, &["/etc/skel", ".bashrc"]),
 ];
+
+/// `first-login-password-change` is written for `installed-first-login`; the system
+/// lacking its property (an expired password) is `installed` itself, on which it must
+/// fail waiting for pam_unix's refusal.
+const FIRST_LOGIN: (&str, &str, &[&str]) =
+    ("first-login-password-change", "reference:installed-first-login", &["expired password for user admin"]);
 
 /// What a report says failed: the failure, then each failed step and check.
 fn failed_text(r: &ScenarioReport) -> String {
@@ -85,7 +92,7 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
     // Every run starts at once; the VM budget lets as many boot as the host can take.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
-    let runs: Vec<(&str, Broken, ScenarioReport)> = local.block_on(&rt, async {
+    let runs: (Vec<(&str, Broken, ScenarioReport)>, ScenarioReport) = local.block_on(&rt, async {
         let mut handles = Vec::new();
         for (_, broken, _) in MATRIX {
             for (scenario, _, _) in MATRIX {
@@ -113,12 +120,21 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
                 tokio::task::spawn_local(async move { runner::run(&s, &opts).await }),
             ));
         }
+        let (scenario, written_for, _) = FIRST_LOGIN;
+        let mut s = load(scenario);
+        ImageOverride::parse(&format!("{written_for}=reference:installed")).unwrap().apply(&mut s);
+        assert_eq!(s.image, "reference:installed", "{scenario} is written for {written_for}");
+        let first_login = tokio::task::spawn_local({
+            let opts = opts.clone();
+            async move { runner::run(&s, &opts).await }
+        });
         let mut runs = Vec::new();
         for (scenario, broken, handle) in handles {
             runs.push((scenario, broken, handle.await.expect("the run finished")));
         }
-        runs
+        (runs, first_login.await.expect("the run finished"))
     });
+    let (runs, first_login) = runs;
 
     let mut wrong = Vec::new();
     for (scenario, broken, report) in &runs {
@@ -138,6 +154,13 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
                 report.failure_screen()
             ));
         }
+    }
+    let (scenario, _, names) = FIRST_LOGIN;
+    let text = failed_text(&first_login);
+    if first_login.passed {
+        wrong.push(format!("{scenario} on installed: passed, but admin's password never expired there"));
+    } else if let Some(missing) = names.iter().find(|n| !text.contains(*n)) {
+        wrong.push(format!("{scenario} on installed: failed without naming `{missing}`:\n{text}"));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
