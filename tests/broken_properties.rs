@@ -93,41 +93,30 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
     let runs: (Vec<(&str, Broken, ScenarioReport)>, ScenarioReport) = local.block_on(&rt, async {
+        // `scenario`, written for image `from`, started on image `to`.
+        let start = |scenario: &str, from: &str, to: String| {
+            let mut s = load(scenario);
+            ImageOverride::parse(&format!("{from}={to}")).unwrap().apply(&mut s);
+            assert_eq!(s.image, to, "{scenario} is written for {from}");
+            let opts = opts.clone();
+            tokio::task::spawn_local(async move { runner::run(&s, &opts).await })
+        };
+        let broken_image = |broken| format!("reference:{}", Variant::Broken(broken).name());
         let mut handles = Vec::new();
         for (_, broken, _) in MATRIX {
             for (scenario, _, _) in MATRIX {
-                let mut s = load(scenario);
-                let to = format!("reference:{}", Variant::Broken(broken).name());
-                ImageOverride::parse(&format!("reference:installed={to}")).unwrap().apply(&mut s);
-                assert_eq!(s.image, to, "{scenario} is written for reference:installed");
-                let opts = opts.clone();
                 handles.push((
                     scenario,
                     broken,
-                    tokio::task::spawn_local(async move { runner::run(&s, &opts).await }),
+                    start(scenario, "reference:installed", broken_image(broken)),
                 ));
             }
         }
         for (scenario, broken, _) in SINGLES {
-            let mut s = load(scenario);
-            let to = format!("reference:{}", Variant::Broken(broken).name());
-            ImageOverride::parse(&format!("reference:installed={to}")).unwrap().apply(&mut s);
-            assert_eq!(s.image, to, "{scenario} is written for reference:installed");
-            let opts = opts.clone();
-            handles.push((
-                scenario,
-                broken,
-                tokio::task::spawn_local(async move { runner::run(&s, &opts).await }),
-            ));
+            handles.push((scenario, broken, start(scenario, "reference:installed", broken_image(broken))));
         }
         let (scenario, written_for, _) = FIRST_LOGIN;
-        let mut s = load(scenario);
-        ImageOverride::parse(&format!("{written_for}=reference:installed")).unwrap().apply(&mut s);
-        assert_eq!(s.image, "reference:installed", "{scenario} is written for {written_for}");
-        let first_login = tokio::task::spawn_local({
-            let opts = opts.clone();
-            async move { runner::run(&s, &opts).await }
-        });
+        let first_login = start(scenario, written_for, "reference:installed".into());
         let mut runs = Vec::new();
         for (scenario, broken, handle) in handles {
             runs.push((scenario, broken, handle.await.expect("the run finished")));
