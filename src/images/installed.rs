@@ -319,10 +319,12 @@ const LUKS_HEADER_MIB: u64 = 32;
 /// login, about 480 MiB with it.
 const ROOT_FS_MIB: u64 = 768;
 
-/// The test secrets, as `(file in the image's cache directory, value)`.
+/// The test secrets, as `(file in the image's cache directory, value)`. No value may
+/// be text the system prints anyway: the root password was once `bootproof-root`, the
+/// btrfs label every boot's console shows, so that line carried the secret unredacted.
 pub const SECRET_FILES: &[(&str, &str)] = &[
     ("luks-passphrase", "bootproof-luks"),
-    ("root-password", "bootproof-root"),
+    ("root-password", "bootproof-rootpw"),
     ("admin-password", "bootproof-admin"),
 ];
 
@@ -616,6 +618,21 @@ mod tests {
                 filename: "pool/main/s/systemd/systemd_252.39-1~deb12u1_amd64.deb".into(),
                 sha256: "aa".into(),
             }],
+        }
+    }
+
+    #[test]
+    fn no_test_secret_is_text_the_system_prints_anyway() {
+        // The scripts, overlay and command lines name labels, users and hosts that
+        // reach the console and the journal in plain text.
+        let mut visible: Vec<String> =
+            RECIPE.scripts.iter().chain(RECIPE.overlay).map(|(_, b)| b.to_string()).collect();
+        visible.extend(Variant::ALL.iter().map(|v| v.cmdline()));
+        for (file, value) in SECRET_FILES {
+            let words = visible
+                .iter()
+                .flat_map(|t| t.split(|c: char| c.is_whitespace() || "\"'=,;:()[]{}/".contains(c)));
+            assert!(!words.into_iter().any(|w| w == *value), "{file}'s value {value} appears in the recipe");
         }
     }
 

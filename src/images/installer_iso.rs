@@ -159,7 +159,7 @@ pub fn resolve(progress: &mut dyn FnMut(&str)) -> Result<Resolved, ImageError> {
 /// Everything that decides the ISO, as text.
 pub fn fingerprint(r: &Resolved) -> String {
     format!(
-        "version={VERSION}\nnetboot={} {} {}\nlinux_image={} {} {}\nmodules={}\nmirror_key={}\nhook:\n{}\ngrub.cfg:\n{}",
+        "version={VERSION}\nnetboot={} {} {}\nlinux_image={} {} {}\nmodules={}\nmirror_key={}\nhook:\n{}\ngrub.cfg:\n{}\nsecrets={:?}",
         r.facts.deb.package,
         r.facts.deb.version,
         r.facts.deb.sha256,
@@ -169,7 +169,9 @@ pub fn fingerprint(r: &Resolved) -> String {
         GUEST_MODULES.join(" "),
         r.key.fingerprint,
         KEY_HOOK.1,
-        grub_cfg()
+        grub_cfg(),
+        // The build writes these beside the ISO: a new value must not meet a stale file.
+        super::installed::SECRET_FILES
     )
 }
 
