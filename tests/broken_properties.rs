@@ -13,8 +13,8 @@
 //! breaks touches what they check, and each would add three boots (about 3.5 minutes
 //! under TCG) to the suite.
 //!
-//! `kernel-cmdline-hardening` and `skel-populated` run only against
-//! `installed-broken-cmdline` and `-skel` (see [`SINGLES`]), and
+//! `kernel-cmdline-hardening`, `skel-populated` and `kernel-upgrade-reboot` run only
+//! against `installed-broken-cmdline`, `-skel` and `-grub` (see [`SINGLES`]), and
 //! `first-login-password-change` against `installed`, whose password never expired.
 //!
 //! Needs root on first use (the variants are built like reference:installed).
@@ -35,14 +35,35 @@ const MATRIX: [(&str, Broken, &[&str]); 3] = [
 /// Scenarios added after the matrix, each run only against the variant lacking its
 /// property (the suite shows that it passes on `reference:installed`): one boot each
 /// instead of a row and a column more of the matrix.
-const SINGLES: [(&str, Broken, &[&str]); 2] = [
+const SINGLES: [(&str, Broken, &[&str]); 3] = [
     (
         "kernel-cmdline-hardening",
         Broken::Cmdline,
         &["kernel_cmdline", "missing: lockdown=integrity", "missing: vsyscall=none", "missing: slab_nomerge"],
     ),
     ("skel-populated", Broken::Skel, &["/etc/skel", ".bashrc"]),
+    // The grub drift: the first grub.cfg had the arguments, /etc/default/grub does not,
+    // so the kernel the upgrade boots has lost them (and everything else holds).
+    (
+        "kernel-upgrade-reboot",
+        Broken::Grub,
+        &[
+            "kernel_cmdline",
+            "missing: lockdown=integrity",
+            "missing: init_on_free=1",
+            "missing: fbcon=nodefer",
+        ],
+    ),
 ];
+
+/// The image a single is written for: `reference:installed`, or the grub variant for
+/// the kernel upgrade (whose broken twin differs from it in /etc/default/grub alone).
+fn written_for(scenario: &str) -> &'static str {
+    match scenario {
+        "kernel-upgrade-reboot" => "reference:installed-grub",
+        _ => "reference:installed",
+    }
+}
 
 /// `first-login-password-change` is written for `installed-first-login`; the system
 /// lacking its property (an expired password) is `installed` itself, on which it must
@@ -113,7 +134,7 @@ fn each_property_scenario_fails_only_on_the_variant_lacking_its_property() {
             }
         }
         for (scenario, broken, _) in SINGLES {
-            handles.push((scenario, broken, start(scenario, "reference:installed", broken_image(broken))));
+            handles.push((scenario, broken, start(scenario, written_for(scenario), broken_image(broken))));
         }
         let (scenario, written_for, _) = FIRST_LOGIN;
         let first_login = start(scenario, written_for, "reference:installed".into());

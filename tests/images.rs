@@ -217,13 +217,68 @@ fn known_names_are_listed_and_others_refused() {
             "installed-sb",
             "installed-selinux",
             "installed-first-login",
+            "installed-grub",
             "installed-broken-sysctl",
             "installed-broken-home",
             "installed-broken-sddm",
             "installed-broken-cmdline",
             "installed-broken-skel",
+            "installed-broken-grub",
             "installer"
         ]
     );
     assert!(images::ensure("reference:nope").is_err());
+}
+
+/// `installed-grub`: grub and the older kernel on the ESP (its /boot), the first
+/// grub.cfg booting that kernel with every hardening argument, and beside the image a
+/// newer kernel's package, of another ABI, which the recipe names.
+#[test]
+fn installed_grub_boots_grub_from_its_esp_and_carries_a_newer_kernel_beside_it() {
+    inspection_tools();
+    let built = ensure("installed-grub");
+    let dir = built.path.parent().unwrap();
+    let recipe = std::fs::read_to_string(dir.join("recipe.txt")).unwrap();
+    let field = |name: &str| {
+        let line =
+            recipe.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name} in recipe"));
+        let (package, version) = line.trim().split_once(' ').unwrap();
+        (package.to_string(), version.to_string())
+    };
+    let (old, old_version) = field("kernel-package ");
+    let (new, new_version) = field("upgrade-kernel-package ");
+    assert_ne!(old, new, "two kernel ABIs");
+    let newer = Command::new("dpkg").args(["--compare-versions", &new_version, "gt", &old_version]).status();
+    assert!(newer.unwrap().success(), "{new} {new_version} is newer than {old} {old_version}");
+    let upgrade: Vec<String> = std::fs::read_dir(dir.join("upgrade"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(upgrade, [format!("{new}_{new_version}_amd64.deb")]);
+
+    let abi = old.strip_prefix("linux-image-").unwrap();
+    let listing = run(Command::new("mdir").env("MTOOLS_SKIP_CHECK", "1").args([
+        "-b",
+        "-s",
+        "-i",
+        &esp_of(&built.path),
+        "::/",
+    ]));
+    for file in ["EFI/BOOT/BOOTX64.EFI", "grub/x86_64-efi/normal.mod", "grub/grub.cfg"]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("vmlinuz-{abi}"), format!("initrd.img-{abi}")])
+    {
+        assert!(
+            listing.lines().any(|l| l.trim_end_matches('/').ends_with(&format!("::/{file}"))),
+            "{file}:\n{listing}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(esp_file(&built.path, "grub/grub.cfg", tmp.path())).unwrap();
+    let linux = cfg.lines().find(|l| l.trim_start().starts_with("linux ")).expect("a linux line");
+    assert!(linux.contains(&format!("/vmlinuz-{abi} ")), "{linux}");
+    for arg in images::installed::HARDENING_CMDLINE.split_whitespace() {
+        assert!(linux.split_whitespace().any(|a| a == arg), "{arg} in {linux}");
+    }
 }

@@ -38,6 +38,9 @@ pub struct Resolved {
     /// reuses a version for other contents, so this names one file.
     pub kernel: (String, String),
     pub debs: Vec<Deb>,
+    /// A newer kernel than `kernel`, for an image whose scenario upgrades to it
+    /// (`installed-grub`); `None` for every other image.
+    pub upgrade: Option<(String, String)>,
 }
 
 /// Resolves the kernel metapackage to the kernel version it pins, and every other
@@ -63,7 +66,79 @@ pub fn resolve(image: &str, kernel_meta: &str, packages: &[&str]) -> Result<Reso
         others.iter().map(|s| deb_of(s)).collect::<Option<Vec<_>>>().ok_or_else(|| {
             resolve_err("apt-cache show printed a package without Filename or SHA256".into())
         })?;
-    Ok(Resolved { kernel, debs })
+    Ok(Resolved { kernel, debs, upgrade: None })
+}
+
+/// A kernel package as `(package, version)`.
+pub type Kernel = (String, String);
+
+/// The oldest and the newest kernel the metapackage pins in any version apt knows
+/// (bookworm's point release and its security update, say), as `(package, version)`:
+/// an image that upgrades its kernel installs the first and is handed the second.
+/// Fails, saying so, when apt knows only one kernel ABI.
+pub fn kernel_abis(image: &str, kernel_meta: &str) -> Result<(Kernel, Kernel), ImageError> {
+    needs_debian(image)?;
+    let resolve_err = |message: String| ImageError::Resolve { image: image.to_string(), message };
+    let stanzas = apt_show_all_versions(image, kernel_meta)?;
+    let mut kernels: Vec<Kernel> = stanzas
+        .iter()
+        .filter_map(|s| field(s, "Depends").and_then(|d| pinned_dependency(d, "linux-image-")))
+        .collect();
+    let mut sorted: Vec<Kernel> = Vec::new();
+    // Insertion sort by dpkg's version order: a handful of versions at most.
+    for k in kernels.drain(..) {
+        let at = sorted.iter().position(|s| version_lt(&k.1, &s.1)).unwrap_or(sorted.len());
+        if !sorted.contains(&k) {
+            sorted.insert(at, k);
+        }
+    }
+    match (sorted.first(), sorted.last()) {
+        (Some(old), Some(new)) if old.0 != new.0 => Ok((old.clone(), new.clone())),
+        _ => Err(resolve_err(format!(
+            "apt knows one kernel ABI for `{kernel_meta}` ({}); upgrading the kernel needs two \
+             (bookworm's point release and a newer one from bookworm-security or -updates in \
+             apt's sources)",
+            sorted.iter().map(|(p, v)| format!("{p} {v}")).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// `a` sorts before `b` in dpkg's version order.
+fn version_lt(a: &str, b: &str) -> bool {
+    Command::new("dpkg").args(["--compare-versions", a, "lt", b]).status().is_ok_and(|s| s.success())
+}
+
+/// Every version of `name` apt knows, one stanza each, memoised like [`apt_show`].
+fn apt_show_all_versions(image: &str, name: &str) -> Result<Vec<String>, ImageError> {
+    let memo = crate::cache::cache_dir().join("apt").join(format!("show-all-{}.txt", apt_state_key(&[name])));
+    if let Ok(text) = std::fs::read_to_string(&memo) {
+        let stanzas = stanzas(&text);
+        if !stanzas.is_empty() {
+            return Ok(stanzas);
+        }
+    }
+    let out = Command::new("apt-cache").args(["show", name]).output().map_err(|e| ImageError::Resolve {
+        image: image.to_string(),
+        message: format!("cannot run apt-cache: {e}"),
+    })?;
+    let stanzas = stanzas(&String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() || stanzas.is_empty() {
+        return Err(ImageError::Resolve {
+            image: image.to_string(),
+            message: format!(
+                "`apt-cache show {name}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    if let Some(dir) = memo.parent() {
+        let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, stanzas.join("\n\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &memo);
+        }
+    }
+    Ok(stanzas)
 }
 
 /// The archive's file of the pinned kernel; only a build needs it.

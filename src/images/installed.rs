@@ -43,9 +43,22 @@
 //! file system. It exists so that
 //! `no_selinux_denials` can be shown failing on denials a real kernel logged.
 //!
-//! `installed-broken-sysctl`, `-home`, `-sddm`, `-cmdline` and `-skel`
+//! `installed-grub` ([`Variant::Grub`]) is the same system booted by a grub the system
+//! manages itself, for `kernel-upgrade-reboot`: grub-efi-amd64, `/etc/default/grub`
+//! with the hardening arguments in `GRUB_CMDLINE_LINUX`, and the ESP mounted as /boot
+//! (vfat: bookworm's grub cannot open a LUKS2 argon2id root), so the kernel packages'
+//! hooks (`update-initramfs`, `zz-update-grub`) write where grub and the firmware read.
+//! Its grub.cfg is the one an installer writes (`installed/grub.sh`; `grub-mkconfig`
+//! cannot run in a chroot, it probes the build host's disks) until the first kernel
+//! package replaces it with update-grub's. It carries the oldest kernel ABI apt knows
+//! for bookworm (the point release's), and the newest one's package beside the image
+//! (`upgrade/`, shared as `reference:installed-grub/upgrade`), both resolved at build
+//! time ([`super::debs::kernel_abis`]).
+//!
+//! `installed-broken-sysctl`, `-home`, `-sddm`, `-cmdline`, `-skel` and `-grub`
 //! ([`Variant::Broken`]) each lack one property (the sysctl file, the `home` subvolume,
-//! SDDM enabled, the hardening kernel arguments, a populated `/etc/skel`) and nothing
+//! SDDM enabled, the hardening kernel arguments, a populated `/etc/skel`, the hardening
+//! arguments in grub's defaults: the grub drift) and nothing
 //! else: `tests/broken_properties.rs` shows
 //! that the matching scenario fails on it.
 //!
@@ -92,6 +105,11 @@ pub enum Variant {
     /// `installed-first-login`: `admin`'s password is expired (`chage -d 0`), as a
     /// release image ships it, so the first login must change it.
     FirstLogin,
+    /// `installed-grub`: booted by a grub the system manages itself (`update-grub`
+    /// from `/etc/default/grub`, run by the kernel packages), with an older kernel of
+    /// Debian 12 installed and the newest one's package next to the image
+    /// (`reference:installed-grub/upgrade`), for `kernel-upgrade-reboot`.
+    Grub,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
     Broken(Broken),
@@ -110,6 +128,9 @@ pub enum Broken {
     Cmdline,
     /// `/etc/skel` is empty (the `admin` user made before still has its files).
     Skel,
+    /// `installed-grub` whose `/etc/default/grub` lacks the hardening arguments that
+    /// its first grub.cfg (the installer's) has: the first kernel upgrade drops them.
+    Grub,
 }
 
 impl Broken {
@@ -121,22 +142,25 @@ impl Broken {
             Broken::Sddm => "sddm",
             Broken::Cmdline => "cmdline",
             Broken::Skel => "skel",
+            Broken::Grub => "grub",
         }
     }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 10] = [
+    pub const ALL: [Variant; 12] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
         Variant::Selinux,
         Variant::FirstLogin,
+        Variant::Grub,
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
         Variant::Broken(Broken::Cmdline),
         Variant::Broken(Broken::Skel),
+        Variant::Broken(Broken::Grub),
     ];
 
     /// The image name (`installed`, `installed-tpm`, ...).
@@ -147,11 +171,13 @@ impl Variant {
             Variant::SecureBoot => "installed-sb",
             Variant::Selinux => "installed-selinux",
             Variant::FirstLogin => "installed-first-login",
+            Variant::Grub => "installed-grub",
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
             Variant::Broken(Broken::Cmdline) => "installed-broken-cmdline",
             Variant::Broken(Broken::Skel) => "installed-broken-skel",
+            Variant::Broken(Broken::Grub) => "installed-broken-grub",
         }
     }
 
@@ -179,9 +205,31 @@ impl Variant {
             Variant::Tpm => TPM_PACKAGES,
             Variant::SecureBoot => SECURE_BOOT_PACKAGES,
             Variant::Selinux => SELINUX_PACKAGES,
+            _ if self.grub() => GRUB_PACKAGES,
             _ => &[],
         });
         packages
+    }
+
+    /// Booted by the grub the system manages (`installed-grub` and its broken twin).
+    pub fn grub(self) -> bool {
+        matches!(self, Variant::Grub | Variant::Broken(Broken::Grub))
+    }
+
+    /// `GRUB_CMDLINE_LINUX` of `/etc/default/grub`, which `update-grub` puts on every
+    /// kernel's line (grub variants only): the hardening arguments, which the broken
+    /// twin's lacks although its first grub.cfg has them.
+    pub fn grub_defaults_cmdline(self) -> &'static str {
+        match self {
+            Variant::Broken(Broken::Grub) => "console=ttyS0",
+            _ => GRUB_CMDLINE_LINUX,
+        }
+    }
+
+    /// The btrfs file system's size: a grub variant holds a second kernel's 400 MB
+    /// of modules after the upgrade.
+    fn root_fs_mib(self) -> u64 {
+        if self.grub() { GRUB_ROOT_FS_MIB } else { ROOT_FS_MIB }
     }
 
     /// The kernel command line. The TPM variant's initramfs is systemd's: it learns
@@ -210,6 +258,7 @@ impl Variant {
     pub fn steps(self) -> usize {
         match self {
             Variant::SecureBoot => 6,
+            _ if self.grub() => 7,
             Variant::Selinux => 8,
             _ => 7,
         }
@@ -237,6 +286,19 @@ pub const TPM_LUKS_OPTIONS: &str = "tpm2-device=auto,discard";
 /// shim-signed's runs grub-install only on an EFI host with `/boot/efi/EFI/debian`.
 pub const SECURE_BOOT_PACKAGES: &[&str] =
     &["shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"];
+
+/// The grub variants' additions to [`PACKAGES`]: grub for EFI (unsigned; its
+/// maintainer scripts install nothing on the ESP at build time and `update-grub` runs
+/// only once `/boot/grub/grub.cfg` exists), whose `zz-update-grub` kernel hook
+/// rewrites grub.cfg whenever a kernel package is installed or removed.
+pub const GRUB_PACKAGES: &[&str] = &["grub-efi-amd64"];
+
+/// What `/etc/default/grub` of `installed-grub` puts on every kernel's line, after
+/// the `root=`, `ro` and `rootflags=` grub-mkconfig writes itself.
+pub const GRUB_CMDLINE_LINUX: &str = concat!(
+    "console=ttyS0 lockdown=integrity slab_nomerge init_on_alloc=1 init_on_free=1 ",
+    "randomize_kstack_offset=on vsyscall=none fbcon=nodefer"
+);
 
 /// The SELinux variant's additions to [`PACKAGES`]: Debian's reference policy (its
 /// postinst builds and installs the policy store; `/etc/selinux/config` says
@@ -318,6 +380,12 @@ const LUKS_HEADER_MIB: u64 = 32;
 /// The btrfs file system: the system uses about 250 MiB of it without the graphical
 /// login, about 480 MiB with it.
 const ROOT_FS_MIB: u64 = 768;
+/// The grub variants' btrfs: room for the upgrade's second kernel (modules unpack to
+/// 400 MB; zstd makes about 160 MB of them).
+const GRUB_ROOT_FS_MIB: u64 = 1280;
+/// The grub variants' ESP, which is also their `/boot`: grub, its modules and two
+/// kernels with their initramfs and System.map, with room to spare.
+const GRUB_ESP_MIB: u64 = 128;
 
 /// The test secrets, as `(file in the image's cache directory, value)`. No value may
 /// be text the system prints anyway: the root password was once `bootproof-root`, the
@@ -332,6 +400,9 @@ const CONFIGURE: &str = include_str!("installed/configure.sh");
 const ROOT_FS: &str = include_str!("installed/root-fs.sh");
 const DRACUT_CONF: &str = include_str!("installed/dracut.conf");
 const LABEL: &str = include_str!("installed/label.sh");
+/// The grub variants' own customize hook; in their recipe hash only, so the other
+/// variants' images stay cached when it changes.
+const GRUB: &str = include_str!("installed/grub.sh");
 
 /// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
 /// configured.
@@ -390,10 +461,18 @@ impl Recipe<'_> {
         let mut text = format!(
             "recipe-version {VERSION}\nname {name}\nbroken {broken}\ncmdline {cmdline}\nluks-uuid {LUKS_UUID}\n\
              luks-pbkdf argon2id {LUKS_PBKDF_MEMORY_KIB} KiB {LUKS_PBKDF_ITERATIONS} iterations\n\
-             root-fs {ROOT_FS_MIB} MiB\n"
+             root-fs {} MiB\n",
+            variant.root_fs_mib()
         );
         let (kernel, kernel_version) = &resolved.kernel;
         text += &format!("kernel-package {kernel} {kernel_version}\n");
+        if let Some((package, version)) = &resolved.upgrade {
+            text += &format!("upgrade-kernel-package {package} {version}\n");
+        }
+        if variant.grub() {
+            text +=
+                &format!("grub-esp {GRUB_ESP_MIB} MiB\ngrub-defaults {}\n", variant.grub_defaults_cmdline());
+        }
         for deb in &resolved.debs {
             text += &format!("deb {} {} {}\n", deb.package, deb.version, deb.sha256);
         }
@@ -405,6 +484,9 @@ impl Recipe<'_> {
         }
         if variant == Variant::FirstLogin {
             text += &format!("hook {FIRST_LOGIN_HOOK}\n");
+        }
+        if variant.grub() {
+            text += &format!("script grub.sh\n{GRUB}");
         }
         for (name, body) in self.scripts {
             text += &format!("script {name}\n{body}");
@@ -432,7 +514,7 @@ pub fn requirements(variant: Variant) -> Vec<Requirement> {
         media::tools::MCOPY,
         media::tools::SFDISK,
     ];
-    if variant != Variant::SecureBoot {
+    if variant != Variant::SecureBoot && !variant.grub() {
         tools.extend([media::tools::OBJCOPY, media::tools::UKI_STUB]);
     }
     tools
@@ -449,16 +531,36 @@ pub fn needs_root(variant: Variant, cache: &Path) -> Result<(), ImageError> {
 }
 
 /// Runs the steps after the host check into the build directory.
-pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
+pub fn build(b: &mut Build, variant: Variant, resolved: &Resolved) -> Result<PathBuf, ImageError> {
     let work = b.dir().join("work");
     let tree = work.join("tree");
+    if let Some(upgrade) = &resolved.upgrade {
+        b.step("fetching the kernel package the scenario upgrades to");
+        let deb = super::debs::kernel_deb(variant.name(), upgrade)?;
+        let cached = super::debs::fetch(b, &[deb], &crate::cache::cache_dir().join("debs"))?;
+        let dir = b.dir().join(UPGRADE_DIR);
+        b.create_dir(&dir)?;
+        for file in cached {
+            let dest = dir.join(file.file_name().expect("a package file"));
+            if std::fs::hard_link(&file, &dest).is_err() {
+                b.io(&dest, std::fs::copy(&file, &dest))?;
+            }
+        }
+    }
     b.step("bootstrapping bookworm with mmdebstrap (about a minute)");
-    bootstrap(b, variant, &work, &tree)?;
+    bootstrap(b, variant, resolved, &work, &tree)?;
     if variant == Variant::Selinux {
         b.step("labelling files for SELinux (setfiles)");
         b.run(mounting("sh").arg("-c").arg(LABEL).arg("label.sh").arg(&tree))?;
     }
 
+    // A grub variant's /boot is its ESP: the tree's /boot goes there, an empty
+    // mount point stays.
+    let boot = work.join("boot");
+    if variant.grub() {
+        b.io(&boot, std::fs::rename(tree.join("boot"), &boot))?;
+        b.create_dir(&tree.join("boot"))?;
+    }
     b.step("writing btrfs subvolumes root and home");
     let root_fs = work.join("root.img");
     b.run(
@@ -468,16 +570,23 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
             .arg("root-fs.sh")
             .arg(&tree)
             .arg(&root_fs)
-            .arg(ROOT_FS_MIB.to_string())
+            .arg(variant.root_fs_mib().to_string())
             .arg(work.join("mnt"))
             .env("BOOTPROOF_BREAK", variant.broken()),
     )?;
 
     b.step("encrypting the root (LUKS2, argon2id)");
-    encrypt(b, &root_fs)?;
+    encrypt(b, &root_fs, variant.root_fs_mib())?;
 
     let esp = work.join("esp.img");
-    let esp_files = if variant == Variant::SecureBoot {
+    let esp_files = if variant.grub() {
+        b.step("building ESP (grub and /boot)");
+        let mib = media::esp_of_dir(b, &esp, GRUB_ESP_MIB, &boot)?;
+        b.step("assembling disk image");
+        let image = b.dir().join(FILE_NAME);
+        media::gpt_disk_with_root(b, &esp, mib, &root_fs, &image)?;
+        return finish(b, &work, image);
+    } else if variant == Variant::SecureBoot {
         b.step("building ESP");
         let (kernel, initrd) = boot_files(b, &tree)?;
         media::signed_chain(b, &tree, &kernel, &initrd, &variant.cmdline(), &work)?
@@ -492,12 +601,21 @@ pub fn build(b: &mut Build, variant: Variant) -> Result<PathBuf, ImageError> {
     b.step("assembling disk image");
     let image = b.dir().join(FILE_NAME);
     media::gpt_disk_with_root(b, &esp, esp_mib, &root_fs, &image)?;
+    finish(b, &work, image)
+}
+
+/// The secrets beside the image, and the work tree gone.
+fn finish(b: &mut Build, work: &Path, image: PathBuf) -> Result<PathBuf, ImageError> {
     for (file, value) in SECRET_FILES {
         b.write(&b.dir().join(file), value)?;
     }
-    b.io(&work, super::build::remove_tree(&work))?;
+    b.io(work, super::build::remove_tree(work))?;
     Ok(image)
 }
+
+/// The directory beside a grub variant's image holding the newer kernel's package,
+/// which a scenario shares with the guest as `reference:<image>/upgrade`.
+pub const UPGRADE_DIR: &str = "upgrade";
 
 const OS_RELEASE: &str = "NAME=\"bootproof installed\"\nID=bootproof-installed\n\
                           PRETTY_NAME=\"bootproof installed reference system (Debian bookworm)\"\n";
@@ -514,7 +632,13 @@ fn mounting(program: &str) -> Command {
 
 /// mmdebstrap with the host's apt sources, the overlay and `configure.sh` as its
 /// customize hook.
-fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Result<(), ImageError> {
+fn bootstrap(
+    b: &mut Build,
+    variant: Variant,
+    resolved: &Resolved,
+    work: &Path,
+    tree: &Path,
+) -> Result<(), ImageError> {
     let overlay = work.join("overlay");
     for (path, body) in OVERLAY {
         let dest = overlay.join(path);
@@ -524,9 +648,14 @@ fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Resul
     let configure = work.join("configure.sh");
     b.write(&configure, CONFIGURE)?;
     let secret = |name| SECRET_FILES.iter().find(|(f, _)| *f == name).map_or("", |(_, v)| *v);
+    // A grub variant installs the older kernel it upgrades from, by exact version.
+    let kernel = match variant.grub() {
+        true => format!("{}={}", resolved.kernel.0, resolved.kernel.1),
+        false => KERNEL.to_string(),
+    };
     let mut cmd = mounting("mmdebstrap");
     cmd.args(["--variant=minbase", "--mode=root", "--format=directory"])
-        .arg(format!("--include={KERNEL},{}", variant.packages().join(",")))
+        .arg(format!("--include={kernel},{}", variant.packages().join(",")))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .args(["man", "doc", "locale"].map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*")))
         .arg(format!("--customize-hook=sh '{}' \"$1\"", configure.display()))
@@ -539,6 +668,13 @@ fn bootstrap(b: &mut Build, variant: Variant, work: &Path, tree: &Path) -> Resul
         .env("BOOTPROOF_BREAK", variant.broken())
         .env("BOOTPROOF_ROOT_PASSWORD", secret("root-password"))
         .env("BOOTPROOF_ADMIN_PASSWORD", secret("admin-password"));
+    if variant.grub() {
+        let grub = work.join("grub.sh");
+        b.write(&grub, GRUB)?;
+        cmd.arg(format!("--customize-hook=sh '{}' \"$1\"", grub.display()))
+            .env("BOOTPROOF_GRUB_CMDLINE", variant.grub_defaults_cmdline())
+            .env("BOOTPROOF_BOOT_CMDLINE", variant.cmdline());
+    }
     if let Some(conf) = variant.dracut_conf() {
         // In place before the other packages: installing the kernel runs dracut, and
         // that one run should build this initramfs, not a generic one.
@@ -568,9 +704,9 @@ fn host_sources() -> Option<PathBuf> {
 }
 
 /// Encrypts the file system in place, in userspace: no dm-crypt needed.
-fn encrypt(b: &mut Build, root_fs: &Path) -> Result<(), ImageError> {
+fn encrypt(b: &mut Build, root_fs: &Path, root_fs_mib: u64) -> Result<(), ImageError> {
     let file = b.io(root_fs, std::fs::OpenOptions::new().write(true).open(root_fs))?;
-    b.io(root_fs, file.set_len((ROOT_FS_MIB + LUKS_HEADER_MIB) << 20))?;
+    b.io(root_fs, file.set_len((root_fs_mib + LUKS_HEADER_MIB) << 20))?;
     drop(file);
     let passphrase = SECRET_FILES[0].1;
     b.run_with_input(
@@ -618,6 +754,7 @@ mod tests {
                 filename: "pool/main/s/systemd/systemd_252.39-1~deb12u1_amd64.deb".into(),
                 sha256: "aa".into(),
             }],
+            upgrade: None,
         }
     }
 
@@ -649,6 +786,31 @@ mod tests {
                 assert_eq!(has, !lacks, "{v:?} {arg}");
             }
         }
+    }
+
+    #[test]
+    fn the_grub_variants_upgrade_and_only_the_broken_one_lacks_the_arguments_in_grubs_defaults() {
+        for v in [Variant::Grub, Variant::Broken(Broken::Grub)] {
+            assert!(v.grub());
+            assert!(v.packages().contains(&"grub-efi-amd64"));
+            // The first grub.cfg, the installer's, has them all.
+            assert_eq!(v.cmdline(), CMDLINE);
+        }
+        assert!(!Variant::Plain.grub() && !Variant::Plain.packages().contains(&"grub-efi-amd64"));
+        let defaults = |v: Variant| v.grub_defaults_cmdline().split_whitespace().collect::<Vec<_>>();
+        for arg in HARDENING_CMDLINE.split_whitespace() {
+            assert!(defaults(Variant::Grub).contains(&arg), "{arg}");
+            assert!(!defaults(Variant::Broken(Broken::Grub)).contains(&arg), "{arg}");
+        }
+        assert!(defaults(Variant::Broken(Broken::Grub)).contains(&"console=ttyS0"));
+
+        let mut r = resolved();
+        let h = RECIPE.hash(Variant::Grub, &r);
+        r.upgrade = Some(("linux-image-6.1.0-57-amd64".into(), "6.1.192-3".into()));
+        assert_ne!(RECIPE.hash(Variant::Grub, &r), h, "the kernel handed in is part of the key");
+        assert!(RECIPE.fingerprint(Variant::Grub, &r).contains("\nscript grub.sh\n"));
+        // grub.sh is in the grub variants' keys only: changing it rebuilds nothing else.
+        assert!(!RECIPE.fingerprint(Variant::Plain, &resolved()).contains("grub.sh"));
     }
 
     #[test]

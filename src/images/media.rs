@@ -134,6 +134,20 @@ pub fn esp(
     Ok(mib)
 }
 
+/// Builds a FAT ESP image of `mib` MiB at `path` holding everything in `dir` (a
+/// system's /boot, which the ESP is for the grub variants), labelled `ESP` as
+/// [`esp`]'s are. Returns `mib`.
+pub fn esp_of_dir(b: &mut Build, path: &Path, mib: u64, dir: &Path) -> Result<u64, ImageError> {
+    b.run(Command::new("mkfs.vfat").args(["-n", "ESP", "-C"]).arg(path).arg((mib * 1024).to_string()))?;
+    let mut entries: Vec<PathBuf> =
+        b.io(dir, std::fs::read_dir(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    if !entries.is_empty() {
+        b.run(mtools("mcopy").args(["-s", "-Q", "-i"]).arg(path).args(&entries).arg("::/"))?;
+    }
+    Ok(mib)
+}
+
 /// mtools refuses images whose geometry it finds odd unless told not to check.
 fn mtools(program: &str) -> Command {
     let mut cmd = Command::new(program);

@@ -89,6 +89,8 @@ pub enum ImageError {
     Unknown(String),
     #[error("unknown reference secret `{reference}` (known: {})", known.join(", "))]
     UnknownSecret { reference: String, known: Vec<String> },
+    #[error("unknown reference directory `{reference}` (known: {})", known.join(", "))]
+    UnknownDir { reference: String, known: Vec<String> },
     #[error(
         "building reference:{image} needs root: it loop-mounts btrfs to make subvolumes and \
          builds the initramfs in a chroot.\n  Build it once as root into this cache: \
@@ -186,7 +188,13 @@ fn build_installed(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BuiltImage, ImageError> {
     let name = variant.name();
-    let resolved = debs::resolve(name, installed::KERNEL, &variant.packages())?;
+    let mut resolved = debs::resolve(name, installed::KERNEL, &variant.packages())?;
+    if variant.grub() {
+        // Installed: the oldest kernel apt knows; handed in for the upgrade: the newest.
+        let (older, newest) = debs::kernel_abis(name, installed::KERNEL)?;
+        resolved.kernel = older;
+        resolved.upgrade = Some(newest);
+    }
     let hash = installed::RECIPE.hash(variant, &resolved);
     let path = cached_or_build(name, &hash, installed::FILE_NAME, force, |images| {
         installed::needs_root(variant, &crate::cache::cache_dir())?;
@@ -195,7 +203,7 @@ fn build_installed(
         b.step("checking host tools");
         setup::ensure(&installed::requirements(variant))
             .map_err(|source| ImageError::Setup { image: name.to_string(), source })?;
-        let image = installed::build(&mut b, variant)?;
+        let image = installed::build(&mut b, variant, &resolved)?;
         b.write(&b.dir().join("recipe.txt"), installed::RECIPE.fingerprint(variant, &resolved))?;
         let dest = build::final_dir(images, name, &hash);
         b.finish(&dest)?;
@@ -265,6 +273,39 @@ fn cached_or_build(
     // Best effort: the new image is in place whether or not old ones could go.
     let _ = build::remove_superseded(&images, name, hash, SUPERSEDED_AGE);
     Ok(path)
+}
+
+/// The directory behind a share `reference:<image>/<dir>`: what a reference image's
+/// build wrote next to it for a scenario to hand the guest (`installed-grub/upgrade`:
+/// the newer kernel's package). Builds the image if needed.
+pub fn reference_dir(spec: &str) -> Result<PathBuf, ImageError> {
+    let (image, dir) = reference_dir_name(spec)?;
+    let built = ensure(image)?;
+    let path = built.path.parent().expect("images live in a directory").join(dir);
+    if !path.is_dir() {
+        return Err(ImageError::Io {
+            image: image.to_string(),
+            step: format!("finding {spec}"),
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the build wrote no such directory"),
+        });
+    }
+    Ok(path)
+}
+
+/// Splits and checks `reference:<image>/<dir>` against what the images' builds write,
+/// without building anything.
+pub fn reference_dir_name(spec: &str) -> Result<(&str, &str), ImageError> {
+    let bare = spec.strip_prefix("reference:").unwrap_or(spec);
+    let known: Vec<String> = installed::Variant::ALL
+        .iter()
+        .filter(|v| v.grub())
+        .map(|v| format!("reference:{}/{}", v.name(), installed::UPGRADE_DIR))
+        .collect();
+    match bare.split_once('/') {
+        Some(pair) if known.iter().any(|k| *k == format!("reference:{bare}")) => Ok(pair),
+        _ => Err(ImageError::UnknownDir { reference: spec.to_string(), known }),
+    }
 }
 
 /// The file behind a secret source `{ reference = "<image>/<file>" }`: a test secret

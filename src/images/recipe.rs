@@ -170,6 +170,7 @@ mod tests {
                 filename: "pool/main/b/busybox/busybox-static_1.35.0-4+deb12u1+b1_amd64.deb".into(),
                 sha256: "aa".into(),
             }],
+            upgrade: None,
         }
     }
 

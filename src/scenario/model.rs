@@ -44,6 +44,9 @@ pub struct Scenario {
     /// A Debian installer run: bootproof serves its local mirror and this rendered
     /// preseed to the guest (see [`crate::installer`]).
     pub preseed: Option<PreseedRun>,
+    /// `[[share]]`: host directories the guest may mount, read-only, besides the run's
+    /// own read-write share.
+    pub shares: Vec<ScenarioShare>,
     /// The file it came from, when it came from one.
     pub file: Option<PathBuf>,
 }
@@ -126,6 +129,19 @@ impl TryFrom<RawSecretSource> for SecretSource {
                 .into()),
         }
     }
+}
+
+/// `[[share]] tag = "kernel-upgrade"`, `path = "reference:installed-grub/upgrade"`:
+/// a directory handed to the guest read-only under a 9p mount tag. `path` is a
+/// directory (relative to the scenario file) or `reference:<image>/<dir>`, which a
+/// reference image's build wrote next to it (see [`crate::images::reference_dir`]).
+/// The guest mounts it itself (`mount -t 9p -o trans=virtio,ro TAG /mnt`): the
+/// mount is a step the scenario shows, and a guest without 9p support fails there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioShare {
+    pub tag: String,
+    pub path: String,
 }
 
 /// `[preseed]`: the answers of a Debian installer run that only the scenario knows.
@@ -378,6 +394,8 @@ struct RawScenario {
     allow_findings: Vec<toml::Spanned<String>>,
     #[serde(default)]
     preseed: Option<toml::Spanned<PreseedRun>>,
+    #[serde(default)]
+    share: Vec<toml::Spanned<ScenarioShare>>,
 }
 
 /// `"file"` or `["file", ...]`.
@@ -464,6 +482,11 @@ impl Scenario {
         {
             *c = base.join(&*c).display().to_string();
         }
+        for share in &mut s.shares {
+            if !share.path.starts_with("reference:") && Path::new(&share.path).is_relative() {
+                share.path = base.join(&share.path).display().to_string();
+            }
+        }
         for k in &mut s.kickstart {
             if k.is_relative() {
                 *k = base.join(&*k);
@@ -514,6 +537,35 @@ impl Scenario {
             }
             None => None,
         };
+        let mut shares: Vec<ScenarioShare> = Vec::new();
+        for share in raw.share {
+            let span = share.span();
+            let share = share.into_inner();
+            let tag_ok = !share.tag.is_empty()
+                && share.tag.len() <= 31
+                && share.tag.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+            if !tag_ok {
+                return Err(ctx.error(
+                    span,
+                    format!("[[share]] tag `{}`: 1 to 31 letters, digits, `-`, `_` or `.`", share.tag),
+                ));
+            }
+            if share.tag == crate::vm::plan::SHARE_TAG || shares.iter().any(|s| s.tag == share.tag) {
+                return Err(ctx.error(
+                    span,
+                    format!(
+                        "[[share]] tag `{}` is taken (by another [[share]] or the run's own `{}` share)",
+                        share.tag,
+                        crate::vm::plan::SHARE_TAG
+                    ),
+                ));
+            }
+            if share.path.starts_with("reference:") {
+                crate::images::reference_dir_name(&share.path)
+                    .map_err(|e| ctx.error(span.clone(), format!("[[share]] `{}`: {e}", share.tag)))?;
+            }
+            shares.push(share);
+        }
         if steps.is_empty() && checks.is_empty() {
             return Err(ctx.error(
                 0..0,
@@ -550,6 +602,7 @@ impl Scenario {
             kickstart: raw.kickstart.map(OneOrMany::into_vec).unwrap_or_default(),
             allow_findings,
             preseed,
+            shares,
             file: None,
         })
     }
@@ -729,6 +782,35 @@ mod tests {
         assert!(m.contains("comes alone"), "{m}");
         let (_, m) = error_at(&format!("{HEAD}[secrets]\nluks = {{}}\n"));
         assert!(m.contains("reference = "), "{m}");
+    }
+
+    #[test]
+    fn shares_are_read_only_directories_under_a_tag_of_their_own() {
+        let share = |body: &str| format!("{HEAD}[[step]]\npower_off = true\n[[share]]\n{body}\n");
+        let s =
+            parse(&share("tag = \"kernel-upgrade\"\npath = \"reference:installed-grub/upgrade\"")).unwrap();
+        assert_eq!(
+            s.shares,
+            [ScenarioShare { tag: "kernel-upgrade".into(), path: "reference:installed-grub/upgrade".into() }]
+        );
+        let (line, m) = error_at(&share("tag = \"k\"\npath = \"reference:installed/upgrade\""));
+        assert_eq!(line, 6);
+        assert!(m.contains("unknown reference directory `reference:installed/upgrade`"), "{m}");
+        assert!(m.contains("reference:installed-grub/upgrade"), "{m}");
+        let (_, m) = error_at(&share("tag = \"bootproof\"\npath = \"d\""));
+        assert!(m.contains("tag `bootproof` is taken"), "{m}");
+        let (_, m) = error_at(&share("tag = \"a b\"\npath = \"d\""));
+        assert!(m.contains("tag `a b`: 1 to 31 letters"), "{m}");
+        let (_, m) = error_at(&share("tag = \"k\"\npath = \"d\"\nreadonly = false"));
+        assert!(m.contains("unknown field `readonly`"), "{m}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, share("tag = \"k\"\npath = \"files\"")).unwrap();
+        assert_eq!(
+            Scenario::load(&file).unwrap().shares[0].path,
+            dir.path().join("files").display().to_string()
+        );
     }
 
     #[test]

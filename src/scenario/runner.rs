@@ -88,6 +88,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Vm(#[from] Box<crate::vm::VmError>),
+    #[error("share `{tag}`: {message}")]
+    Share { tag: String, message: String },
 }
 
 impl RunError {
@@ -112,6 +114,7 @@ impl RunError {
                 ("kickstart".into(), "a kickstart on an OEMDRV disk")
             }
             RunError::Vm(_) => ("VM start".into(), "a running VM"),
+            RunError::Share { tag, .. } => (format!("share `{tag}`"), "a directory to hand the guest"),
         };
         Failure { what, expected: expected.into(), seen: self.to_string() }
     }
@@ -504,6 +507,18 @@ fn profile_for(scenario: &Scenario) -> Result<Profile, RunError> {
     }
     if scenario.steps.iter().any(|s| matches!(s.action, Action::Reboot | Action::WaitReset)) {
         p.allow_reboot = true;
+    }
+    for share in &scenario.shares {
+        let path = match share.path.strip_prefix("reference:") {
+            Some(_) => crate::images::reference_dir(&share.path)
+                .map_err(|e| RunError::Share { tag: share.tag.clone(), message: e.to_string() })?,
+            None => PathBuf::from(&share.path),
+        };
+        if !path.is_dir() {
+            let message = format!("{} is not a directory", path.display());
+            return Err(RunError::Share { tag: share.tag.clone(), message });
+        }
+        p.shares.push(profile::Share { tag: share.tag.clone(), path, readonly: true });
     }
     Ok(p)
 }
