@@ -342,3 +342,54 @@ power_off = true
         starts[1]
     );
 }
+
+/// A `[[share]]` reaches the guest read-only under its tag; one whose directory is
+/// missing fails the run as that, naming the share, before anything boots.
+#[tokio::test]
+async fn a_scenario_share_is_read_only_in_the_guest_and_a_missing_one_fails_before_boot() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        "name = \"no-share\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\n\
+         [[share]]\ntag = \"inputs\"\npath = \"missing\"\n[[step]]\nrun = \"true\"\n",
+    )
+    .await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.what, "share `inputs`", "{f:?}");
+    assert!(f.seen.contains("missing is not a directory"), "{f:?}");
+    assert!(r.vm_started_unix.is_none() && r.steps.is_empty(), "nothing booted: {r:?}");
+
+    std::fs::create_dir(dir.path().join("inputs")).unwrap();
+    std::fs::write(dir.path().join("inputs/given.txt"), "from the host\n").unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "share"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "2m"
+
+[[share]]
+tag = "inputs"
+path = "inputs"
+
+[[step]]
+run = "mkdir -p /run/inputs && mount -t 9p -o trans=virtio,version=9p2000.L,ro inputs /run/inputs && cat /run/inputs/given.txt"
+stdout = "^from the host$"
+
+# Read-only at QEMU, whatever the guest's mount says (a tag mounts once at a time).
+[[step]]
+run = "umount /run/inputs && mount -t 9p -o trans=virtio,version=9p2000.L inputs /run/inputs && echo guest > /run/inputs/written.txt"
+"#,
+    )
+    .await;
+    assert!(!r.passed, "the guest wrote into a read-only share: {r:?}");
+    assert_eq!(r.steps[0].status, bootproof::report::Status::Passed, "{r:?}");
+    assert_eq!(r.steps[1].status, bootproof::report::Status::Failed, "{r:?}");
+    let refused = r.steps[1].message.as_deref().unwrap_or("");
+    assert!(refused.contains("Read-only file system"), "{refused}");
+    assert!(!dir.path().join("inputs/written.txt").exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join("inputs/given.txt")).unwrap(), "from the host\n");
+}
