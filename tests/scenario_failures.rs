@@ -393,3 +393,58 @@ run = "umount /run/inputs && mount -t 9p -o trans=virtio,version=9p2000.L inputs
     assert!(!dir.path().join("inputs/written.txt").exists());
     assert_eq!(std::fs::read_to_string(dir.path().join("inputs/given.txt")).unwrap(), "from the host\n");
 }
+
+/// `suspend` and `wakeup` on the tiny guest: with `acpi_s3 = true` the kernel suspends
+/// to RAM (QEMU's `SUSPEND`), `system_wakeup` brings it back (`WAKEUP`), the agent
+/// answers again and the kernel logged both ends of the sleep. Without it, `suspend`
+/// fails saying the guest offers no S3 and naming the profile key.
+#[tokio::test]
+async fn suspend_and_wakeup_round_trip_with_acpi_s3_and_fail_without_it() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s3.toml"),
+        "machine = \"q35\"\nmemory = \"1G\"\nfirmware = \"uefi\"\ntpm = \"none\"\nacpi_s3 = true\n",
+    )
+    .unwrap();
+    let scenario = |profile: &str| {
+        format!(
+            r#"
+name = "s3"
+profile = "{profile}"
+image = "reference:tiny"
+timeout = "3m"
+
+[[step]]
+suspend = true
+timeout = "30s"
+
+[[step]]
+wakeup = true
+timeout = "30s"
+
+[[step]]
+run = "dmesg | grep -E 'PM: suspend (entry|exit)'"
+stdout = '(?s)PM: suspend entry \(deep\).*PM: suspend exit'
+"#
+        )
+    };
+    let r = run(dir.path(), &scenario("s3.toml")).await;
+    assert!(r.passed, "{r:?}");
+    let qmp = std::fs::read_to_string(std::path::Path::new(&r.run_dir).join("qmp.log")).unwrap();
+    assert!(qmp.contains("SUSPEND") && qmp.contains("WAKEUP"), "{qmp}");
+
+    let r = run(dir.path(), &scenario("uefi")).await;
+    assert!(!r.passed);
+    assert_eq!(r.steps[0].status, bootproof::report::Status::Failed, "{r:?}");
+    let seen = r.steps[0].message.as_deref().unwrap_or("");
+    assert!(seen.contains("no suspend to RAM (S3)") && seen.contains("acpi_s3 = true"), "{seen}");
+
+    // Waking a guest that is not asleep: QEMU refuses, and the step says so.
+    let text = "name = \"wake\"\nprofile = \"s3.toml\"\nimage = \"reference:tiny\"\ntimeout = \"2m\"\n\
+                [[step]]\nwakeup = true\ntimeout = \"3s\"\n";
+    let r = run(dir.path(), text).await;
+    assert!(!r.passed);
+    let seen = r.steps[0].message.as_deref().unwrap_or("");
+    assert!(seen.contains("guest is not in suspended state"), "{seen}");
+}

@@ -44,6 +44,10 @@ pub struct Profile {
     /// panicking kernels would otherwise loop until the timeout.
     #[serde(default)]
     pub allow_reboot: bool,
+    /// ACPI S3 (suspend to RAM) offered to the guest; off unless asked for (bootproof
+    /// tells QEMU either way: its own default has varied). `suspend` steps need it.
+    #[serde(default)]
+    pub acpi_s3: bool,
     #[serde(default, rename = "disk")]
     pub disks: Vec<Disk>,
     #[serde(default)]

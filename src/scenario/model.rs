@@ -225,6 +225,12 @@ pub enum Action {
     WaitReset,
     /// Takes the disc out of the drive (QMP `eject`), so the next boot comes from disk.
     Eject,
+    /// Suspends the guest to RAM from inside (systemd's `systemctl suspend`, or the
+    /// kernel's `/sys/power/state` without systemd) and waits for QMP's `SUSPEND`;
+    /// the profile needs `acpi_s3 = true`.
+    Suspend,
+    /// Wakes a suspended guest (QMP `system_wakeup`) and waits for QMP's `WAKEUP`.
+    Wakeup,
     /// Waits for a finding in the live installer logs whose summary matches.
     WaitFinding {
         pattern: Pattern,
@@ -251,6 +257,8 @@ impl Action {
             Action::Reboot => "reboot",
             Action::WaitReset => "wait_reset",
             Action::Eject => "eject",
+            Action::Suspend => "suspend",
+            Action::Wakeup => "wakeup",
             Action::WaitFinding { .. } => "wait_finding",
             Action::Sleep { .. } => "sleep",
         }
@@ -271,6 +279,8 @@ impl Action {
             Action::Reboot => "reboot".into(),
             Action::WaitReset => "wait_reset".into(),
             Action::Eject => "eject".into(),
+            Action::Suspend => "suspend".into(),
+            Action::Wakeup => "wakeup".into(),
             Action::WaitFinding { pattern } => format!("wait_finding /{pattern}/"),
             Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
         }
@@ -434,6 +444,8 @@ struct RawStep {
     reboot: Option<bool>,
     wait_reset: Option<bool>,
     eject: Option<bool>,
+    suspend: Option<bool>,
+    wakeup: Option<bool>,
     wait_finding: Option<String>,
     sleep: Option<String>,
     // Modifiers.
@@ -683,6 +695,12 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
     if r.eject == Some(true) {
         push("eject", Action::Eject);
     }
+    if r.suspend == Some(true) {
+        push("suspend", Action::Suspend);
+    }
+    if r.wakeup == Some(true) {
+        push("wakeup", Action::Wakeup);
+    }
     if let Some(p) = &r.wait_finding {
         let pattern = Pattern::new(p).map_err(|e| err(format!("wait_finding: {e}")))?;
         push("wait_finding", Action::WaitFinding { pattern });
@@ -701,7 +719,7 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
             return Err(err(format!(
                 "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, \
                  screenshot, wait_journal, run, wait_file, power_off, reboot, wait_reset, eject, \
-                 wait_finding, sleep); found {}",
+                 suspend, wakeup, wait_finding, sleep); found {}",
                 if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
             )));
         }

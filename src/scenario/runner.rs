@@ -834,6 +834,8 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         Action::Reboot => reboot(ctx, limit).await,
         Action::WaitReset => wait_reset(ctx, limit).await,
         Action::Eject => eject(ctx).await,
+        Action::Suspend => suspend(ctx, limit).await,
+        Action::Wakeup => wakeup(ctx, limit).await,
         Action::WaitFinding { pattern } => wait_finding(ctx, pattern, limit).await,
         Action::Sleep { duration, .. } => {
             tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
@@ -1098,6 +1100,85 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
         Ok(())
     } else {
         Err(StepError::new("the console marking the reset", "QEMU reported a reset the console did not see"))
+    }
+}
+
+/// Asks the guest to suspend to RAM (S3) and waits for QEMU's `SUSPEND` event. The
+/// command returns before the guest sleeps (`--no-block`, or in the background), so
+/// no answer is left pending over the sleep; the agent connection is dropped and made
+/// anew by the next step that needs it. A guest whose kernel offers no S3 (`deep` in
+/// /sys/power/mem_sleep: the profile lacks `acpi_s3 = true`, or the kernel cannot)
+/// fails here, saying so: `s2idle` would idle without the machine ever suspending.
+async fn suspend(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    const SUSPEND: &str = "grep -qw deep /sys/power/mem_sleep 2>/dev/null || \
+        { echo \"no suspend to RAM (S3): /sys/power/mem_sleep offers '$(cat /sys/power/mem_sleep 2>/dev/null)'\" >&2; exit 3; }
+        if command -v systemctl >/dev/null; then systemctl --no-block suspend
+        else (sleep 1; echo deep > /sys/power/mem_sleep; echo mem > /sys/power/state) >/dev/null 2>&1 & fi";
+    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "SUSPEND").count();
+    let mut events = ctx.vm.qmp().events();
+    let agent = match ctx.agent.take() {
+        Some(a) => a,
+        None => ctx
+            .vm
+            .agent(limit)
+            .await
+            .map_err(|e| StepError::new("a guest agent to ask for the suspend", e.to_string()))?,
+    };
+    let out = agent
+        .run(SUSPEND, limit)
+        .await
+        .map_err(|e| StepError::new("the guest agent asking for the suspend", e.to_string()))?;
+    ctx.vm.forget_agent();
+    if out.exit_code != 0 {
+        let mut seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
+        if !ctx.vm.plan().acpi_s3 {
+            seen += "\n  the profile has no `acpi_s3 = true`: QEMU's ACPI tables offer the guest no S3";
+        }
+        return Err(StepError::new("the guest suspending to RAM (S3)", seen));
+    }
+    let wait = async {
+        if ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "SUSPEND").count() > seen_before {
+            return true;
+        }
+        while let Ok(e) = events.recv().await {
+            if e.name == "SUSPEND" {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(limit, wait).await {
+        Ok(true) => Ok(()),
+        _ => Err(StepError::new(format!("a SUSPEND event within {limit:.1?}"), "the guest did not suspend")),
+    }
+}
+
+/// Wakes the guest (`system_wakeup`) and waits for QEMU's `WAKEUP` event.
+async fn wakeup(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
+    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "WAKEUP").count();
+    let mut events = ctx.vm.qmp().events();
+    ctx.vm
+        .qmp()
+        .execute("system_wakeup", None)
+        .await
+        .map_err(|e| StepError::new("QEMU accepting system_wakeup", e.to_string()))?;
+    let wait = async {
+        if ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "WAKEUP").count() > seen_before {
+            return true;
+        }
+        while let Ok(e) = events.recv().await {
+            if e.name == "WAKEUP" {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(limit, wait).await {
+        Ok(true) => Ok(()),
+        _ => Err(StepError::new(
+            format!("a WAKEUP event within {limit:.1?}"),
+            "no wake-up (was the guest suspended? a `suspend` step comes first)",
+        )),
     }
 }
 

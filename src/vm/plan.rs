@@ -183,6 +183,7 @@ pub struct Plan {
     pub tpm: bool,
     pub display: Display,
     pub allow_reboot: bool,
+    pub acpi_s3: bool,
     /// In boot order: an ISO first (installers), then the image, then profile disks.
     pub drives: Vec<Drive>,
     pub kernel: Option<DirectKernel>,
@@ -262,6 +263,7 @@ impl Plan {
             tpm: profile.tpm == Tpm::V2,
             display: profile.display,
             allow_reboot: profile.allow_reboot,
+            acpi_s3: profile.acpi_s3,
             drives,
             kernel: profile.kernel.clone(),
             shares: shares(profile, layout)?,
