@@ -13,8 +13,9 @@
 //! breaks touches what they check, and each would add three boots (about 3.5 minutes
 //! under TCG) to the suite.
 //!
-//! `kernel-cmdline-hardening`, `skel-populated` and `kernel-upgrade-reboot` run only
-//! against `installed-broken-cmdline`, `-skel` and `-grub` (see [`SINGLES`]), and
+//! `kernel-cmdline-hardening`, `skel-populated`, `kernel-upgrade-reboot` and
+//! `suspend-resume` run only against `installed-broken-cmdline`, `-skel`, `-grub` and
+//! `-modules` (see [`SINGLES`]), and
 //! `first-login-password-change` against `installed`, whose password never expired.
 //!
 //! Needs root on first use (the variants are built like reference:installed).
@@ -35,7 +36,7 @@ const MATRIX: [(&str, Broken, &[&str]); 3] = [
 /// Scenarios added after the matrix, each run only against the variant lacking its
 /// property (the suite shows that it passes on `reference:installed`): one boot each
 /// instead of a row and a column more of the matrix.
-const SINGLES: [(&str, Broken, &[&str]); 3] = [
+const SINGLES: [(&str, Broken, &[&str]); 4] = [
     (
         "kernel-cmdline-hardening",
         Broken::Cmdline,
@@ -54,13 +55,26 @@ const SINGLES: [(&str, Broken, &[&str]); 3] = [
             "missing: fbcon=nodefer",
         ],
     ),
+    // The wifi death: modules locked once the system is up, so the sleep hook's unload
+    // is refused and the NIC it unbound is gone after resume.
+    (
+        "suspend-resume",
+        Broken::Modules,
+        &[
+            "no NIC after resume",
+            "virtio_net is loaded, bound to nothing",
+            "refused to unload module virtio_net",
+        ],
+    ),
 ];
 
-/// The image a single is written for: `reference:installed`, or the grub variant for
-/// the kernel upgrade (whose broken twin differs from it in /etc/default/grub alone).
+/// The image a single is written for: `reference:installed`, the grub variant for the
+/// kernel upgrade (whose broken twin differs from it in /etc/default/grub alone), or
+/// the laptop variant for suspend and resume (its twin locks modules once up).
 fn written_for(scenario: &str) -> &'static str {
     match scenario {
         "kernel-upgrade-reboot" => "reference:installed-grub",
+        "suspend-resume" => "reference:installed-laptop",
         _ => "reference:installed",
     }
 }

@@ -110,6 +110,10 @@ pub enum Variant {
     /// Debian 12 installed and the newest one's package next to the image
     /// (`reference:installed-grub/upgrade`), for `kernel-upgrade-reboot`.
     Grub,
+    /// `installed-laptop`: a NIC configured by systemd-networkd and the sleep hooks
+    /// of a laptop (the NIC's driver unloaded across S3, bootproof's share unmounted),
+    /// for `suspend-resume`.
+    Laptop,
     /// `installed-broken-<property>`: one property broken on purpose, so a test can
     /// show that the matching scenario, and only it, fails.
     Broken(Broken),
@@ -131,6 +135,9 @@ pub enum Broken {
     /// `installed-grub` whose `/etc/default/grub` lacks the hardening arguments that
     /// its first grub.cfg (the installer's) has: the first kernel upgrade drops them.
     Grub,
+    /// `installed-laptop` with `kernel.modules_disabled = 1`: the sleep hook cannot
+    /// unload the NIC's driver, so the NIC it unbound is gone after resume.
+    Modules,
 }
 
 impl Broken {
@@ -143,24 +150,27 @@ impl Broken {
             Broken::Cmdline => "cmdline",
             Broken::Skel => "skel",
             Broken::Grub => "grub",
+            Broken::Modules => "modules",
         }
     }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 14] = [
         Variant::Plain,
         Variant::Tpm,
         Variant::SecureBoot,
         Variant::Selinux,
         Variant::FirstLogin,
         Variant::Grub,
+        Variant::Laptop,
         Variant::Broken(Broken::Sysctl),
         Variant::Broken(Broken::Home),
         Variant::Broken(Broken::Sddm),
         Variant::Broken(Broken::Cmdline),
         Variant::Broken(Broken::Skel),
         Variant::Broken(Broken::Grub),
+        Variant::Broken(Broken::Modules),
     ];
 
     /// The image name (`installed`, `installed-tpm`, ...).
@@ -172,12 +182,14 @@ impl Variant {
             Variant::Selinux => "installed-selinux",
             Variant::FirstLogin => "installed-first-login",
             Variant::Grub => "installed-grub",
+            Variant::Laptop => "installed-laptop",
             Variant::Broken(Broken::Sysctl) => "installed-broken-sysctl",
             Variant::Broken(Broken::Home) => "installed-broken-home",
             Variant::Broken(Broken::Sddm) => "installed-broken-sddm",
             Variant::Broken(Broken::Cmdline) => "installed-broken-cmdline",
             Variant::Broken(Broken::Skel) => "installed-broken-skel",
             Variant::Broken(Broken::Grub) => "installed-broken-grub",
+            Variant::Broken(Broken::Modules) => "installed-broken-modules",
         }
     }
 
@@ -209,6 +221,11 @@ impl Variant {
             _ => &[],
         });
         packages
+    }
+
+    /// A laptop's NIC and sleep hooks (`installed-laptop` and its broken twin).
+    pub fn laptop(self) -> bool {
+        matches!(self, Variant::Laptop | Variant::Broken(Broken::Modules))
     }
 
     /// Booted by the grub the system manages (`installed-grub` and its broken twin).
@@ -403,6 +420,8 @@ const LABEL: &str = include_str!("installed/label.sh");
 /// The grub variants' own customize hook; in their recipe hash only, so the other
 /// variants' images stay cached when it changes.
 const GRUB: &str = include_str!("installed/grub.sh");
+/// The laptop variants' own customize hook, likewise in their recipe hash only.
+const LAPTOP: &str = include_str!("installed/laptop.sh");
 
 /// `overlay/`: `(path in the guest, contents)`, copied over the tree before it is
 /// configured.
@@ -487,6 +506,9 @@ impl Recipe<'_> {
         }
         if variant.grub() {
             text += &format!("script grub.sh\n{GRUB}");
+        }
+        if variant.laptop() {
+            text += &format!("script laptop.sh\n{LAPTOP}");
         }
         for (name, body) in self.scripts {
             text += &format!("script {name}\n{body}");
@@ -674,6 +696,11 @@ fn bootstrap(
         cmd.arg(format!("--customize-hook=sh '{}' \"$1\"", grub.display()))
             .env("BOOTPROOF_GRUB_CMDLINE", variant.grub_defaults_cmdline())
             .env("BOOTPROOF_BOOT_CMDLINE", variant.cmdline());
+    }
+    if variant.laptop() {
+        let laptop = work.join("laptop.sh");
+        b.write(&laptop, LAPTOP)?;
+        cmd.arg(format!("--customize-hook=sh '{}' \"$1\"", laptop.display()));
     }
     if let Some(conf) = variant.dracut_conf() {
         // In place before the other packages: installing the kernel runs dracut, and

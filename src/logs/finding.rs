@@ -36,6 +36,10 @@ pub enum FindingKind {
     /// The log ends in the middle of a record: the capture was cut short.
     TruncatedLog,
     XServerFatal,
+    /// The kernel refused to load or unload a module (`kernel.modules_disabled=1`, or a
+    /// lockdown): what needed it goes without. The kernel logs nothing; modprobe,
+    /// systemd-modules-load and udev say it.
+    ModuleRefused,
 }
 
 /// Where in its boot the system was when a message was logged, as systemd, logind and

@@ -543,9 +543,36 @@ impl Rules {
             // The audit transport, and user-space object managers (dbus-daemon's
             // USER_AVC) report denials under their own names.
             self.avc(m.line, m.time, m.text);
+        } else {
+            self.module_refusal(m.line, m.time, m.text);
         }
     }
+
+    /// A refused module load or unload, whoever logs it (modprobe from a script or a
+    /// sleep hook, systemd-modules-load, systemd-udevd): the kernel itself says nothing
+    /// when `kernel.modules_disabled=1` or a lockdown refuses it.
+    pub fn module_refusal(&mut self, line: u64, time: Time, message: &[u8]) {
+        if NOT_PERMITTED.find(message).is_none() {
+            return;
+        }
+        let Some(c) = MODULE_REFUSAL.captures(message) else { return };
+        let (verb, module) = (text(&c[1]), text(&c[2]));
+        let verb = if verb.contains("remove") { "unload" } else { "load" };
+        let summary = format!(
+            "the kernel refused to {verb} module {module} (Operation not permitted: kernel.modules_disabled=1 \
+             or a lockdown); whatever needs it goes without"
+        );
+        self.push((FindingKind::ModuleRefused, Severity::Error), line, time, summary, message);
+    }
 }
+
+static NOT_PERMITTED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b": Operation not permitted"));
+/// modprobe's `could not insert 'm': ...` and `could not remove 'm': ...`, libkmod
+/// users' (systemd-modules-load, udev) `Failed to insert module 'm': ...`.
+static MODULE_REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(could not insert|could not remove|Failed to insert module|Failed to remove module) '([^']+)'?: Operation not permitted")
+        .expect("a valid regex")
+});
 
 /// What the journal carrier knows about one entry's message.
 pub struct JournalMessage<'a> {
@@ -693,6 +720,51 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Error);
         assert!(findings[0].summary.contains("{ send_msg }"));
         assert!(findings[0].summary.contains("tclass=dbus"));
+    }
+
+    #[test]
+    fn a_module_the_kernel_refused_is_an_error_whoever_logs_it() {
+        // modprobe's line as the installed system printed it with kernel.modules_disabled=1
+        // (the kernel logs nothing), then systemd-modules-load's and udev's wording.
+        let lines: [(&[u8], &[u8]); 4] = [
+            (b"systemd-sleep", b"modprobe: ERROR: could not insert 'virtio_net': Operation not permitted"),
+            (b"systemd-sleep", b"modprobe: ERROR: could not remove 'virtio_net': Operation not permitted"),
+            (b"systemd-modules-load", b"Failed to insert module '9p': Operation not permitted"),
+            (b"(udev-worker)", b"virtio3: Failed to insert module 'virtio_net': Operation not permitted"),
+        ];
+        let mut rules = Rules::new(Path::new("journal"));
+        for (i, (identifier, text)) in lines.iter().enumerate() {
+            rules.journal_message(&JournalMessage {
+                line: i as u64 + 1,
+                time: Time::Unknown,
+                identifier,
+                kernel: false,
+                pid: None,
+                boot: None,
+                unit: None,
+                text,
+            });
+        }
+        // Other failures of modprobe are not this finding.
+        rules.module_refusal(9, Time::Unknown, b"modprobe: FATAL: Module virtio_net not found in directory");
+        let findings = rules.finish();
+        let seen: Vec<(u64, &str)> = findings
+            .iter()
+            .map(|f| {
+                assert_eq!((f.kind, f.severity), (FindingKind::ModuleRefused, Severity::Error));
+                (f.line, f.summary.split(" (").next().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "the kernel refused to load module virtio_net"),
+                (2, "the kernel refused to unload module virtio_net"),
+                (3, "the kernel refused to load module 9p"),
+                (4, "the kernel refused to load module virtio_net"),
+            ]
+        );
+        assert!(findings[0].summary.contains("kernel.modules_disabled=1"));
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub enum RunError {
     Vm(#[from] Box<crate::vm::VmError>),
     #[error("share `{tag}`: {message}")]
     Share { tag: String, message: String },
+    #[error("bootproof's server for the restricted network: {0}")]
+    Server(String),
 }
 
 impl RunError {
@@ -115,6 +117,7 @@ impl RunError {
             }
             RunError::Vm(_) => ("VM start".into(), "a running VM"),
             RunError::Share { tag, .. } => (format!("share `{tag}`"), "a directory to hand the guest"),
+            RunError::Server(_) => ("server".into(), "bootproof's HTTP server on loopback"),
         };
         Failure { what, expected: expected.into(), seen: self.to_string() }
     }
@@ -310,6 +313,7 @@ async fn execute(
     // Lives as long as the run: the server and the preseed it shows.
     let _served = match &scenario.preseed {
         Some(run) => Some(debian_installer(run, &secrets, &mut plan)?),
+        None if plan.network.is_some() => Some(restricted_server(scenario, &profile, &mut plan)?),
         None => None,
     };
     let queued = Instant::now();
@@ -339,6 +343,7 @@ async fn execute(
         agent: None,
         transport: None,
         powered_off: false,
+        agent_failed: false,
     };
     let (checks_at, total) = (checks_position(&scenario.steps), scenario.steps.len());
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -490,6 +495,26 @@ fn debian_installer(
     std::fs::write(kept.join(preseed::FILE_NAME), crate::redact::text(&text).as_bytes()).map_err(io)?;
     let server = serve::Server::start(installer::roots(&mirror, files.path()), &kept.join("http.log"))
         .map_err(|e| fail(e.to_string()))?;
+    network.forwards.push(crate::vm::plan::Forward { port: 80, host_port: server.port() });
+    Ok(Served { _server: server, _files: files })
+}
+
+/// Under `network = "restricted"` (not an installer run): bootproof's HTTP server at
+/// `http://10.0.2.100/`, so a guest can show that its network reaches bootproof and
+/// nothing else. `/bootproof/run` answers `bootproof <scenario>`; each read-only share
+/// (the profile's and the scenario's `[[share]]`s) is served at `/shares/<tag>/`. Requests are logged to `http.log`.
+fn restricted_server(scenario: &Scenario, profile: &Profile, plan: &mut Plan) -> Result<Served, RunError> {
+    use crate::installer::serve;
+    let fail = |e: String| RunError::Server(e);
+    let files =
+        tempfile::Builder::new().prefix("bootproof-serve-").tempdir().map_err(|e| fail(e.to_string()))?;
+    std::fs::write(files.path().join("run"), format!("bootproof {}\n", scenario.name))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut roots = vec![serve::Root::new("/bootproof", files.path())];
+    roots.extend(profile.shares.iter().map(|s| serve::Root::new(&format!("/shares/{}", s.tag), &s.path)));
+    let server =
+        serve::Server::start(roots, &plan.layout.dir.join("http.log")).map_err(|e| fail(e.to_string()))?;
+    let network = plan.network.as_mut().expect("a restricted network");
     network.forwards.push(crate::vm::plan::Forward { port: 80, host_port: server.port() });
     Ok(Served { _server: server, _files: files })
 }
@@ -691,6 +716,9 @@ struct StepCtx<'a> {
     /// a `power_off` dropped the agent before the end.
     transport: Option<String>,
     powered_off: bool,
+    /// A step already waited for an agent that never answered: the checks then try
+    /// briefly instead of waiting minutes more for the same silence.
+    agent_failed: bool,
 }
 
 impl StepCtx<'_> {
@@ -714,6 +742,7 @@ impl StepCtx<'_> {
             ));
         }
         let agent = self.vm.agent(limit).await.map_err(|e| {
+            self.agent_failed = true;
             StepError::new(format!("a guest agent answering within {limit:.0?}"), e.to_string())
         })?;
         self.transport.get_or_insert_with(|| agent.transport().to_string());
@@ -1259,7 +1288,8 @@ async fn run_checks(
     // ended a wait mid-flood) reach it first.
     ctx.vm.console().settle(Duration::from_millis(300), Duration::from_secs(2)).await;
     let agent = if live && !ctx.powered_off && !ctx.vm.console().is_closed() {
-        let limit = ctx.remaining().min(ctx.accel.scale(Duration::from_secs(120)));
+        let patience = if ctx.agent_failed { 15 } else { 120 };
+        let limit = ctx.remaining().min(ctx.accel.scale(Duration::from_secs(patience)));
         ctx.agent(limit).await.map_err(|e| e.seen)
     } else {
         Err("the VM is not running".to_string())
