@@ -218,12 +218,14 @@ fn known_names_are_listed_and_others_refused() {
             "installed-selinux",
             "installed-first-login",
             "installed-grub",
+            "installed-laptop",
             "installed-broken-sysctl",
             "installed-broken-home",
             "installed-broken-sddm",
             "installed-broken-cmdline",
             "installed-broken-skel",
             "installed-broken-grub",
+            "installed-broken-modules",
             "installer"
         ]
     );
