@@ -50,6 +50,34 @@ fn closed_because(qemu: &Option<ExitReport>) -> String {
     qemu.as_ref().map_or_else(|| " (QEMU exited?)".to_string(), |r| format!(": {r}"))
 }
 
+/// An event awaited from the moment of [`Qmp::watch`].
+pub struct EventWatch {
+    name: String,
+    /// How many such events had been seen then.
+    before: usize,
+    rx: broadcast::Receiver<Event>,
+}
+
+impl EventWatch {
+    /// Whether a new event came within `timeout` (false when QMP closed first). The
+    /// record of seen events answers too, also after the receiver lagged behind.
+    pub async fn wait(mut self, qmp: &Qmp, timeout: Duration) -> bool {
+        let fut = async {
+            loop {
+                if qmp.count_seen(&self.name) > self.before {
+                    return true;
+                }
+                match self.rx.recv().await {
+                    Ok(e) if e.name == self.name => return true,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.unwrap_or(false)
+    }
+}
+
 /// An asynchronous event from QEMU, with the host time since QEMU started.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -214,6 +242,17 @@ impl Qmp {
     /// Events received so far.
     pub fn seen_events(&self) -> Vec<Event> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Watches for the next event named `name`: taken before the command that causes
+    /// it, so one that arrives before the wait starts is not missed, and one seen
+    /// earlier (a previous reboot's) does not count.
+    pub fn watch(&self, name: &str) -> EventWatch {
+        EventWatch { name: name.to_string(), before: self.count_seen(name), rx: self.events() }
+    }
+
+    fn count_seen(&self, name: &str) -> usize {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|e| e.name == name).count()
     }
 
     /// Waits for an event named `name` (already seen ones count).

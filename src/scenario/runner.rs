@@ -1087,8 +1087,7 @@ async fn power_off(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepErr
 /// marked it, so the next console wait sees only the new boot.
 async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
     let resets = ctx.vm.console().resets();
-    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
-    let mut events = ctx.vm.qmp().events();
+    let reset = ctx.vm.qmp().watch("RESET");
     let agent = match ctx.agent.take() {
         Some(a) => Some(a),
         None => ctx.vm.agent(ctx.accel.scale(Duration::from_secs(15)).min(limit)).await.ok(),
@@ -1107,20 +1106,8 @@ async fn reboot(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError>
             .await
             .map_err(|e| StepError::new("ctrl-alt-delete sent", e.to_string()))?;
     }
-    let seen = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "RESET").count();
-    let wait = async {
-        if seen > seen_before {
-            return true;
-        }
-        while let Ok(e) = events.recv().await {
-            if e.name == "RESET" {
-                return true;
-            }
-        }
-        false
-    };
     let started = Instant::now();
-    if !tokio::time::timeout(limit, wait).await.unwrap_or(false) {
+    if !reset.wait(ctx.vm.qmp(), limit).await {
         return Err(StepError::new(format!("a RESET event within {limit:.1?}"), "no reset"));
     }
     let left = limit.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
@@ -1143,8 +1130,7 @@ async fn suspend(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError
         { echo \"no suspend to RAM (S3): /sys/power/mem_sleep offers '$(cat /sys/power/mem_sleep 2>/dev/null)'\" >&2; exit 3; }
         if command -v systemctl >/dev/null; then systemctl --no-block suspend
         else (sleep 1; echo deep > /sys/power/mem_sleep; echo mem > /sys/power/state) >/dev/null 2>&1 & fi";
-    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "SUSPEND").count();
-    let mut events = ctx.vm.qmp().events();
+    let suspended = ctx.vm.qmp().watch("SUSPEND");
     let agent = match ctx.agent.take() {
         Some(a) => a,
         None => ctx
@@ -1165,49 +1151,28 @@ async fn suspend(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError
         }
         return Err(StepError::new("the guest suspending to RAM (S3)", seen));
     }
-    let wait = async {
-        if ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "SUSPEND").count() > seen_before {
-            return true;
-        }
-        while let Ok(e) = events.recv().await {
-            if e.name == "SUSPEND" {
-                return true;
-            }
-        }
-        false
-    };
-    match tokio::time::timeout(limit, wait).await {
-        Ok(true) => Ok(()),
-        _ => Err(StepError::new(format!("a SUSPEND event within {limit:.1?}"), "the guest did not suspend")),
+    if suspended.wait(ctx.vm.qmp(), limit).await {
+        Ok(())
+    } else {
+        Err(StepError::new(format!("a SUSPEND event within {limit:.1?}"), "the guest did not suspend"))
     }
 }
 
 /// Wakes the guest (`system_wakeup`) and waits for QEMU's `WAKEUP` event.
 async fn wakeup(ctx: &mut StepCtx<'_>, limit: Duration) -> Result<(), StepError> {
-    let seen_before = ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "WAKEUP").count();
-    let mut events = ctx.vm.qmp().events();
+    let woken = ctx.vm.qmp().watch("WAKEUP");
     ctx.vm
         .qmp()
         .execute("system_wakeup", None)
         .await
         .map_err(|e| StepError::new("QEMU accepting system_wakeup", e.to_string()))?;
-    let wait = async {
-        if ctx.vm.qmp().seen_events().iter().filter(|e| e.name == "WAKEUP").count() > seen_before {
-            return true;
-        }
-        while let Ok(e) = events.recv().await {
-            if e.name == "WAKEUP" {
-                return true;
-            }
-        }
-        false
-    };
-    match tokio::time::timeout(limit, wait).await {
-        Ok(true) => Ok(()),
-        _ => Err(StepError::new(
+    if woken.wait(ctx.vm.qmp(), limit).await {
+        Ok(())
+    } else {
+        Err(StepError::new(
             format!("a WAKEUP event within {limit:.1?}"),
             "no wake-up (was the guest suspended? a `suspend` step comes first)",
-        )),
+        ))
     }
 }
 
