@@ -52,4 +52,5 @@ pub mod redact;
 pub mod report;
 pub mod reporter;
 pub mod scenario;
+pub mod share;
 pub mod vm;

@@ -84,6 +84,35 @@ enum Command {
         #[command(subcommand)]
         command: InstallerCommand,
     },
+    /// Serve a directory to guests over 9P2000.L on a unix socket (docs/shares.md):
+    /// confined to the directory, optionally read-only and with a quota, reporting file
+    /// events as JSON lines. One session per connection; runs until killed.
+    ShareServer {
+        /// The directory served.
+        #[arg(long)]
+        shared_dir: PathBuf,
+        /// The unix socket to listen on (a stale socket file there is replaced).
+        #[arg(long)]
+        socket_path: PathBuf,
+        /// Refuse every request that would change the directory (EROFS).
+        #[arg(long)]
+        readonly: bool,
+        /// At most this much in the directory (512K, 64M, 1G or bytes): writes past it
+        /// are cut at the quota, then refused with EDQUOT.
+        #[arg(long, value_parser = bootproof::share::parse_size)]
+        quota: Option<u64>,
+        /// Append one JSON line per file created, written, closed, removed or renamed,
+        /// and per refused request, to this file.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Do not confine the process with Landlock (the frame filter still applies).
+        #[arg(long)]
+        no_landlock: bool,
+    },
+    /// Join stdin/stdout to a share server's socket: the program QEMU's guestfwd `cmd:`
+    /// runs for each guest connection.
+    #[command(hide = true)]
+    ShareRelay { socket_path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +168,42 @@ fn main() -> ExitCode {
             runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter, image))
         }
         Command::List { scenarios } => list(scenarios),
+        Command::ShareServer { shared_dir, socket_path, readonly, quota, events, no_landlock } => {
+            let cfg = bootproof::share::ServerConfig {
+                shared_dir,
+                socket_path,
+                readonly,
+                quota,
+                events,
+                msize: bootproof::share::MAX_MSIZE,
+            };
+            share_server(&cfg, !no_landlock)
+        }
+        Command::ShareRelay { socket_path } => match bootproof::share::relay(&socket_path) {
+            Ok(()) => ExitCode::SUCCESS,
+            // stderr reaches the guest through guestfwd: say nothing there.
+            Err(_) => ExitCode::from(2),
+        },
+    }
+}
+
+/// `bootproof share-server`: binds, confines itself, says how on stderr, serves.
+fn share_server(cfg: &bootproof::share::ServerConfig, landlock: bool) -> ExitCode {
+    let server = match bootproof::share::Server::bind(cfg, landlock) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    eprintln!(
+        "bootproof share-server: serving {} on {} ({}{}; confinement: {})",
+        cfg.shared_dir.display(),
+        cfg.socket_path.display(),
+        if cfg.readonly { "read-only" } else { "read-write" },
+        cfg.quota.map(|q| format!(", quota {q} bytes")).unwrap_or_default(),
+        server.confinement
+    );
+    match server.serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(2, format!("accepting on {}: {e}", cfg.socket_path.display())),
     }
 }
 
