@@ -5,6 +5,7 @@
 //! import each other's way back.
 
 use serde::Serialize;
+use std::path::Path;
 
 use crate::host::{self, accel, ovmf, qemu, setup};
 
@@ -65,14 +66,14 @@ pub fn examine() -> Report {
     let mut accel_name = "unknown".to_string();
     match qemu::info() {
         Ok(info) => {
-            let virtfs = if info.virtfs { "virtfs: yes" } else { "virtfs: NO (shares will not work)" };
-            let status = if info.virtfs { "ok" } else { "missing" };
+            let virtfs = if info.virtfs { "virtfs: yes" } else { "virtfs: no (shares use the p9 backend)" };
             checks.push(row(
                 "qemu-system-x86_64",
-                status,
+                "ok",
                 format!("{} (QEMU {}), {virtfs}", info.path.display(), info.version),
                 true,
             ));
+            checks.push(share_backend_row(info.virtfs));
             match accel::choose(&info.path, &info.version) {
                 Ok(v) => {
                     accel_name = v.accel.as_str().to_string();
@@ -117,6 +118,88 @@ pub fn examine() -> Report {
             Err(e) => row(item, "missing", e.to_string().lines().next().unwrap_or("").to_string(), true),
         });
     }
+    checks.push(landlock_row());
+    checks.push(vsock_row());
     checks.extend(crate::images::TOOLS.iter().map(|r| tool_row(r, false)));
     Report { checks, accel: accel_name }
+}
+
+/// Which backend `share_backend = "auto"` takes here, the override, and the program
+/// the p9 backend runs.
+fn share_backend_row(virtfs: bool) -> Check {
+    let program = crate::share::find_program();
+    let auto = if virtfs { "virtfs" } else { "p9" };
+    let over = match crate::profile::ShareBackend::from_env() {
+        Ok(Some(b)) => format!("; BOOTPROOF_SHARE_BACKEND={b:?} overrides every profile").to_lowercase(),
+        Ok(None) => String::new(),
+        Err(e) => return row("share backend", "missing", e, true),
+    };
+    match program {
+        Some(p) => row(
+            "share backend",
+            "ok",
+            format!("auto = {auto} (p9 with share_quota){over}; p9 runs {} share-server", p.display()),
+            false,
+        ),
+        None => row(
+            "share backend",
+            if virtfs { "ok" } else { "missing" },
+            format!(
+                "auto = {auto}{over}; the p9 backend needs the bootproof program (not found beside this one \
+                 or on PATH; set BOOTPROOF_PROGRAM)"
+            ),
+            !virtfs,
+        ),
+    }
+}
+
+/// Whether the kernel offers Landlock, the share server's second wall.
+fn landlock_row() -> Check {
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) returns the ABI.
+    // SAFETY: a query with no pointers; the kernel only returns a number.
+    let abi =
+        unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    if abi > 0 {
+        row(
+            "landlock",
+            "ok",
+            format!("ABI {abi}: share-server confines itself to the shared directory"),
+            false,
+        )
+    } else {
+        let e = std::io::Error::last_os_error();
+        row(
+            "landlock",
+            "missing",
+            format!("{e}: share-server relies on its frame filter alone (Linux 5.13+ with landlock in lsm=)"),
+            false,
+        )
+    }
+}
+
+/// How `agent = "vsock"` reaches the guest here.
+fn vsock_row() -> Check {
+    if Path::new("/dev/vhost-vsock").exists() {
+        return row(
+            "vsock",
+            "ok",
+            "kernel vhost-vsock (/dev/vhost-vsock), AF_VSOCK via the vsock crate".into(),
+            false,
+        );
+    }
+    let tool = crate::host::VHOST_DEVICE_VSOCK;
+    let found = crate::host::setup::find_command(tool.command).or_else(|| {
+        crate::host::setup::find_command(
+            &crate::host::setup::tools_dir().join("bin").join(tool.command).to_string_lossy(),
+        )
+    });
+    match found {
+        Some(p) => row("vsock", "ok", format!("no /dev/vhost-vsock; vhost-device-vsock at {}", p.display()), false),
+        None => row(
+            "vsock",
+            "missing",
+            "no /dev/vhost-vsock (modprobe vhost_vsock); vhost-device-vsock is installed with cargo on first use".into(),
+            false,
+        ),
+    }
 }

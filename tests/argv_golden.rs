@@ -94,6 +94,13 @@ fn cases(root: &str) -> Vec<Case> {
     installer.forwards = vec![(80, 39123)];
     installer.profile.cdrom = Some(format!("{root}/isos/installer.iso").into());
     cases.push(installer);
+    // bootproof's own share server: no virtio-9p device; the guest finds the ports in
+    // fw_cfg and reaches each server through a guestfwd running share-relay.
+    let p9 = format!(
+        "name = \"shares-p9\"\nshare_backend = \"p9\"\nshare_quota = \"64M\"\n\
+         [[share]]\ntag = \"inputs\"\npath = \"{root}/inputs\"\n"
+    );
+    cases.push(Case::new("shares-p9", Profile::parse(&p9, Path::new("p.toml")).unwrap(), guest()));
     cases
 }
 
@@ -187,6 +194,9 @@ fn golden_host(case: &Case, root: &str) -> HostFacts {
         firmware,
         share_security: ShareSecurity::MappedXattr,
         kernel_vsock: case.kernel_vsock,
+        virtfs: true,
+        share_backend_override: None,
+        bootproof_program: Some("/usr/bin/bootproof".into()),
     }
 }
 
@@ -259,6 +269,7 @@ fn start_paused(name: &str) -> Result<(), Failed> {
     let mut host = golden_host(&case, &root);
     host.qemu = bootproof::host::qemu::info().map_err(|e| e.to_string())?.path;
     host.share_security = bootproof::vm::share::security_for(&layout.share_dir());
+    host.bootproof_program = Some(env!("CARGO_BIN_EXE_bootproof").into());
     if let Some(fw) = &mut host.firmware {
         provide_firmware(&case.profile.firmware, fw)?;
     }
@@ -372,7 +383,9 @@ fn create_parent(path: &Path) -> Result<(), Failed> {
 /// golden QEMU path and share security model in place of this host's.
 fn normalise(text: &str, root: &str, host: &HostFacts) -> String {
     let real_model = format!("security_model={}", host.share_security.as_str());
+    let program = host.bootproof_program.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     text.replacen(&host.qemu.display().to_string(), GOLDEN_QEMU, 1)
+        .replace(&format!("cmd:{program} "), "cmd:/usr/bin/bootproof ")
         .replace(root, "")
         .replace(&real_model, &format!("security_model={}", ShareSecurity::MappedXattr.as_str()))
 }

@@ -3,14 +3,15 @@
 //!
 //! Owns: reaching guest port [`PORT`], through vhost-device-vsock's Unix socket
 //! (`CONNECT <port>\n` → `OK <port>\n`), or through the kernel's `AF_VSOCK` when the
-//! host has `/dev/vhost-vsock`. The kernel path is not exercised on the development
-//! hosts (they have no `/dev/vhost-vsock`); the vhost-user one is.
+//! host has `/dev/vhost-vsock` (the `vsock` crate's `VsockStream`, its descriptor then
+//! driven by tokio). The kernel path is not exercised on the development hosts (they
+//! have no `/dev/vhost-vsock`), so it is kept to that one call; the vhost-user one is.
 //! Must not: start or stop vhost-device-vsock; the VM supervises it.
 //!
 //! A connection per command means commands run concurrently in the guest (each gets
 //! its own shell) and a command that timed out leaves nothing behind in a stream.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,24 +104,7 @@ async fn read_line(s: &mut tokio::net::UnixStream) -> std::io::Result<String> {
     }
 }
 
-/// A blocking `AF_VSOCK` connection to `cid:port`.
+/// A blocking `AF_VSOCK` connection to `cid:port`, through the `vsock` crate.
 fn connect_kernel(cid: u32, port: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket calls on a descriptor this function owns until it returns it.
-    unsafe {
-        let fd = libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = OwnedFd::from_raw_fd(fd);
-        let mut addr: libc::sockaddr_vm = std::mem::zeroed();
-        addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-        addr.svm_cid = cid;
-        addr.svm_port = port;
-        let len = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
-        use std::os::fd::AsRawFd;
-        if libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(fd)
-    }
+    Ok(vsock::VsockStream::connect_with_cid_port(cid, port)?.into())
 }

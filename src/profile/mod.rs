@@ -56,6 +56,15 @@ pub struct Profile {
     pub kernel: Option<DirectKernel>,
     #[serde(default, rename = "share")]
     pub shares: Vec<Share>,
+    /// Who serves the shares to the guest (see [`ShareBackend`]);
+    /// `BOOTPROOF_SHARE_BACKEND` overrides it for every profile.
+    #[serde(default)]
+    pub share_backend: ShareBackend,
+    /// The most the per-run `bootproof` share may hold (`"64M"`, `"1G"`, bytes): writes
+    /// past it fail in the guest with "Disk quota exceeded". Served by bootproof's own
+    /// server, so `auto` picks `p9` when it is set.
+    #[serde(default, deserialize_with = "units::de_bytes_opt")]
+    pub share_quota: Option<u64>,
     #[serde(default)]
     pub extra_args: Vec<String>,
     #[serde(default)]
@@ -86,6 +95,36 @@ pub enum Network {
     /// address by DHCP and reaches nothing but the `guestfwd` forwards to servers
     /// bootproof runs on loopback (10.0.2.100, see [`crate::vm::plan::SERVER_IP`]).
     Restricted,
+}
+
+/// Who serves a machine's shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareBackend {
+    /// `virtfs` where QEMU has virtio-9p and no `share_quota` is set, else `p9`.
+    #[default]
+    Auto,
+    /// QEMU's own virtio-9p device (`-fsdev local`).
+    Virtfs,
+    /// `bootproof share-server` (confined, quota, live file events), reached by the
+    /// guest over 9P on TCP through the restricted network (`trans=tcp`).
+    P9,
+}
+
+impl ShareBackend {
+    /// `BOOTPROOF_SHARE_BACKEND`'s value, or an error naming what it takes.
+    pub fn from_env() -> Result<Option<ShareBackend>, String> {
+        match std::env::var("BOOTPROOF_SHARE_BACKEND") {
+            Err(_) => Ok(None),
+            Ok(v) => match v.trim() {
+                "" => Ok(None),
+                "auto" => Ok(Some(ShareBackend::Auto)),
+                "virtfs" => Ok(Some(ShareBackend::Virtfs)),
+                "p9" => Ok(Some(ShareBackend::P9)),
+                other => Err(format!("BOOTPROOF_SHARE_BACKEND={other:?}: use auto, virtfs or p9")),
+            },
+        }
+    }
 }
 
 /// How a run ends after its last step.

@@ -55,6 +55,14 @@ pub(super) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Dura
     }
 }
 
+/// A byte size (`"512K"`, `"64M"`, `"1G"` or bytes), absent when not given.
+pub(super) fn de_bytes_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(Some(n)),
+        NumberOrText::Text(t) => crate::share::parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,13 @@ pub enum Action {
     Suspend,
     /// Wakes a suspended guest (QMP `system_wakeup`) and waits for QMP's `WAKEUP`.
     Wakeup,
+    /// Mounts a share in the guest through whichever backend serves it (virtio-9p by
+    /// tag, or 9P over TCP to bootproof's server), read-only if the share is; checks
+    /// the guest kernel's 9P support first and names what is missing.
+    MountShare {
+        tag: String,
+        path: String,
+    },
     /// Waits for a finding in the live installer logs whose summary matches.
     WaitFinding {
         pattern: Pattern,
@@ -259,6 +266,7 @@ impl Action {
             Action::Eject => "eject",
             Action::Suspend => "suspend",
             Action::Wakeup => "wakeup",
+            Action::MountShare { .. } => "mount_share",
             Action::WaitFinding { .. } => "wait_finding",
             Action::Sleep { .. } => "sleep",
         }
@@ -281,6 +289,7 @@ impl Action {
             Action::Eject => "eject".into(),
             Action::Suspend => "suspend".into(),
             Action::Wakeup => "wakeup".into(),
+            Action::MountShare { tag, path } => format!("mount_share {tag} at {path}"),
             Action::WaitFinding { pattern } => format!("wait_finding /{pattern}/"),
             Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
         }
@@ -425,6 +434,13 @@ impl OneOrMany {
     }
 }
 
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawMountShare {
+    tag: String,
+    path: String,
+}
+
 fn default_timeout() -> toml::Spanned<String> {
     toml::Spanned::new(0..0, "10m".to_string())
 }
@@ -446,6 +462,7 @@ struct RawStep {
     eject: Option<bool>,
     suspend: Option<bool>,
     wakeup: Option<bool>,
+    mount_share: Option<RawMountShare>,
     wait_finding: Option<String>,
     sleep: Option<String>,
     // Modifiers.
@@ -701,6 +718,22 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
     if r.wakeup == Some(true) {
         push("wakeup", Action::Wakeup);
     }
+    if let Some(m) = r.mount_share.clone() {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        if m.tag.is_empty() || !m.tag.chars().all(plain) {
+            return Err(err(format!(
+                "mount_share: tag `{}` is not a share tag (letters, digits, . _ -)",
+                m.tag
+            )));
+        }
+        if !m.path.starts_with('/') || m.path.contains(['\'', '\n']) {
+            return Err(err(format!(
+                "mount_share: path `{}` must be absolute, without quotes or newlines",
+                m.path
+            )));
+        }
+        push("mount_share", Action::MountShare { tag: m.tag, path: m.path });
+    }
     if let Some(p) = &r.wait_finding {
         let pattern = Pattern::new(p).map_err(|e| err(format!("wait_finding: {e}")))?;
         push("wait_finding", Action::WaitFinding { pattern });
@@ -719,7 +752,7 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
             return Err(err(format!(
                 "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, \
                  screenshot, wait_journal, run, wait_file, power_off, reboot, wait_reset, eject, \
-                 suspend, wakeup, wait_finding, sleep); found {}",
+                 suspend, wakeup, mount_share, wait_finding, sleep); found {}",
                 if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
             )));
         }
@@ -800,6 +833,23 @@ mod tests {
         assert!(m.contains("comes alone"), "{m}");
         let (_, m) = error_at(&format!("{HEAD}[secrets]\nluks = {{}}\n"));
         assert!(m.contains("reference = "), "{m}");
+    }
+
+    #[test]
+    fn mount_share_steps_name_a_tag_and_an_absolute_path() {
+        let step = |body: &str| format!("{HEAD}[[step]]\nmount_share = {body}\n");
+        let s = parse(&step("{ tag = \"kernel-upgrade\", path = \"/run/k\" }")).unwrap();
+        assert_eq!(
+            s.steps[0].action,
+            Action::MountShare { tag: "kernel-upgrade".into(), path: "/run/k".into() }
+        );
+        let (line, m) = error_at(&step("{ tag = \"a b\", path = \"/run/k\" }"));
+        assert_eq!(line, 4, "the step's line");
+        assert!(m.contains("mount_share: tag `a b` is not a share tag"), "{m}");
+        let (_, m) = error_at(&step("{ tag = \"k\", path = \"run/k\" }"));
+        assert!(m.contains("path `run/k` must be absolute"), "{m}");
+        let (_, m) = error_at(&step("{ tag = \"k\" }"));
+        assert!(m.contains("missing field `path`"), "{m}");
     }
 
     #[test]

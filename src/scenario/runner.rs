@@ -865,6 +865,7 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
         Action::Eject => eject(ctx).await,
         Action::Suspend => suspend(ctx, limit).await,
         Action::Wakeup => wakeup(ctx, limit).await,
+        Action::MountShare { tag, path } => mount_share(ctx, tag, path, limit).await,
         Action::WaitFinding { pattern } => wait_finding(ctx, pattern, limit).await,
         Action::Sleep { duration, .. } => {
             tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
@@ -906,6 +907,33 @@ fn shown(bytes: &[u8]) -> String {
         s = format!("... ({skip} lines before)\n{s}");
     }
     s
+}
+
+/// `mount_share`: the mount command for the backend the plan chose, run through the
+/// agent. The guest kernel's 9P pieces are loaded and checked first, so a kernel
+/// without them fails naming the missing module instead of mount's bare "No such device".
+async fn mount_share(ctx: &mut StepCtx<'_>, tag: &str, path: &str, limit: Duration) -> Result<(), StepError> {
+    let plan = ctx.vm.plan();
+    let Some(share) = plan.shares.iter().find(|s| s.tag == tag) else {
+        let tags: Vec<&str> = plan.shares.iter().map(|s| s.tag.as_str()).collect();
+        return Err(StepError::new(
+            format!("a share tagged `{tag}`"),
+            format!("this run's shares are {}", tags.join(", ")),
+        ));
+    };
+    let command = crate::share::guest_mount_command(share, plan.share_server.is_some(), path);
+    let expected = format!("`{tag}` mounted at {path}");
+    let started = Instant::now();
+    let agent = ctx.agent(limit).await?;
+    let left = limit.saturating_sub(started.elapsed());
+    let out = agent.run(&command, left).await.map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
+    if out.exit_code != 0 {
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string()
+            + " "
+            + String::from_utf8_lossy(&out.stderr).trim();
+        return Err(StepError::new(expected, format!("exit code {}: {}", out.exit_code, said.trim())));
+    }
+    Ok(())
 }
 
 async fn run_command(

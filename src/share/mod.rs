@@ -222,6 +222,64 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
     }
 }
 
+/// The `bootproof` program for the p9 backend: `BOOTPROOF_PROGRAM`; this program when it
+/// is bootproof; `bootproof` beside this program or one directory up (a test binary in
+/// `target/<profile>/deps/` finds `target/<profile>/bootproof`, which cargo builds for
+/// the package's integration tests); else `bootproof` on PATH.
+pub fn find_program() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BOOTPROOF_PROGRAM").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_name().is_some_and(|n| n == "bootproof") {
+        return Some(exe);
+    }
+    let dir = exe.parent()?;
+    let beside = [dir.join("bootproof"), dir.parent().map(|d| d.join("bootproof")).unwrap_or_default()];
+    if let Some(p) = beside.into_iter().find(|p| p.is_file()) {
+        return Some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("bootproof")).find(|p| p.is_file())
+}
+
+/// The shell command that mounts `share` at `path` in a Linux guest: by tag over
+/// virtio-9p, or (`p9`) over TCP to bootproof's server at the plan's address, bringing
+/// the first NIC up with QEMU's user-network address when it has none. Each kernel
+/// piece is loaded and checked first; a missing one is named (exit 3).
+pub fn guest_mount_command(share: &crate::vm::plan::PlannedShare, p9: bool, path: &str) -> String {
+    let ro = if share.readonly { ",ro" } else { "" };
+    let need = |modules: &[&str]| {
+        modules
+            .iter()
+            .map(|m| {
+                format!(
+                    "modprobe -q {m} 2>/dev/null; [ -d /sys/module/{m} ] || grep -qs '/{m}.ko' \
+                     /lib/modules/$(uname -r)/modules.builtin || {{ echo 'the guest kernel has no {m} \
+                     module (9P{}); install it or choose the other share_backend'; exit 3; }}; ",
+                    if *m == "9pnet_fd" { " over TCP" } else { "" }
+                )
+            })
+            .collect::<String>()
+    };
+    if p9 {
+        let ip = crate::vm::plan::SERVER_IP;
+        format!(
+            "{}mkdir -p '{path}' && \
+             {{ ip -4 -o addr show | grep -q ' 10\\.0\\.2\\.' || {{ dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1); \
+             ip link set \"$dev\" up && ip addr add 10.0.2.15/24 dev \"$dev\"; }}; }} && \
+             mount -t 9p -o trans=tcp,port={},version=9p2000.L,msize=1048576{ro} {ip} '{path}'",
+            need(&["9pnet", "9pnet_fd", "9p"]),
+            share.port
+        )
+    } else {
+        format!(
+            "{}mkdir -p '{path}' && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144{ro} {} '{path}'",
+            need(&["9pnet", "9pnet_virtio", "9p"]),
+            share.tag
+        )
+    }
+}
+
 /// A size as `--quota` takes it: bytes, or a number with `K`, `M`, `G` or `T` (powers of
 /// 1024; an optional `iB`/`B` after the letter).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -242,7 +300,35 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{guest_mount_command, parse_size};
+    use crate::vm::plan::PlannedShare;
+
+    /// The command runs in a real shell against a fake guest: a missing module is named.
+    #[test]
+    fn the_mount_command_names_a_missing_kernel_module() {
+        let share = PlannedShare { tag: "inputs".into(), path: "/x".into(), readonly: true, port: 565 };
+        let p9 = guest_mount_command(&share, true, "/run/inputs");
+        assert!(
+            p9.contains(
+                "mount -t 9p -o trans=tcp,port=565,version=9p2000.L,msize=1048576,ro 10.0.2.100 '/run/inputs'"
+            ),
+            "{p9}"
+        );
+        let virtfs = guest_mount_command(&share, false, "/run/inputs");
+        assert!(
+            virtfs.contains("trans=virtio,version=9p2000.L,msize=262144,ro inputs '/run/inputs'"),
+            "{virtfs}"
+        );
+        // This host has no 9pnet_fd loaded (nor modprobe rights in a test): the check speaks.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(p9.replace("modprobe -q", "false").replace("/sys/module/", "/nonexistent/"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("the guest kernel has no 9pnet module (9P)"), "{said}");
+    }
 
     #[test]
     fn sizes_parse_like_virtiofsd_users_write_them() {

@@ -247,7 +247,16 @@ fn kernel_args(a: &mut Args, plan: &Plan) {
 
 /// virtio-9p shares with a mapped security model: guest symlinks and device nodes are
 /// stored as plain files, so nothing in a share can point the host elsewhere.
+///
+/// Under the p9 backend there is no 9p device: the guest reads which TCP port serves
+/// each tag from `fw_cfg` (`opt/org.bootproof/shares`, words of `tag:port`) and mounts
+/// with `trans=tcp` through the restricted network (see [`network_args`]).
 fn share_args(a: &mut Args, plan: &Plan) {
+    if plan.share_server.is_some() {
+        let words: Vec<String> = plan.shares.iter().map(|s| format!("{}:{}", s.tag, s.port)).collect();
+        a.push("-fw_cfg", format!("name={SHARES_FW_CFG},string={}", words.join(" ")));
+        return;
+    }
     for (i, s) in plan.shares.iter().enumerate() {
         let ro = if s.readonly { ",readonly=on" } else { "" };
         let opts = format!(",security_model={}{ro}", plan.share_security.as_str());
@@ -304,7 +313,17 @@ fn log_port_args(a: &mut Args, plan: &Plan) {
 /// unless the server already listens).
 fn network_args(a: &mut Args, plan: &Plan) {
     let Some(net) = &plan.network else { return };
-    a.push("-netdev", netdev_value("net0", &net.forwards));
+    let mut netdev = netdev_value("net0", &net.forwards);
+    if let Some(server) = &plan.share_server {
+        for (i, s) in plan.shares.iter().enumerate() {
+            // One `share-relay` per guest connection joins it to the share's server.
+            let relay =
+                format!("{} share-relay {}", server.program.display(), plan.layout.share_socket(i).display());
+            let ip = super::plan::SERVER_IP;
+            netdev.push_str(&format!(",guestfwd=tcp:{ip}:{}-cmd:{}", s.port, relay.replace(',', ",,")));
+        }
+    }
+    a.push("-netdev", netdev);
     a.push("-device", "virtio-net-pci,netdev=net0,romfile=");
 }
 
@@ -335,6 +354,9 @@ fn vsock_args(a: &mut Args, plan: &Plan) {
         Some(VsockDevice::Kernel { cid }) => a.push("-device", format!("vhost-vsock-pci,guest-cid={cid}")),
     }
 }
+
+/// The `fw_cfg` item naming each share's port under the p9 backend.
+pub const SHARES_FW_CFG: &str = "opt/org.bootproof/shares";
 
 /// The argv as a shell command, quoted so it can be pasted to rerun the VM by hand.
 pub fn shell_command(argv: &[OsString]) -> String {

@@ -119,6 +119,8 @@ pub enum BootError {
     Plan(#[from] super::plan::PlanError),
     #[error(transparent)]
     Vm(#[from] VmError),
+    #[error("{0}")]
+    Environment(String),
     #[error("run directory {}: {source}", path.display())]
     RunDir {
         path: PathBuf,
@@ -144,6 +146,9 @@ pub fn host_facts(profile: &Profile, share_dir: &Path) -> Result<HostFacts, Boot
         firmware: ovmf::resolve(&profile.firmware)?,
         share_security: super::share::security_for(share_dir),
         kernel_vsock: Path::new("/dev/vhost-vsock").exists(),
+        virtfs: info.virtfs,
+        share_backend_override: crate::profile::ShareBackend::from_env().map_err(BootError::Environment)?,
+        bootproof_program: crate::share::find_program(),
     })
 }
 

@@ -86,12 +86,54 @@ pub struct Vm {
     qemu: Supervised,
     swtpm: Option<Supervised>,
     vsock_device: Option<Supervised>,
+    /// The p9 backend's `bootproof share-server`s, one per share.
+    share_servers: Vec<Supervised>,
     console: Console,
     qmp: Qmp,
     agent_ports: crate::agent::Ports,
     agent: tokio::sync::OnceCell<Agent>,
     log_ports: Vec<logport::LogPortHandle>,
     started: Instant,
+}
+
+/// Starts the p9 backend's servers (one per share, see [`plan::ShareServerPlan`]) and
+/// waits for their sockets, so the guest's first mount finds them listening.
+async fn start_share_servers(plan: &Plan) -> Result<Vec<Supervised>, VmError> {
+    let Some(server) = &plan.share_server else { return Ok(Vec::new()) };
+    let layout = &plan.layout;
+    let mut started = Vec::new();
+    for (i, share) in plan.shares.iter().enumerate() {
+        let socket = layout.share_socket(i);
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = tokio::process::Command::new(&server.program);
+        cmd.arg("share-server")
+            .arg("--shared-dir")
+            .arg(&share.path)
+            .arg("--socket-path")
+            .arg(&socket)
+            .arg("--events")
+            .arg(layout.share_events(&share.tag));
+        if share.readonly {
+            cmd.arg("--readonly");
+        }
+        if let (Some(q), false) = (server.quota, share.readonly) {
+            cmd.arg("--quota").arg(q.to_string());
+        }
+        let log = layout.share_server_log(&share.tag);
+        let what = format!("starting {} share-server for share `{}`", server.program.display(), share.tag);
+        let mut child = Supervised::spawn("share-server", cmd, &log).map_err(io(what.clone()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            let exited = tokio::time::timeout(Duration::from_millis(20), child.wait()).await;
+            if exited.is_ok() || Instant::now() > deadline {
+                let said = process::log_tail(&log, 5);
+                let e = std::io::Error::other(format!("it made no socket at {}: {said}", socket.display()));
+                return Err(io(what)(e));
+            }
+        }
+        started.push(child);
+    }
+    Ok(started)
 }
 
 /// How long QEMU gets to connect its console and QMP after it starts.
@@ -118,6 +160,7 @@ impl Vm {
             Some(VsockDevice::VhostUser) => Some(start_vsock_device(layout).await?),
             _ => None,
         };
+        let share_servers = start_share_servers(&plan).await?;
         let argv = argv::argv(&plan);
         tracing::debug!(run_dir = %layout.dir.display(), argv = %argv::shell_command(&argv), "starting QEMU");
         let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -154,7 +197,19 @@ impl Vm {
             Err(e) => return Err(exit_or(&mut qemu, layout, e).await),
         };
         let agent = tokio::sync::OnceCell::new();
-        Ok(Vm { plan, qemu, swtpm, vsock_device, console, qmp, agent_ports, agent, log_ports, started })
+        Ok(Vm {
+            plan,
+            qemu,
+            swtpm,
+            vsock_device,
+            share_servers,
+            console,
+            qmp,
+            agent_ports,
+            agent,
+            log_ports,
+            started,
+        })
     }
 
     /// The guest agent, once one answers on the plan's channels (qemu-guest-agent
@@ -208,7 +263,13 @@ impl Vm {
     /// tests and diagnostics.
     pub fn pids(&self) -> Vec<u32> {
         let helpers = [&self.swtpm, &self.vsock_device];
-        self.qemu.pid().into_iter().chain(helpers.into_iter().flatten().filter_map(|s| s.pid())).collect()
+        let shares = self.share_servers.iter().filter_map(|s| s.pid());
+        self.qemu
+            .pid()
+            .into_iter()
+            .chain(helpers.into_iter().flatten().filter_map(|s| s.pid()))
+            .chain(shares)
+            .collect()
     }
 
     /// Waits for QEMU to exit by itself.
@@ -229,6 +290,9 @@ impl Vm {
         // vhost-device-vsock outlives its VM's disconnect: it serves the next one.
         if let Some(device) = &mut self.vsock_device {
             device.kill().await;
+        }
+        for server in &mut self.share_servers {
+            server.kill().await;
         }
         let reason = self
             .qmp
@@ -286,6 +350,9 @@ impl Vm {
         for helper in [&mut self.swtpm, &mut self.vsock_device].into_iter().flatten() {
             helper.kill().await;
         }
+        for server in &mut self.share_servers {
+            server.kill().await;
+        }
         self.console.closed(Duration::from_secs(2)).await;
     }
 }
@@ -297,6 +364,8 @@ impl Drop for Vm {
         let l = &self.plan.layout;
         let agent = [l.qga_socket(), l.shell_socket(), l.vhost_vsock_socket(), l.vsock_socket()];
         let logs = self.plan.log_ports.iter().map(|p| p.socket.clone());
+        let shares: Vec<PathBuf> = (0..self.share_servers.len()).map(|i| l.share_socket(i)).collect();
+        let logs = logs.chain(shares);
         for s in [l.serial_socket(), l.qmp_socket(), l.tpm_socket()].into_iter().chain(agent).chain(logs) {
             let _ = std::fs::remove_file(s);
         }

@@ -31,6 +31,13 @@ pub struct HostFacts {
     /// `/dev/vhost-vsock` exists, so vsock can use the kernel's vhost-vsock instead
     /// of vhost-device-vsock.
     pub kernel_vsock: bool,
+    /// QEMU has virtio-9p (`-fsdev local`); RHEL-family `qemu-kvm` has not.
+    pub virtfs: bool,
+    /// `BOOTPROOF_SHARE_BACKEND`, which overrides every profile's `share_backend`.
+    pub share_backend_override: Option<crate::profile::ShareBackend>,
+    /// The `bootproof` program that runs `share-server` and `share-relay` for the p9
+    /// backend (see [`crate::share::find_program`]).
+    pub bootproof_program: Option<PathBuf>,
 }
 
 /// QEMU 9p `security_model`s bootproof uses. Both store guest symlinks and device
@@ -118,6 +125,23 @@ pub struct PlannedShare {
     pub tag: String,
     pub path: PathBuf,
     pub readonly: bool,
+    /// The guest's TCP port at [`SERVER_IP`] for this share under the p9 backend.
+    pub port: u16,
+}
+
+/// The first share's port under the p9 backend (9P's registered port); the next
+/// shares take the ports after it.
+pub const FIRST_SHARE_PORT: u16 = 564;
+
+/// The p9 backend: one `bootproof share-server` per share, reached by the guest with
+/// `mount -t 9p -o trans=tcp,port=PORT SERVER_IP` through a `guestfwd` whose `cmd:`
+/// runs `bootproof share-relay` per connection. The guest learns the ports from
+/// `fw_cfg` (`opt/org.bootproof/shares`: `tag:port` words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareServerPlan {
+    pub program: PathBuf,
+    /// For the per-run read-write share.
+    pub quota: Option<u64>,
 }
 
 /// The guest agent channels a machine gets.
@@ -189,6 +213,8 @@ pub struct Plan {
     pub kernel: Option<DirectKernel>,
     pub shares: Vec<PlannedShare>,
     pub share_security: ShareSecurity,
+    /// `Some` for the p9 backend (no virtio-9p device), `None` for virtfs.
+    pub share_server: Option<ShareServerPlan>,
     pub extra_args: Vec<String>,
     pub agent: AgentPlan,
     pub network: Option<NetworkPlan>,
@@ -208,6 +234,23 @@ pub enum PlanError {
     NoFirmware { profile: String },
     #[error("share tag `{tag}` is used twice (the per-run share is `{SHARE_TAG}`); tags must be unique")]
     DuplicateShareTag { tag: String },
+    #[error(
+        "profile `{profile}` asks for share_backend = \"virtfs\", but {qemu} has no virtio-9p \
+         device (RHEL-family qemu-kvm is built without it); use share_backend = \"p9\" or \"auto\""
+    )]
+    NoVirtfs { profile: String, qemu: PathBuf },
+    #[error(
+        "profile `{profile}` sets share_quota, which only bootproof's own share server enforces; \
+         use share_backend = \"p9\" or \"auto\" (the backend asked for is virtfs)"
+    )]
+    QuotaNeedsP9 { profile: String },
+    #[error(
+        "profile `{profile}` needs the p9 share backend ({why}), which runs `bootproof \
+         share-server`, but no bootproof program was found: not this program, not beside it \
+         (target/<profile>/bootproof after `cargo build`), not on PATH; build or install it, \
+         or set BOOTPROOF_PROGRAM to its path"
+    )]
+    NoShareServer { profile: String, why: &'static str },
     #[error(
         "profile `{profile}` attaches {count} IDE devices (discs and `interface = \"ide\"` disks), \
          but a {} machine has room for {max}; use virtio, nvme or scsi for the disks",
@@ -235,6 +278,7 @@ impl Plan {
                 return Err(PlanError::NoFirmware { profile: profile.name.clone() });
             }
         };
+        let share_server = share_server(profile, host)?;
         let drives = drives(profile, image, layout);
         let ide = drives
             .iter()
@@ -268,9 +312,11 @@ impl Plan {
             kernel: profile.kernel.clone(),
             shares: shares(profile, layout)?,
             share_security: host.share_security,
+            share_server: share_server.clone(),
             extra_args: profile.extra_args.clone(),
             agent: AgentPlan::new(profile.agent, host.kernel_vsock, layout),
-            network: (profile.network == Network::Restricted).then(NetworkPlan::default),
+            network: (profile.network == Network::Restricted || share_server.is_some())
+                .then(NetworkPlan::default),
             log_ports: log_ports(profile, layout)?,
             end: profile.end,
             layout: layout.clone(),
@@ -333,15 +379,43 @@ fn drives(profile: &Profile, image: Option<&Image>, layout: &RunLayout) -> Vec<D
 }
 
 fn shares(profile: &Profile, layout: &RunLayout) -> Result<Vec<PlannedShare>, PlanError> {
-    let mut shares =
-        vec![PlannedShare { tag: SHARE_TAG.to_string(), path: layout.share_dir(), readonly: false }];
+    let mut shares = vec![PlannedShare {
+        tag: SHARE_TAG.to_string(),
+        path: layout.share_dir(),
+        readonly: false,
+        port: FIRST_SHARE_PORT,
+    }];
     for s in &profile.shares {
         if shares.iter().any(|x| x.tag == s.tag) {
             return Err(PlanError::DuplicateShareTag { tag: s.tag.clone() });
         }
-        shares.push(PlannedShare { tag: s.tag.clone(), path: s.path.clone(), readonly: s.readonly });
+        let port = FIRST_SHARE_PORT + shares.len() as u16;
+        shares.push(PlannedShare { tag: s.tag.clone(), path: s.path.clone(), readonly: s.readonly, port });
     }
     Ok(shares)
+}
+
+/// Which backend serves the shares: the override, else the profile's choice; `auto`
+/// is virtfs where QEMU has it and no quota is asked, else p9.
+fn share_server(profile: &Profile, host: &HostFacts) -> Result<Option<ShareServerPlan>, PlanError> {
+    use crate::profile::ShareBackend;
+    let wanted = host.share_backend_override.unwrap_or(profile.share_backend);
+    let name = || profile.name.clone();
+    let why = match wanted {
+        ShareBackend::Virtfs if profile.share_quota.is_some() => {
+            return Err(PlanError::QuotaNeedsP9 { profile: name() });
+        }
+        ShareBackend::Virtfs if !host.virtfs => {
+            return Err(PlanError::NoVirtfs { profile: name(), qemu: host.qemu.clone() });
+        }
+        ShareBackend::Virtfs => return Ok(None),
+        ShareBackend::P9 => "share_backend = \"p9\"",
+        ShareBackend::Auto if profile.share_quota.is_some() => "share_quota is set",
+        ShareBackend::Auto if !host.virtfs => "QEMU has no virtio-9p",
+        ShareBackend::Auto => return Ok(None),
+    };
+    let program = host.bootproof_program.clone().ok_or(PlanError::NoShareServer { profile: name(), why })?;
+    Ok(Some(ShareServerPlan { program, quota: profile.share_quota }))
 }
 
 #[cfg(test)]
@@ -358,8 +432,65 @@ mod tests {
             firmware: None,
             share_security: ShareSecurity::MappedXattr,
             kernel_vsock: false,
+            virtfs: true,
+            share_backend_override: None,
+            bootproof_program: None,
         };
         Plan::new(&profile, image, &host, &RunLayout::at("/r"))
+    }
+
+    #[test]
+    fn the_share_backend_is_the_override_else_the_profiles_else_what_qemu_has() {
+        use crate::profile::ShareBackend;
+        let host = |virtfs: bool, over: Option<ShareBackend>, program: bool| HostFacts {
+            qemu: "/q".into(),
+            accel: Accel::Tcg,
+            firmware: None,
+            share_security: ShareSecurity::MappedXattr,
+            kernel_vsock: false,
+            virtfs,
+            share_backend_override: over,
+            bootproof_program: program.then(|| "/b/bootproof".into()),
+        };
+        let plan_on = |text: &str, h: &HostFacts| {
+            let profile = Profile::parse(text, Path::new("p.toml")).unwrap();
+            Plan::new(&profile, None, h, &RunLayout::at("/r"))
+        };
+        let bios = "firmware = \"bios\"\n";
+        // auto: virtfs where QEMU has it...
+        let p = plan_on(bios, &host(true, None, true)).unwrap();
+        assert_eq!((p.share_server, p.network), (None, None));
+        // ...p9 where it has not, which brings the restricted network with it.
+        let p = plan_on(bios, &host(false, None, true)).unwrap();
+        assert_eq!(p.share_server.unwrap().program, Path::new("/b/bootproof"));
+        assert!(p.network.is_some());
+        // A quota needs bootproof's server.
+        let quota = format!("{bios}share_quota = \"64M\"\n");
+        assert_eq!(
+            plan_on(&quota, &host(true, None, true)).unwrap().share_server.unwrap().quota,
+            Some(64 << 20)
+        );
+        let e =
+            plan_on(&format!("{quota}share_backend = \"virtfs\"\n"), &host(true, None, true)).unwrap_err();
+        assert!(e.to_string().contains("only bootproof's own share server enforces"), "{e}");
+        // virtfs asked of a QEMU without it.
+        let e =
+            plan_on(&format!("{bios}share_backend = \"virtfs\"\n"), &host(false, None, true)).unwrap_err();
+        assert!(e.to_string().contains("/q has no virtio-9p device"), "{e}");
+        // The override beats the profile, both ways.
+        let virtfs = format!("{bios}share_backend = \"virtfs\"\n");
+        assert!(plan_on(&virtfs, &host(true, Some(ShareBackend::P9), true)).unwrap().share_server.is_some());
+        let p9 = format!("{bios}share_backend = \"p9\"\n");
+        assert!(plan_on(&p9, &host(true, Some(ShareBackend::Virtfs), true)).unwrap().share_server.is_none());
+        // p9 without a bootproof program to run says how to get one.
+        let e = plan_on(&p9, &host(true, None, false)).unwrap_err().to_string();
+        assert!(e.contains("share_backend = \"p9\"") && e.contains("BOOTPROOF_PROGRAM"), "{e}");
+        // Each share gets its own port, in order.
+        let shares =
+            format!("{p9}[[share]]\ntag = \"a\"\npath = \"/a\"\n[[share]]\ntag = \"b\"\npath = \"/b\"\n");
+        let ports: Vec<u16> =
+            plan_on(&shares, &host(true, None, true)).unwrap().shares.iter().map(|s| s.port).collect();
+        assert_eq!(ports, [564, 565, 566]);
     }
 
     #[test]

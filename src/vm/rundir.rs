@@ -63,6 +63,18 @@ impl RunLayout {
         self.socket_dir.join("vsock.sock")
     }
     /// The socket of the profile's `index`th log port.
+    /// The p9 backend's server socket for the share at `index` of the plan.
+    pub fn share_socket(&self, index: usize) -> PathBuf {
+        self.socket_dir.join(format!("share{index}.sock"))
+    }
+    /// The share server's file events for a share, one JSON line each.
+    pub fn share_events(&self, tag: &str) -> PathBuf {
+        self.dir.join(format!("share-{tag}.events.jsonl"))
+    }
+    /// What the share server said (its start line, errors).
+    pub fn share_server_log(&self, tag: &str) -> PathBuf {
+        self.dir.join(format!("share-{tag}.log"))
+    }
     pub fn log_port_socket(&self, index: usize) -> PathBuf {
         self.socket_dir.join(format!("log{index}.sock"))
     }

@@ -66,15 +66,40 @@ if has_virtio 0x0013; then
     echo "bootproof-tiny: agent shell on vsock port 5000"
 fi
 
-# Mount only tags QEMU offers: a failed 9p mount makes the kernel log an error on the
-# console, which tests would have to ignore.
+# Shares come two ways. Under bootproof's p9 backend, fw_cfg's
+# opt/org.bootproof/shares lists "tag:port" words: the share is 9P over TCP at
+# 10.0.2.100:port (a guestfwd to bootproof's share server), reached through the NIC
+# with a static address (QEMU's user network needs no DHCP for it). Otherwise it is
+# virtio-9p by tag. Mount only tags QEMU offers: a failed 9p mount makes the kernel
+# log an error on the console, which tests would have to ignore.
+shares_cfg=/sys/firmware/qemu_fw_cfg/by_name/opt/org.bootproof/shares/raw
+share_port() {
+    for word in $(cat "$shares_cfg" 2>/dev/null); do
+        [ "${word%%:*}" = "$1" ] && echo "${word##*:}" && return 0
+    done
+    return 1
+}
 has_9p_tag() {
     for tag in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
         [ "$(tr -d '\000' < "$tag" 2>/dev/null)" = "$1" ] && return 0
     done
     return 1
 }
-p9="trans=virtio,version=9p2000.L,msize=262144"
+net_up=0
+bring_net_up() {
+    [ "$net_up" = 1 ] && return 0
+    ip link set lo up
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && net_up=1
+}
+# mount_share TAG DIR [,ro]
+mount_share() {
+    mkdir -p "$2"
+    if port=$(share_port "$1"); then
+        bring_net_up && mount -t 9p -o "trans=tcp,port=$port,version=9p2000.L,msize=1048576$3" 10.0.2.100 "$2"
+    else
+        has_9p_tag "$1" && mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$3" "$1" "$2"
+    fi
+}
 
 efi=0
 secureboot=0
@@ -92,7 +117,7 @@ if [ -r /sys/class/tpm/tpm0/tpm_version_major ]; then
     tpm=$(cat /sys/class/tpm/tpm0/tpm_version_major)
 fi
 # "ok" means mounted and writable: creating report.txt proves both.
-if has_9p_tag bootproof && mount -t 9p -o "$p9" bootproof /mnt/bootproof \
+if mount_share bootproof /mnt/bootproof \
     && : > /mnt/bootproof/report.txt; then
     share=ok
 fi
@@ -111,7 +136,7 @@ for uevent in /sys/class/block/*/uevent; do
         || echo "bootproof-tiny: writing $dev failed"
 done
 
-if has_9p_tag bootproof-input && mount -t 9p -o "$p9,ro" bootproof-input /mnt/input \
+if mount_share bootproof-input /mnt/input ,ro \
     && [ -f /mnt/input/hook.sh ]; then
     sh /mnt/input/hook.sh
     echo "bootproof-tiny: hook exit=$?"
