@@ -152,3 +152,52 @@ mount_share = { tag = "elsewhere", path = "/run/x" }
     assert_eq!(f.expected, "a share tagged `elsewhere`", "{f:?}");
     assert_eq!(f.seen, "this run's shares are bootproof, inputs", "{f:?}");
 }
+
+/// A Debian installer syslog (a fixture written here in d-i's format) written line by
+/// line into the share under the p9 backend: the server's events make the runner read
+/// it as it grows, and its first error ends the run at once, naming the file and line,
+/// as a virtio log port's would.
+#[tokio::test]
+async fn an_installer_log_growing_in_the_share_ends_the_run_on_its_first_error() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("inputs")).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/installer/debian12-grub/syslog");
+    std::fs::copy(fixture, dir.path().join("inputs/syslog")).unwrap();
+    std::fs::write(dir.path().join("p9.toml"), "firmware = \"uefi\"\nagent = \"shell\"\nshare_backend = \"p9\"\n")
+        .unwrap();
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "share-live-findings"
+profile = "p9.toml"
+image = "reference:tiny"
+timeout = "10m"
+
+[[share]]
+tag = "inputs"
+path = "inputs"
+
+[[step]]
+mount_share = { tag = "inputs", path = "/run/inputs" }
+
+[[step]]
+run = "mkdir -p /mnt/bootproof/installer && (while IFS= read -r l; do echo \"$l\" >> /mnt/bootproof/installer/syslog; sleep 0.2; done < /run/inputs/syslog) >/dev/null 2>&1 & echo started"
+
+[[step]]
+wait_console = "this line never comes"
+timeout = "8m"
+"#,
+    )
+    .unwrap();
+    let scenario = bootproof::scenario::Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let opts = bootproof::scenario::runner::RunnerOptions::new(dir.path().join("artifacts"));
+    let r = bootproof::scenario::runner::run(&scenario, &opts).await;
+    assert!(!r.passed, "{r:?}");
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.what, "installer log share/installer/syslog:14", "{f:?}");
+    assert!(f.seen.contains("apt-get failed"), "{f:?}");
+    let waited = r.steps[2].ended_secs - r.steps[2].started_secs;
+    assert!(waited < 120.0, "the run waited {waited:.0} s of an 8 min step instead of ending on the finding");
+}

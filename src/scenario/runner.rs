@@ -641,40 +641,63 @@ pub(crate) struct Live {
     findings: Arc<Mutex<Vec<Finding>>>,
     count: tokio::sync::watch::Receiver<usize>,
     fatal: tokio::sync::watch::Receiver<Option<Finding>>,
+    /// Follows the share's logs while any copy of this is alive.
+    _tail: Option<Arc<AbortOnDrop>>,
+}
+
+/// Ends a task when the last holder lets go.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Text lines in, findings out, for one log port (see [`live_analyzer`]).
 pub(crate) type LineFindings = Box<dyn FnMut(u64, &[u8]) -> Vec<Finding> + Send>;
 
 impl Live {
-    /// Watches every log port of the VM that a live analyzer understands.
+    /// Watches every log port of the VM that a live analyzer understands, and under the
+    /// p9 share backend the logs the guest writes into its `bootproof` share.
     fn watch(vm: &Vm, allow: &[Pattern]) -> Live {
         let findings: Arc<Mutex<Vec<Finding>>> = Arc::default();
         let (count_tx, count) = tokio::sync::watch::channel(0usize);
         let (fatal_tx, fatal) = tokio::sync::watch::channel(None::<Finding>);
-        let (count_tx, fatal_tx) = (Arc::new(count_tx), Arc::new(fatal_tx));
+        let record = {
+            let (findings, allow) = (findings.clone(), allow.to_vec());
+            Arc::new(move |f: Finding| {
+                let allowed =
+                    allow.iter().any(|a| a.is_match(&f.summary) || f.evidence.iter().any(|e| a.is_match(e)));
+                if f.severity >= crate::logs::Severity::Error && !allowed {
+                    fatal_tx.send_if_modified(|first| first.is_none() && first.replace(f.clone()).is_none());
+                }
+                let mut all = findings.lock().unwrap_or_else(|p| p.into_inner());
+                all.push(f);
+                count_tx.send_replace(all.len());
+            })
+        };
         for port in vm.log_ports() {
             let Some(mut analyze) = live_analyzer(vm, port) else { continue };
             let file = port.file.strip_prefix(vm.run_dir()).unwrap_or(&port.file).to_path_buf();
-            let (findings, count_tx, fatal_tx, allow) =
-                (findings.clone(), count_tx.clone(), fatal_tx.clone(), allow.to_vec());
+            let record = record.clone();
             port.watch(Box::new(move |number, line| {
                 for mut f in analyze(number, line) {
                     f.file = file.clone();
-                    let allowed = allow
-                        .iter()
-                        .any(|a| a.is_match(&f.summary) || f.evidence.iter().any(|e| a.is_match(e)));
-                    if f.severity >= crate::logs::Severity::Error && !allowed {
-                        fatal_tx
-                            .send_if_modified(|first| first.is_none() && first.replace(f.clone()).is_none());
-                    }
-                    let mut all = findings.lock().unwrap_or_else(|p| p.into_inner());
-                    all.push(f);
-                    count_tx.send_replace(all.len());
+                    record(f);
                 }
             }));
         }
-        Live { findings, count, fatal }
+        let tail = vm.plan().share_server.as_ref().map(|_| {
+            let layout = &vm.plan().layout;
+            let share_dir = layout.share_dir();
+            let shown = share_dir.strip_prefix(&layout.dir).unwrap_or(&share_dir).to_path_buf();
+            let events = layout.share_events(crate::vm::plan::SHARE_TAG);
+            let record = record.clone();
+            let tail = crate::share::tail::Tail::new(events, share_dir, shown, Box::new(move |f| record(f)));
+            Arc::new(AbortOnDrop(tokio::spawn(tail.run())))
+        });
+        Live { findings, count, fatal, _tail: tail }
     }
 
     /// Resolves with the first fatal finding (never, if none comes).

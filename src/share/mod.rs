@@ -17,6 +17,7 @@
 //! anything outside the directory.
 
 pub mod session;
+pub mod tail;
 pub mod wire;
 
 use std::io::{BufReader, BufWriter, Read, Write};
