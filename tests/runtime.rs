@@ -76,11 +76,43 @@ fn sha256(path: &Path) -> String {
 
 #[tokio::test]
 async fn tiny_disk_with_tpm_reports_efi_tpm_share_and_never_writes_the_base_image() {
+    tiny_disk_with_tpm(None).await;
+}
+
+/// The same over bootproof's own share server (the p9 backend).
+#[tokio::test]
+async fn tiny_disk_with_tpm_and_its_share_over_the_p9_backend() {
+    tiny_disk_with_tpm(Some(profile::ShareBackend::P9)).await;
+}
+
+/// The profile's backend, or `backend` when a test asks for one.
+fn with_backend(mut p: Profile, backend: Option<profile::ShareBackend>) -> Profile {
+    if let Some(b) = backend {
+        p.share_backend = b;
+    }
+    p
+}
+
+/// Whether the run's shares went through bootproof's server.
+fn used_p9(r: &BootReport) -> bool {
+    let argv = std::fs::read_to_string(r.run_dir.join("qemu-command.sh")).unwrap();
+    let p9 = argv.contains("share-relay");
+    assert_eq!(p9, !argv.contains("virtio-9p-pci"), "{argv}");
+    p9
+}
+
+async fn tiny_disk_with_tpm(backend: Option<profile::ShareBackend>) {
     ready();
     let base = bootproof::images::ensure("tiny").unwrap().path;
     let before = sha256(&base);
     let dir = tempfile::tempdir().unwrap();
-    let r = run(profile::resolve("uefi-tpm").unwrap(), "reference:tiny", None, None, dir.path()).await;
+    let p = with_backend(profile::resolve("uefi-tpm").unwrap(), backend);
+    let r = run(p, "reference:tiny", None, None, dir.path()).await;
+    assert_eq!(
+        used_p9(&r),
+        backend == Some(profile::ShareBackend::P9)
+            || std::env::var("BOOTPROOF_SHARE_BACKEND").is_ok_and(|b| b == "p9")
+    );
     assert_powered_off(&r);
     assert_eq!(report_line(&r), "bootproof-tiny: efi=1 secureboot=0 tpm=2 share=ok");
     let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
@@ -146,6 +178,16 @@ async fn unsigned_image_under_secure_boot_fails_fast_with_the_firmware_reason() 
 
 #[tokio::test]
 async fn guest_symlinks_in_the_share_never_reach_host_files() {
+    guest_symlinks(None).await;
+}
+
+/// The same over bootproof's own share server, which makes no symlinks at all.
+#[tokio::test]
+async fn guest_symlinks_over_the_p9_backend_are_refused() {
+    guest_symlinks(Some(profile::ShareBackend::P9)).await;
+}
+
+async fn guest_symlinks(backend: Option<profile::ShareBackend>) {
     ready();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
@@ -156,10 +198,14 @@ async fn guest_symlinks_in_the_share_never_reach_host_files() {
         "ln -s {secret} /mnt/bootproof/evil\nln -s / /mnt/bootproof/rootlink\nmkdir /mnt/bootproof/d\nln -s {secret} /mnt/bootproof/d/evil2\necho hostile done\n",
         secret = secret.display()
     );
-    let p = profile_with_hook("uefi", &hook, &input);
+    let p = with_backend(profile_with_hook("uefi", &hook, &input), backend);
     let r = run(p, "reference:tiny", None, None, dir.path()).await;
     assert_powered_off(&r);
+    let p9 = used_p9(&r);
     let console = std::fs::read_to_string(r.run_dir.join("console.log")).unwrap();
+    if p9 {
+        assert!(console.contains("Operation not permitted"), "ln -s was not refused:\n{console}");
+    }
     assert!(
         console.contains("hostile done") && console.contains("hook exit=0"),
         "the hook did not run:\n{console}"
@@ -167,7 +213,6 @@ async fn guest_symlinks_in_the_share_never_reach_host_files() {
     let share_dir = r.run_dir.join("share");
     // virtio-9p stores a guest symlink as a plain file; bootproof's own server (the p9
     // backend) makes none at all ("Operation not permitted" in the guest).
-    let p9 = std::env::var("BOOTPROOF_SHARE_BACKEND").is_ok_and(|b| b == "p9");
     for name in ["evil", "rootlink", "d/evil2"] {
         let meta = match std::fs::symlink_metadata(share_dir.join(name)) {
             Err(e) if p9 && e.kind() == std::io::ErrorKind::NotFound => continue,

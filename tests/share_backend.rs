@@ -164,8 +164,11 @@ async fn an_installer_log_growing_in_the_share_ends_the_run_on_its_first_error()
     std::fs::create_dir(dir.path().join("inputs")).unwrap();
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/installer/debian12-grub/syslog");
     std::fs::copy(fixture, dir.path().join("inputs/syslog")).unwrap();
-    std::fs::write(dir.path().join("p9.toml"), "firmware = \"uefi\"\nagent = \"shell\"\nshare_backend = \"p9\"\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("p9.toml"),
+        "firmware = \"uefi\"\nagent = \"shell\"\nshare_backend = \"p9\"\n",
+    )
+    .unwrap();
     let file = dir.path().join("scenario.toml");
     std::fs::write(
         &file,

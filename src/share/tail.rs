@@ -159,7 +159,8 @@ mod tests {
         std::fs::create_dir_all(share.join("installer")).unwrap();
         let events = dir.path().join("share-bootproof.events.jsonl");
         let syslog = include_str!("../../tests/fixtures/logs/installer/debian12-grub/syslog");
-        let (first, rest) = syslog.split_at(syslog.find("main-menu[239]: WARNING **: Menu item 'pkgsel'").unwrap());
+        let (first, rest) =
+            syslog.split_at(syslog.find("main-menu[239]: WARNING **: Menu item 'pkgsel'").unwrap());
         let seen: Arc<Mutex<Vec<Finding>>> = Arc::default();
         let sink = seen.clone();
         let mut tail = Tail::new(
@@ -195,7 +196,8 @@ mod tests {
         assert_eq!(step.severity, crate::logs::Severity::Error);
         assert_eq!(step.file, Path::new("share/installer/syslog"));
         // Each line was read once: the findings are those of the whole file, once each.
-        let mut whole = crate::logs::live::line_analyzer(crate::logs::LogKind::DiSyslog, Path::new("x")).unwrap();
+        let mut whole =
+            crate::logs::live::line_analyzer(crate::logs::LogKind::DiSyslog, Path::new("x")).unwrap();
         let mut all = Vec::new();
         for (i, l) in syslog.lines().enumerate() {
             all.extend(whole.line(i as u64 + 1, l.as_bytes()));
