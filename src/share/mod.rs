@@ -243,6 +243,12 @@ pub fn find_program() -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("bootproof")).find(|p| p.is_file())
 }
 
+/// Gives the guest an address on QEMU's user network unless it has one (a DHCP client,
+/// or an earlier mount): with `ip` where the guest has it, else a runtime
+/// systemd-networkd file for every Ethernet link (Debian's minimal systems have no
+/// iproute2), waiting up to 10 s for the address; neither is named as missing (exit 3).
+const NET_UP: &str = r#"has_addr() { grep -qs '10\.0\.2\.[0-9]' /proc/net/fib_trie; }; has_addr || if command -v ip >/dev/null; then dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1); ip link set "$dev" up && ip addr add 10.0.2.15/24 dev "$dev"; elif command -v networkctl >/dev/null; then mkdir -p /run/systemd/network && printf '[Match]\nType=ether\n[Network]\nAddress=10.0.2.15/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' > /run/systemd/network/10-bootproof-share.network && systemctl restart systemd-networkd && i=0 && while ! has_addr && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done && has_addr; else echo 'the guest has neither ip nor systemd-networkd to bring its NIC up for the p9 share backend'; exit 3; fi"#;
+
 /// The shell command that mounts `share` at `path` in a Linux guest: by tag over
 /// virtio-9p, or (`p9`) over TCP to bootproof's server at the plan's address, bringing
 /// the first NIC up with QEMU's user-network address when it has none. Each kernel
@@ -265,9 +271,7 @@ pub fn guest_mount_command(share: &crate::vm::plan::PlannedShare, p9: bool, path
     if p9 {
         let ip = crate::vm::plan::SERVER_IP;
         format!(
-            "{}mkdir -p '{path}' && \
-             {{ ip -4 -o addr show | grep -q ' 10\\.0\\.2\\.' || {{ dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1); \
-             ip link set \"$dev\" up && ip addr add 10.0.2.15/24 dev \"$dev\"; }}; }} && \
+            "{}mkdir -p '{path}' && {{ {NET_UP} }} && \
              mount -t 9p -o trans=tcp,port={},version=9p2000.L,msize=1048576{ro} {ip} '{path}'",
             need(&["9pnet", "9pnet_fd", "9p"]),
             share.port
