@@ -1,7 +1,8 @@
-//! Embeds the shipped machine profiles (`vm-profiles/*.toml`) and scenarios
-//! (`tests/scenarios/*.toml`) in the library, so that a `bootproof` installed with
-//! `cargo install` works wherever it is, with no checkout beside it. Those directories
-//! stay the source: a file added to either is shipped with the next build.
+//! Embeds the shipped machine profiles (`vm-profiles/*.toml`), scenarios
+//! (`tests/scenarios/*.toml`) and checkpoints (`tests/checkpoints/*.toml`) in the
+//! library, so that a `bootproof` installed with `cargo install` works wherever it is,
+//! with no checkout beside it. Those directories stay the source: a file added to any
+//! of them is shipped with the next build.
 //!
 //! Each becomes a Rust file in `OUT_DIR` holding a slice of `(file name, contents)`,
 //! sorted by name, the contents by `include_str!` so that cargo tracks every file.
@@ -14,6 +15,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     embed(&manifest, "vm-profiles", &out.join("shipped_profiles.rs"));
     embed(&manifest, "tests/scenarios", &out.join("shipped_scenarios.rs"));
+    embed(&manifest, "tests/checkpoints", &out.join("shipped_checkpoints.rs"));
 }
 
 fn embed(manifest: &Path, dir: &str, out: &Path) {

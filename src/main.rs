@@ -38,6 +38,10 @@ enum Command {
         /// Secrets: BOOTPROOF_SECRET_<NAME> overrides a scenario's secret NAME.
         #[arg(long, env = "BOOTPROOF_IMAGE", value_parser = bootproof::scenario::ImageOverride::parse)]
         image: Option<bootproof::scenario::ImageOverride>,
+        /// Boot every scenario cold, running its checkpoint's steps first, instead of
+        /// forking a saved machine (as BOOTPROOF_CHECKPOINTS=0 does).
+        #[arg(long)]
+        no_checkpoints: bool,
     },
     /// List the scenarios (files or directories; without any, the built-in suite).
     List { scenarios: Vec<PathBuf> },
@@ -162,10 +166,10 @@ fn main() -> ExitCode {
                 .join(bootproof::vm::rundir::new_run_id());
             runtime_block_on(boot_one(profile, image, until, timeout, dir, !quiet))
         }
-        Command::Run { scenarios, artifacts, junit, filter, exact, image } => {
+        Command::Run { scenarios, artifacts, junit, filter, exact, image, no_checkpoints } => {
             let filter =
                 bootproof::scenario::suite::Filter { exact: exact.is_some(), name: exact.or(filter) };
-            runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter, image))
+            runtime_block_on(run_scenarios(scenarios, artifacts, junit, filter, image, no_checkpoints))
         }
         Command::List { scenarios } => list(scenarios),
         Command::ShareServer { shared_dir, socket_path, readonly, quota, events, no_landlock } => {
@@ -366,6 +370,7 @@ async fn run_scenarios(
     junit: Option<PathBuf>,
     filter: bootproof::scenario::suite::Filter,
     image: Option<bootproof::scenario::ImageOverride>,
+    no_checkpoints: bool,
 ) -> ExitCode {
     use bootproof::scenario::runner::{Rerun, RunnerOptions};
     use bootproof::scenario::suite;
@@ -384,7 +389,8 @@ async fn run_scenarios(
     }
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let display = suite::Display::new(selection.scenarios.len(), live);
-    let opts = RunnerOptions { rerun: Rerun::Cli { image }, ..RunnerOptions::new(&artifacts) };
+    let mut opts = RunnerOptions { rerun: Rerun::Cli { image }, ..RunnerOptions::new(&artifacts) };
+    opts.checkpoints &= !no_checkpoints;
     let reports = suite::run(&selection.scenarios, &opts, display).await;
     println!("{}", suite::table(&reports));
     let failed = reports.iter().filter(|r| !r.passed).count();

@@ -42,6 +42,28 @@ pub struct ScenarioReport {
     pub last_console_lines: Vec<String>,
     /// The command that reruns this scenario alone (it works when pasted).
     pub rerun: String,
+    /// The checkpoint this run was forked from; `None` for a cold boot (also for a
+    /// scenario with `start` run with checkpoints off: its steps then include the
+    /// checkpoint's).
+    pub checkpoint: Option<CheckpointReport>,
+}
+
+/// Where a forked run started: `summary.json`'s `"checkpoint": {"name", "key", ...}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointReport {
+    pub name: String,
+    /// The cache key (SHA-256, hex) of the saved machine the run restored.
+    pub key: String,
+    pub file: PathBuf,
+    /// This run built the checkpoint (its steps below); else it came from the cache.
+    pub built: bool,
+    pub build_secs: Option<f64>,
+    /// The build's own run directory (inside this run's), when this run built it.
+    pub build_run_dir: Option<PathBuf>,
+    /// Seconds from QEMU's start to the restored guest answering its agent.
+    pub restore_secs: Option<f64>,
+    /// The build's steps, when this run built it.
+    pub steps: Vec<StepReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +164,10 @@ impl ScenarioReport {
             "scenario `{}` FAILED after {:.1}s under {} ({} on {})\n",
             self.scenario, self.elapsed_secs, self.accel, self.image, self.profile
         );
+        if let Some(c) = &self.checkpoint {
+            let how = if c.built { "built by this run" } else { "from the cache" };
+            s.push_str(&format!("  started:  from checkpoint `{}` ({how}, key {:.16})\n", c.name, c.key));
+        }
         if let Some(f) = &self.failure {
             s.push_str(&format!("  failed:   {}\n", f.what));
             s.push_str(&indent_after_label("expected: ", &f.expected));
@@ -253,6 +279,10 @@ fn junit(reports: &[ScenarioReport], suite_name: &str) -> quick_junit::Report {
         case.add_property(Property::new("accel", r.accel.clone()));
         case.add_property(Property::new("run_dir", r.run_dir.display().to_string()));
         case.add_property(Property::new("rerun", r.rerun.clone()));
+        if let Some(c) = &r.checkpoint {
+            case.add_property(Property::new("checkpoint", c.name.clone()));
+            case.add_property(Property::new("checkpoint.key", c.key.clone()));
+        }
         for st in &r.steps {
             let value = format!(
                 "{} {} ({:.1}s)",
@@ -312,6 +342,7 @@ mod tests {
             }),
             last_console_lines: vec!["bootproof-tiny: init started".into()],
             rerun: "cargo test --test scenarios -- --exact tiny-run".into(),
+            checkpoint: None,
         }
     }
 

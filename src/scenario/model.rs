@@ -47,8 +47,203 @@ pub struct Scenario {
     /// `[[share]]`: host directories the guest may mount, read-only, besides the run's
     /// own read-write share.
     pub shares: Vec<ScenarioShare>,
+    /// `start`: the checkpoint the scenario starts from, a name (found in a
+    /// `checkpoints` directory beside the scenarios' directory, or shipped) or a path
+    /// (made absolute by [`Scenario::load`]); see [`Checkpoint`].
+    pub start: Option<String>,
     /// The file it came from, when it came from one.
     pub file: Option<PathBuf>,
+}
+
+/// A checkpoint file (`tests/checkpoints/<name>.toml`): the steps that bring a machine
+/// to a state many scenarios start from, with the secrets those steps type. It runs on
+/// the image and profile of the scenario that starts there; the machine is then saved
+/// and every such scenario restores a fork of it (see `crate::vm::checkpoint`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The file's stem: what `start = "..."` names.
+    pub name: String,
+    pub description: Option<String>,
+    /// The build's budget, as under KVM (scaled under TCG like a scenario's).
+    pub timeout: Duration,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub steps: Vec<Step>,
+    /// The file it came from (a `builtin:` label for a shipped one).
+    pub file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoint {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "default_checkpoint_timeout")]
+    timeout: toml::Spanned<String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, toml::Spanned<SecretSource>>,
+    #[serde(default)]
+    step: Vec<toml::Spanned<RawStep>>,
+}
+
+fn default_checkpoint_timeout() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "5m".to_string())
+}
+
+/// The shipped checkpoints as `(file name, contents)`: `tests/checkpoints/*.toml` at
+/// build time (see build.rs).
+const SHIPPED_CHECKPOINTS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_checkpoints.rs"));
+
+/// How messages name a shipped checkpoint's file.
+pub const BUILTIN_CHECKPOINTS: &str = "builtin:tests/checkpoints";
+
+impl Checkpoint {
+    /// The checkpoint `scenario.start` names: a path as given (already absolute when
+    /// the scenario was loaded from a file); a name from `<scenario dir>/../checkpoints/`
+    /// when that file exists, else the shipped one of that name.
+    pub fn locate(scenario: &Scenario) -> Result<Option<Checkpoint>, ScenarioError> {
+        let Some(start) = &scenario.start else { return Ok(None) };
+        if is_path_like(start) {
+            return Checkpoint::load(Path::new(start)).map(Some);
+        }
+        let on_disk =
+            scenario.file.as_ref().filter(|f| f.is_file()).and_then(|f| {
+                f.parent()?.parent().map(|d| d.join("checkpoints").join(format!("{start}.toml")))
+            });
+        if let Some(path) = on_disk.filter(|p| p.is_file()) {
+            return Checkpoint::load(&path).map(Some);
+        }
+        let file = format!("{start}.toml");
+        match SHIPPED_CHECKPOINTS.iter().find(|(f, _)| *f == file) {
+            Some((_, text)) => {
+                let label = PathBuf::from(format!("{BUILTIN_CHECKPOINTS}/{file}"));
+                let mut c = Checkpoint::parse(text, &label)?;
+                c.name = start.clone();
+                Ok(Some(c))
+            }
+            None => {
+                let shipped: Vec<&str> =
+                    SHIPPED_CHECKPOINTS.iter().map(|(f, _)| f.trim_end_matches(".toml")).collect();
+                let looked = on_disk_hint(scenario, start);
+                Err(ScenarioError::Invalid {
+                    path: scenario.file.clone().unwrap_or_else(|| PathBuf::from(&scenario.name)),
+                    line: 1,
+                    column: 1,
+                    message: format!(
+                        "start = \"{start}\": no such checkpoint ({looked}the shipped ones are: {})",
+                        shipped.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Loads a checkpoint file; relative secret files become relative to it.
+    pub fn load(path: &Path) -> Result<Checkpoint, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
+        let mut c = Checkpoint::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in c.secrets.values_mut().filter_map(SecretSource::file_mut) {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Parses checkpoint text; `path` labels errors and names the checkpoint.
+    pub fn parse(text: &str, path: &Path) -> Result<Checkpoint, ScenarioError> {
+        let ctx = Ctx { text, path };
+        let raw: RawCheckpoint = toml::from_str(text)
+            .map_err(|e| ctx.error(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
+        let timeout = parse_duration(raw.timeout.get_ref()).map_err(|m| ctx.error(raw.timeout.span(), m))?;
+        let mut secrets = BTreeMap::new();
+        for (name, src) in raw.secrets {
+            if let SecretSource::Generate(_) = src.get_ref() {
+                return Err(ctx.error(
+                    src.span(),
+                    format!(
+                        "secret `{name}`: a checkpoint cannot generate a secret (its value would be \
+                         lost with the run that built it, and every fork would need it); give it a \
+                         file, a variable or a reference"
+                    ),
+                ));
+            }
+            secrets.insert(name, src.into_inner());
+        }
+        let steps = raw.step.into_iter().map(|s| step(&ctx, s)).collect::<Result<Vec<_>, _>>()?;
+        if steps.is_empty() {
+            return Err(ctx.error(
+                0..0,
+                "a checkpoint has no [[step]]: it would save a machine nobody has looked at; add the \
+                 steps that reach its state (a console prompt, a unit)"
+                    .into(),
+            ));
+        }
+        for st in &steps {
+            if let Some(what) = unsaveable_step(&st.action) {
+                return Err(ScenarioError::Invalid {
+                    path: path.into(),
+                    line: st.line,
+                    column: 1,
+                    message: format!("a checkpoint step cannot {what}: the saved machine must be running"),
+                });
+            }
+            for secret in secret_refs(st) {
+                if !secrets.contains_key(&secret) {
+                    return Err(ScenarioError::Invalid {
+                        path: path.into(),
+                        line: st.line,
+                        column: 1,
+                        message: format!(
+                            "`${{secret:{secret}}}` names no secret in the checkpoint's [secrets]"
+                        ),
+                    });
+                }
+            }
+        }
+        let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        Ok(Checkpoint {
+            name,
+            description: raw.description,
+            timeout,
+            secrets,
+            steps,
+            file: path.to_path_buf(),
+        })
+    }
+
+    /// The scenario as a cold boot runs it: the checkpoint's steps first, then its
+    /// own, with both sets of secrets (a scenario's own secret of the same name wins).
+    pub fn prepend_to(&self, scenario: &Scenario) -> Scenario {
+        let mut cold = scenario.clone();
+        cold.start = None;
+        cold.steps = self.steps.iter().cloned().chain(scenario.steps.iter().cloned()).collect();
+        for (name, src) in &self.secrets {
+            cold.secrets.entry(name.clone()).or_insert_with(|| src.clone());
+        }
+        cold
+    }
+}
+
+/// Steps after which there is no running machine to save.
+fn unsaveable_step(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::PowerOff => Some("power the machine off"),
+        Action::Suspend => Some("suspend the machine"),
+        _ => None,
+    }
+}
+
+fn is_path_like(start: &str) -> bool {
+    start.contains('/') || start.ends_with(".toml")
+}
+
+fn on_disk_hint(scenario: &Scenario, start: &str) -> String {
+    match scenario.file.as_ref().filter(|f| f.is_file()).and_then(|f| f.parent()?.parent()) {
+        Some(d) => format!("looked for {}; ", d.join("checkpoints").join(format!("{start}.toml")).display()),
+        None => String::new(),
+    }
 }
 
 /// Where a secret's value comes from.
@@ -415,6 +610,8 @@ struct RawScenario {
     preseed: Option<toml::Spanned<PreseedRun>>,
     #[serde(default)]
     share: Vec<toml::Spanned<ScenarioShare>>,
+    #[serde(default)]
+    start: Option<toml::Spanned<String>>,
 }
 
 /// `"file"` or `["file", ...]`.
@@ -516,6 +713,12 @@ impl Scenario {
                 share.path = base.join(&share.path).display().to_string();
             }
         }
+        if let Some(start) = &mut s.start
+            && is_path_like(start)
+            && Path::new(start.as_str()).is_relative()
+        {
+            *start = base.join(&*start).display().to_string();
+        }
         for k in &mut s.kickstart {
             if k.is_relative() {
                 *k = base.join(&*k);
@@ -605,6 +808,18 @@ impl Scenario {
                 ),
             ));
         }
+        if let Some(start) = &raw.start {
+            let ok = !start.get_ref().is_empty()
+                && (is_path_like(start.get_ref())
+                    || start.get_ref().bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)));
+            if !ok {
+                return Err(ctx.error(
+                    start.span(),
+                    "start: a checkpoint's name (letters, digits, `-`, `_`, `.`) or a path to its file"
+                        .into(),
+                ));
+            }
+        }
         for st in &steps {
             for secret in secret_refs(st) {
                 if !raw.secrets.contains_key(&secret) {
@@ -632,6 +847,7 @@ impl Scenario {
             allow_findings,
             preseed,
             shares,
+            start: raw.start.map(toml::Spanned::into_inner),
             file: None,
         })
     }

@@ -24,13 +24,13 @@ use crate::checks::{self, CheckContext, Verdict};
 use crate::host::accel::Accel;
 use crate::logs::Finding;
 use crate::profile::{self, Profile};
-use crate::report::{CheckReport, Failure, ScenarioReport, Status, StepReport};
+use crate::report::{CheckReport, CheckpointReport, Failure, ScenarioReport, Status, StepReport};
 use crate::vm::boot::{host_facts, resolve_image};
 use crate::vm::plan::Plan;
 use crate::vm::rundir::{RunLayout, new_run_id};
-use crate::vm::{Ending, Vm, VmOptions};
+use crate::vm::{Ending, Vm, VmOptions, checkpoint};
 
-use super::model::{Action, JournalWait, Scenario, SecretSource, Step, UnitState};
+use super::model::{Action, Checkpoint, JournalWait, Scenario, SecretSource, Step, UnitState};
 use super::{ImageOverride, budget};
 use crate::pattern::{BytePattern, Pattern};
 
@@ -92,6 +92,12 @@ pub enum RunError {
     Share { tag: String, message: String },
     #[error("bootproof's server for the restricted network: {0}")]
     Server(String),
+    #[error(transparent)]
+    CheckpointFile(crate::scenario::ScenarioError),
+    #[error("checkpoint `{name}`: {message}")]
+    Checkpoint { name: String, message: String },
+    #[error("checkpoint `{name}` could not be built (its run: {}): {}: {}", run_dir.display(), failure.what, failure.seen)]
+    CheckpointBuild { name: String, run_dir: PathBuf, failure: Box<Failure> },
 }
 
 impl RunError {
@@ -118,6 +124,16 @@ impl RunError {
             RunError::Vm(_) => ("VM start".into(), "a running VM"),
             RunError::Share { tag, .. } => (format!("share `{tag}`"), "a directory to hand the guest"),
             RunError::Server(_) => ("server".into(), "bootproof's HTTP server on loopback"),
+            RunError::CheckpointFile(_) => ("checkpoint file".into(), "a checkpoint file `start` names"),
+            RunError::Checkpoint { name, .. } => (format!("checkpoint `{name}`"), "the checkpoint cache"),
+            RunError::CheckpointBuild { name, run_dir, failure } => {
+                // The build's own failure is the reason: say it as the build said it.
+                return Failure {
+                    what: format!("checkpoint `{name}` (built in {}): {}", run_dir.display(), failure.what),
+                    expected: failure.expected.clone(),
+                    seen: failure.seen.clone(),
+                };
+            }
         };
         Failure { what, expected: expected.into(), seen: self.to_string() }
     }
@@ -143,6 +159,18 @@ pub struct RunnerOptions {
     pub progress: Option<ProgressFn>,
     /// How the report tells the user to rerun the scenario alone.
     pub rerun: Rerun,
+    /// Scenarios with `start` fork their checkpoint (built once, cached); `false` boots
+    /// each cold, running the checkpoint's steps first (`BOOTPROOF_CHECKPOINTS=0`,
+    /// `bootproof run --no-checkpoints`).
+    pub checkpoints: bool,
+}
+
+/// `BOOTPROOF_CHECKPOINTS`: `0`, `false`, `no` or `off` turn checkpoints off.
+pub fn checkpoints_from_env() -> bool {
+    match std::env::var("BOOTPROOF_CHECKPOINTS") {
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"),
+        Err(_) => true,
+    }
 }
 
 impl RunnerOptions {
@@ -154,6 +182,7 @@ impl RunnerOptions {
             echo_console: false,
             progress: None,
             rerun: Rerun::Cli { image: None },
+            checkpoints: checkpoints_from_env(),
         }
     }
 }
@@ -208,10 +237,25 @@ impl StepError {
 pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
     let (run_dir, mut report) = new_report(scenario, opts);
     let mut vm_start = None;
-    if let Err(e) = execute(scenario, opts, &run_dir, &mut vm_start, &mut report).await {
+    let outcome = match Checkpoint::locate(scenario) {
+        Err(e) => Err(RunError::CheckpointFile(e)),
+        Ok(None) => execute(scenario, opts, &run_dir, &mut vm_start, &mut report, Boot::Cold).await,
+        // Checkpoints off: the same machine, reached by a cold boot and the steps.
+        Ok(Some(cp)) if !opts.checkpoints => {
+            execute(&cp.prepend_to(scenario), opts, &run_dir, &mut vm_start, &mut report, Boot::Cold).await
+        }
+        Ok(Some(cp)) => execute(scenario, opts, &run_dir, &mut vm_start, &mut report, Boot::Fork(&cp)).await,
+    };
+    if let Err(e) = outcome {
         report.failure.get_or_insert(e.failure());
     }
-    report.findings = findings(&run_dir);
+    finish(&run_dir, &mut report, vm_start);
+    report
+}
+
+/// Findings, the verdict, the times, and `summary.json`.
+fn finish(run_dir: &Path, report: &mut ScenarioReport, vm_start: Option<Instant>) {
+    report.findings = findings(run_dir);
     // Something must have been checked: a step that ran or a check that looked.
     let checked = report.steps.iter().any(|s| s.status == Status::Passed) || !report.checks.is_empty();
     report.passed = report.failure.is_none()
@@ -220,8 +264,7 @@ pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
         && report.checks.iter().all(|c| c.status == Status::Passed);
     report.elapsed_secs = vm_start.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     report.ended_unix = unix_now();
-    write_summary(&run_dir, &mut report);
-    report
+    write_summary(run_dir, report);
 }
 
 /// A scenario that never got a VM because `what` failed before it (e.g. building its
@@ -258,6 +301,7 @@ fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioRe
         failure: None,
         last_console_lines: Vec::new(),
         rerun: opts.rerun.command(scenario),
+        checkpoint: None,
     };
     (run_dir, report)
 }
@@ -287,12 +331,24 @@ fn tell(opts: &RunnerOptions, scenario: &Scenario, p: Progress) {
     }
 }
 
+/// How a run's machine comes to be.
+enum Boot<'a> {
+    /// Firmware, bootloader, kernel: the image as it is.
+    Cold,
+    /// A fork of this checkpoint, built first when the cache lacks it.
+    Fork(&'a Checkpoint),
+    /// Building a checkpoint: the checkpoint's steps on a cold boot with the forks'
+    /// profile, then the machine saved into `staging` as the cache entry for `key`.
+    Build { checkpoint: &'a Checkpoint, profile: Box<Profile>, key: String, staging: PathBuf },
+}
+
 async fn execute(
     scenario: &Scenario,
     opts: &RunnerOptions,
     run_dir: &Path,
     vm_start: &mut Option<Instant>,
     report: &mut ScenarioReport,
+    boot: Boot<'_>,
 ) -> Result<(), RunError> {
     if scenario.steps.is_empty() && scenario.checks.is_empty() {
         return Err(RunError::NothingToCheck(scenario.name.clone()));
@@ -302,7 +358,24 @@ async fn execute(
     for secret in secrets.values() {
         crate::redact::register(secret);
     }
-    let profile = profile_for(scenario)?;
+    if let Boot::Fork(cp) = &boot {
+        // The fork never types them, but its guest may still show them.
+        for (name, src) in &cp.secrets {
+            crate::redact::register(&secret_value(name, src)?);
+        }
+    }
+    let profile = match &boot {
+        Boot::Build { profile, .. } => (**profile).clone(),
+        Boot::Fork(_) => {
+            // A fork's clock and shares are set through the agent.
+            let mut p = profile_for(scenario)?;
+            if p.agent == profile::AgentKind::None {
+                p.agent = profile::AgentKind::Auto;
+            }
+            p
+        }
+        Boot::Cold => profile_for(scenario)?,
+    };
     let layout = RunLayout::create(run_dir)
         .map_err(|source| RunError::RunDir { path: run_dir.to_path_buf(), source })?;
     let image = resolve_image(&scenario.image).map_err(Box::new)?;
@@ -315,6 +388,14 @@ async fn execute(
         Some(run) => Some(debian_installer(run, &secrets, &mut plan)?),
         None if plan.network.is_some() => Some(restricted_server(scenario, &profile, &mut plan)?),
         None => None,
+    };
+    let saved = match &boot {
+        Boot::Fork(cp) => {
+            let saved = ensure_checkpoint(cp, scenario, opts, &profile, &plan, run_dir, report).await?;
+            saved.apply(&mut plan);
+            Some(saved)
+        }
+        _ => None,
     };
     let queued = Instant::now();
     let _slot = budget::acquire(profile.memory, |max| {
@@ -331,7 +412,15 @@ async fn execute(
     report.timeout_secs = host.accel.scale(scenario.timeout).as_secs_f64();
     tell(opts, scenario, Progress::Booting);
     report.vm_started_unix = Some(unix_now());
-    let mut vm = Vm::launch(plan, VmOptions { echo_console: opts.echo_console }).await.map_err(Box::new)?;
+    let options = VmOptions { echo_console: opts.echo_console };
+    let mut vm = match &saved {
+        Some(saved) => {
+            let _ = std::fs::copy(saved.console(), layout.dir.join(checkpoint::FORK_CONSOLE));
+            Vm::restore(plan, options, &saved.incoming()).await
+        }
+        None => Vm::launch(plan, options).await,
+    }
+    .map_err(Box::new)?;
     let live = Live::watch(&vm, &scenario.allow_findings);
     let mut ctx = StepCtx {
         vm: &mut vm,
@@ -345,6 +434,22 @@ async fn execute(
         powered_off: false,
         agent_failed: false,
     };
+    if let Some(saved) = &saved {
+        let restored = resume_fork(&mut ctx, saved).await;
+        if let Some(c) = &mut report.checkpoint {
+            c.restore_secs = Some(started.elapsed().as_secs_f64());
+        }
+        if let Err(e) = restored {
+            report.failure = Some(Failure {
+                what: format!("checkpoint `{}` restore", saved.meta.name),
+                expected: e.expected,
+                seen: e.seen,
+            });
+            ctx.vm.quit().await;
+            report.last_console_lines = ctx.vm.console().tail();
+            return Ok(());
+        }
+    }
     let (checks_at, total) = (checks_position(&scenario.steps), scenario.steps.len());
     for (i, step) in scenario.steps.iter().enumerate() {
         if i == checks_at {
@@ -361,6 +466,23 @@ async fn execute(
             run_step(i, step, &mut ctx, scenario, started, report).await
         };
         report.steps.push(step_report);
+    }
+    if let Boot::Build { checkpoint: cp, key, staging, .. } = &boot {
+        report.agent = ctx.transport.take();
+        if report.failure.is_none() {
+            let build_secs = started.elapsed().as_secs_f64();
+            if let Err(e) = save_checkpoint(&mut ctx, cp, scenario, key, staging, run_dir, build_secs).await {
+                report.failure = Some(Failure {
+                    what: format!("checkpoint `{}` save", cp.name),
+                    expected: e.expected,
+                    seen: e.seen,
+                });
+            }
+        }
+        ctx.vm.quit().await;
+        report.vm_ended_unix = Some(unix_now());
+        report.last_console_lines = ctx.vm.console().tail();
+        return Ok(());
     }
     if checks_at == scenario.steps.len() {
         run_checks(scenario, opts, &mut ctx, report, true).await;
@@ -383,6 +505,180 @@ async fn execute(
     run_checks(scenario, opts, &mut ctx, report, false).await;
     report.vm_ended_unix = Some(unix_now());
     report.last_console_lines = ctx.vm.console().tail();
+    Ok(())
+}
+
+/// The checkpoint's steps (actions and timeouts, not their lines: a comment changes
+/// nothing) and secret sources, as text for its cache key.
+fn steps_text(cp: &Checkpoint) -> String {
+    let steps: Vec<_> = cp.steps.iter().map(|s| (&s.action, s.timeout)).collect();
+    format!("{steps:?}\n{:?}", cp.secrets)
+}
+
+/// The saved machine for `cp` on this scenario's image and profile: from the cache, or
+/// built now (its run directory is `checkpoint/` inside this run's, its steps in this
+/// run's report). Concurrent runs needing the same key wait for one build.
+async fn ensure_checkpoint(
+    cp: &Checkpoint,
+    scenario: &Scenario,
+    opts: &RunnerOptions,
+    profile: &Profile,
+    plan: &Plan,
+    run_dir: &Path,
+    report: &mut ScenarioReport,
+) -> Result<checkpoint::Saved, RunError> {
+    let key = checkpoint::key(plan, &format!("{profile:?}"), &steps_text(cp));
+    report.checkpoint = Some(CheckpointReport {
+        name: cp.name.clone(),
+        key: key.clone(),
+        file: cp.file.clone(),
+        built: false,
+        build_secs: None,
+        build_run_dir: None,
+        restore_secs: None,
+        steps: Vec::new(),
+    });
+    let root = checkpoint::root();
+    let cp_err = |e: checkpoint::CheckpointError| RunError::Checkpoint {
+        name: cp.name.clone(),
+        message: e.to_string(),
+    };
+    let _lock = checkpoint::lock(&root, &cp.name, &key).await.map_err(cp_err)?;
+    if let Some(saved) = checkpoint::lookup(&root, &cp.name, &key) {
+        return Ok(saved);
+    }
+    let build_dir = run_dir.join("checkpoint");
+    let staging = root.join(&cp.name).join(format!(".staging-{}-{}", std::process::id(), new_run_id()));
+    std::fs::create_dir_all(&staging).map_err(|source| RunError::RunDir { path: staging.clone(), source })?;
+    let build = Scenario {
+        name: format!("{} (checkpoint {})", scenario.name, cp.name),
+        timeout: cp.timeout,
+        secrets: cp.secrets.clone(),
+        steps: cp.steps.clone(),
+        checks: Vec::new(),
+        start: None,
+        file: Some(cp.file.clone()),
+        ..scenario.clone()
+    };
+    let (_, mut build_report) = new_report(&build, opts);
+    build_report.run_dir = build_dir.clone();
+    let mut build_start = None;
+    let boot = Boot::Build {
+        checkpoint: cp,
+        profile: Box::new(profile.clone()),
+        key: key.clone(),
+        staging: staging.clone(),
+    };
+    let t0 = Instant::now();
+    let outcome =
+        Box::pin(execute(&build, opts, &build_dir, &mut build_start, &mut build_report, boot)).await;
+    if let Err(e) = outcome {
+        build_report.failure.get_or_insert(e.failure());
+    }
+    finish(&build_dir, &mut build_report, build_start);
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Some(c) = &mut report.checkpoint {
+        c.built = true;
+        c.build_secs = Some(t0.elapsed().as_secs_f64());
+        c.build_run_dir = Some(build_dir.clone());
+        c.steps = build_report.steps.clone();
+    }
+    match checkpoint::lookup(&root, &cp.name, &key) {
+        Some(saved) if build_report.passed => Ok(saved),
+        _ => {
+            let f = build_report.failure.unwrap_or_else(|| Failure {
+                what: "checkpoint".into(),
+                expected: "the checkpoint saved".into(),
+                seen: "no cache entry after the build".into(),
+            });
+            Err(RunError::CheckpointBuild { name: cp.name.clone(), run_dir: build_dir, failure: Box::new(f) })
+        }
+    }
+}
+
+/// After the checkpoint's steps: the guest's 9P mounts taken down (a mounted
+/// virtio-9p export blocks migration, and a fork mounts its own share), its writes
+/// flushed, the state saved, QEMU quit, and the entry committed to the cache.
+async fn save_checkpoint(
+    ctx: &mut StepCtx<'_>,
+    cp: &Checkpoint,
+    scenario: &Scenario,
+    key: &str,
+    staging: &Path,
+    run_dir: &Path,
+    build_secs: f64,
+) -> Result<(), StepError> {
+    let limit = ctx.accel.scale(Duration::from_secs(60));
+    let mut mounts = Vec::new();
+    if ctx.vm.plan().agent != crate::vm::plan::AgentPlan::default() {
+        let agent = ctx.agent(limit).await?;
+        let run = |cmd: String| {
+            let agent = agent.clone();
+            async move {
+                let out = agent
+                    .run(&cmd, limit)
+                    .await
+                    .map_err(|e| StepError::new(format!("`{cmd}` through the agent"), e.to_string()))?;
+                if out.exit_code != 0 {
+                    let seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
+                    return Err(StepError::new(format!("`{cmd}` to succeed"), seen));
+                }
+                Ok(out)
+            }
+        };
+        let listed = run("cat /proc/mounts".into()).await?;
+        mounts = checkpoint::GuestMount::parse_proc_mounts(&String::from_utf8_lossy(&listed.stdout));
+        for m in mounts.iter().rev() {
+            run(m.umount_command()).await?;
+        }
+        run("sync".into()).await?;
+    }
+    let state = staging.join("state");
+    let saving =
+        checkpoint::save_state(ctx.vm.qmp(), &state, ctx.accel.scale(Duration::from_secs(120))).await;
+    if let Err(e) = saving {
+        return Err(StepError::new("the machine saved to a file", e.to_string()));
+    }
+    ctx.vm.quit().await;
+    let meta = checkpoint::Meta {
+        name: cp.name.clone(),
+        key: key.to_string(),
+        file: cp.file.clone(),
+        image: scenario.image.clone(),
+        qemu_version: checkpoint::qemu_version(&ctx.vm.plan().qemu),
+        created_unix: unix_now(),
+        build_secs,
+        build_run_dir: run_dir.to_path_buf(),
+        mounts,
+        disks: Vec::new(),
+        vars: false,
+        tpm: false,
+    };
+    let console = ctx.vm.plan().layout.console_log();
+    checkpoint::commit(ctx.vm.plan(), staging, &console, meta)
+        .map_err(|e| StepError::new("the checkpoint kept in the cache", e.to_string()))?;
+    Ok(())
+}
+
+/// A fork's first moments: its agent answers, its clock is set to now (the saved one
+/// stopped when the checkpoint was saved), and the 9P shares the checkpoint had
+/// mounted are mounted again, now the fork's own.
+async fn resume_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> Result<(), StepError> {
+    let limit = ctx.limit(Some(Duration::from_secs(30)));
+    let agent = ctx.agent(limit).await?;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let mut commands = vec![format!("date -u -s @{now} >/dev/null")];
+    commands.extend(saved.meta.mounts.iter().map(checkpoint::GuestMount::mount_command));
+    for cmd in commands {
+        let out = agent
+            .run(&cmd, limit)
+            .await
+            .map_err(|e| StepError::new(format!("`{cmd}` in the restored guest"), e.to_string()))?;
+        if out.exit_code != 0 {
+            let seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
+            return Err(StepError::new(format!("`{cmd}` to succeed in the restored guest"), seen));
+        }
+    }
     Ok(())
 }
 

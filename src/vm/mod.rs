@@ -8,6 +8,7 @@
 
 pub mod argv;
 pub mod boot;
+pub mod checkpoint;
 pub mod disk;
 pub mod logport;
 pub mod plan;
@@ -50,6 +51,8 @@ pub enum VmError {
     Setup(#[from] crate::host::setup::SetupError),
     #[error("vhost-device-vsock did not start ({status}); its messages:\n{log}")]
     VsockDevice { status: String, log: String },
+    #[error(transparent)]
+    Restore(#[from] checkpoint::CheckpointError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
@@ -143,7 +146,26 @@ impl Vm {
     /// Prepares the run directory (VARS copy, overlays, command file), starts swtpm and
     /// QEMU, and connects the console and QMP.
     pub async fn launch(plan: Plan, options: VmOptions) -> Result<Vm, VmError> {
-        prepare(&plan)?;
+        Vm::start(plan, options, None).await
+    }
+
+    /// Starts a fork of a checkpoint: `plan` already points at its disks and VARS
+    /// ([`checkpoint::Saved::apply`]); QEMU starts with `-incoming defer`, every channel
+    /// connects as for a boot, then the saved state is loaded and the guest runs on.
+    pub async fn restore(
+        plan: Plan,
+        options: VmOptions,
+        incoming: &checkpoint::Incoming,
+    ) -> Result<Vm, VmError> {
+        Vm::start(plan, options, Some(incoming)).await
+    }
+
+    async fn start(
+        plan: Plan,
+        options: VmOptions,
+        incoming: Option<&checkpoint::Incoming>,
+    ) -> Result<Vm, VmError> {
+        prepare(&plan, incoming)?;
         let layout = &plan.layout;
         let serial = bind(&layout.serial_socket())?;
         let qmp_listener = bind(&layout.qmp_socket())?;
@@ -161,7 +183,7 @@ impl Vm {
             _ => None,
         };
         let share_servers = start_share_servers(&plan).await?;
-        let argv = argv::argv(&plan);
+        let argv = full_argv(&plan, incoming);
         tracing::debug!(run_dir = %layout.dir.display(), argv = %argv::shell_command(&argv), "starting QEMU");
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
@@ -196,6 +218,16 @@ impl Vm {
             Ok(ports) => ports,
             Err(e) => return Err(exit_or(&mut qemu, layout, e).await),
         };
+        if let Some(incoming) = incoming
+            && let Err(detail) = checkpoint::restore_state(&qmp, incoming, Duration::from_secs(120)).await
+        {
+            let e = checkpoint::CheckpointError::RestoreFailed {
+                state: incoming.state.clone(),
+                detail,
+                log: layout.qemu_log(),
+            };
+            return Err(exit_or(&mut qemu, layout, e.into()).await);
+        }
         let agent = tokio::sync::OnceCell::new();
         Ok(Vm {
             plan,
@@ -495,9 +527,23 @@ async fn start_vsock_device(layout: &rundir::RunLayout) -> Result<Supervised, Vm
     Ok(device)
 }
 
-/// Copies the VARS template, creates the disk overlays, and records the command line.
-fn prepare(plan: &Plan) -> Result<(), VmError> {
+/// The argv, with `-incoming defer` for a fork.
+fn full_argv(plan: &Plan, incoming: Option<&checkpoint::Incoming>) -> Vec<std::ffi::OsString> {
+    let mut argv = argv::argv(plan);
+    if incoming.is_some() {
+        argv.extend(["-incoming".into(), "defer".into()]);
+    }
+    argv
+}
+
+/// Copies the VARS template (and a fork's TPM state), creates the disk overlays, and
+/// records the command line.
+fn prepare(plan: &Plan, incoming: Option<&checkpoint::Incoming>) -> Result<(), VmError> {
     let layout = &plan.layout;
+    if let Some(tpm) = incoming.and_then(|i| i.tpm_state.as_ref()) {
+        checkpoint::copy_tpm_state(tpm, &layout.tpm_state())
+            .map_err(io(format!("copying the checkpoint's TPM state {}", tpm.display())))?;
+    }
     if let Some(fw) = &plan.firmware {
         std::fs::copy(&fw.vars_template, &fw.vars).map_err(io(format!(
             "copying {} to {}",
@@ -530,7 +576,7 @@ fn prepare(plan: &Plan) -> Result<(), VmError> {
             return Err(disk::DiskError::Missing { path: path.clone() }.into());
         }
     }
-    let command = argv::shell_command(&argv::argv(plan));
+    let command = argv::shell_command(&full_argv(plan, incoming));
     std::fs::write(layout.command_file(), format!("#!/bin/sh\n# The QEMU command bootproof ran (sockets must be listened on to rerun it).\n{command}\n"))
         .map_err(io("writing the command file"))?;
     Ok(())
