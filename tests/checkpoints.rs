@@ -304,3 +304,43 @@ async fn a_machine_qemu_cannot_save_fails_naming_the_device() {
         "nothing half-saved is kept"
     );
 }
+
+/// A checkpoint whose guest keeps a secret in memory is not kept: the cache would hold
+/// the secret. The build fails saying so, and no entry is left.
+#[tokio::test]
+async fn a_checkpoint_holding_a_secret_is_refused() {
+    ready();
+    let suite = Suite::new();
+    let secret = format!("Kept{}", nonce().replace('-', "x"));
+    std::fs::write(suite.dir.path().join("checkpoints/secret.txt"), &secret).unwrap();
+    suite.checkpoint(
+        "tiny-secret",
+        r#"
+[secrets]
+pin = { file = "secret.txt" }
+
+[[step]]
+wait_console = "bootproof-tiny: init started"
+
+[[step]]
+run = "echo ${secret:pin} > /kept"
+"#,
+    );
+    let s = suite.scenario(
+        "secret-fork",
+        "name = \"secret-fork\"\nprofile = \"uefi\"\nimage = \"reference:tiny\"\nstart = \"tiny-secret\"\ntimeout = \"90s\"\n\n[[step]]\nrun = \"true\"\n",
+    );
+    let r = runner::run(&s, &suite.opts(true)).await;
+    assert!(!r.passed);
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.seen.contains("holds a secret of this run"), "{f:?}");
+    let key = &r.checkpoint.as_ref().unwrap().key;
+    let root = bootproof::vm::checkpoint::root();
+    assert!(!bootproof::vm::checkpoint::entry_dir(&root, "tiny-secret", key).exists(), "nothing kept");
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("tiny-secret"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "no staging directory left behind");
+}

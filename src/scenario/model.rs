@@ -1162,4 +1162,42 @@ mod tests {
         let (_, m) = error_at(&format!("{HEAD}[[check]]\nsecure_boot = \"on\"\n"));
         assert!(m.contains("invalid type"), "{m}");
     }
+
+    #[test]
+    fn a_checkpoint_file_is_checked_like_a_scenario() {
+        let parse = |text: &str| Checkpoint::parse(text, Path::new("cp/x.toml"));
+        let ok = parse(
+            "timeout = \"2m\"\n[secrets]\nk = { env = \"K\" }\n[[step]]\ntype_console = \"${secret:k}\\n\"\n",
+        )
+        .unwrap();
+        assert_eq!((ok.name.as_str(), ok.steps.len(), ok.timeout), ("x", 1, Duration::from_secs(120)));
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let e = err("[[step]]\nwait_console = \"a\"\nchecks = 1\n");
+        assert!(e.starts_with("cp/x.toml:3:1") && e.contains("unknown field `checks`"), "{e}");
+        let e = err("[secrets]\nn = { generate = 12 }\n[[step]]\nwait_console = \"a\"\n");
+        assert!(e.contains("cp/x.toml:2") && e.contains("cannot generate a secret"), "{e}");
+        let e = err("[[step]]\nwait_console = \"a\"\n\n[[step]]\npower_off = true\n");
+        assert!(e.contains("cp/x.toml:4") && e.contains("power the machine off"), "{e}");
+        let e = err("description = \"nothing\"\n");
+        assert!(e.contains("has no [[step]]"), "{e}");
+        let e = err("[[step]]\ntype_console = \"${secret:luks}\"\n");
+        assert!(e.contains("cp/x.toml:1") && e.contains("no secret in the checkpoint's [secrets]"), "{e}");
+    }
+
+    #[test]
+    fn start_names_a_shipped_checkpoint_or_fails_listing_them() {
+        let mut s =
+            parse(&format!("{HEAD}start = \"installed-unlocked\"\n[[step]]\nrun = \"true\"\n")).unwrap();
+        let cp = Checkpoint::locate(&s).unwrap().unwrap();
+        assert_eq!(cp.name, "installed-unlocked");
+        assert!(cp.file.starts_with(BUILTIN_CHECKPOINTS), "{}", cp.file.display());
+        let cold = cp.prepend_to(&s);
+        assert_eq!(cold.steps.len(), cp.steps.len() + s.steps.len());
+        assert!(cold.secrets.contains_key("luks") && cold.start.is_none());
+        s.start = Some("nope".into());
+        let e = Checkpoint::locate(&s).unwrap_err().to_string();
+        assert!(e.contains("no such checkpoint") && e.contains("installed-unlocked"), "{e}");
+        let e = parse(&format!("{HEAD}start = \"a b\"\n[[step]]\nrun = \"true\"\n")).unwrap_err().to_string();
+        assert!(e.contains("start:"), "{e}");
+    }
 }

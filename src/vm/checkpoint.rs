@@ -54,6 +54,12 @@ pub enum CheckpointError {
     SaveFailed(String),
     #[error("restoring checkpoint {}: {detail} (QEMU's log: {})", state.display(), log.display())]
     RestoreFailed { state: PathBuf, detail: String, log: PathBuf },
+    #[error(
+        "the saved machine holds a secret of this run in plain or encoded form ({file} at byte \
+         {offset}); a checkpoint would keep it in the cache, so none was kept. Make the guest \
+         forget it before the checkpoint's last step, or start this scenario cold"
+    )]
+    SecretInState { file: String, offset: u64 },
     #[error("checkpoint cache {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -434,6 +440,18 @@ pub fn commit(plan: &Plan, staging: &Path, console: &Path, mut meta: Meta) -> Re
     if console.is_file() {
         std::fs::copy(console, staging.join(CONSOLE)).map_err(io(console))?;
     }
+    // What the cache keeps never holds a secret: the guest's memory and disks are
+    // searched for every form the redactor knows (the console log was redacted as it
+    // was written).
+    for entry in walk(staging)? {
+        if entry.file_name().is_some_and(|n| n == CONSOLE) {
+            continue;
+        }
+        if let Some(offset) = find_secret(&entry)? {
+            let file = entry.strip_prefix(staging).unwrap_or(&entry).display().to_string();
+            return Err(CheckpointError::SecretInState { file, offset });
+        }
+    }
     let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
     std::fs::write(staging.join(META), json).map_err(io(staging))?;
     let root = staging.parent().and_then(Path::parent).unwrap_or(staging);
@@ -461,6 +479,54 @@ fn evict_older(kept: &Path, meta: &Meta) {
         if other.image == meta.image && other.key != meta.key {
             let _ = std::fs::remove_dir_all(&path);
         }
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// The offset of the first registered secret (any form [`crate::redact`] replaces) in
+/// `file`, read in 8 MiB pieces that overlap by the longest form.
+fn find_secret(file: &Path) -> Result<Option<u64>, CheckpointError> {
+    use std::io::Read;
+    let forms = crate::redact::forms();
+    if forms.is_empty() {
+        return Ok(None);
+    }
+    let alternation: Vec<String> = forms.iter().map(|f| regex::escape(&String::from_utf8_lossy(f))).collect();
+    let re = regex::bytes::RegexBuilder::new(&alternation.join("|"))
+        .unicode(false)
+        .size_limit(64 << 20)
+        .build()
+        .map_err(|e| io(file)(std::io::Error::other(e.to_string())))?;
+    let keep = forms.iter().map(Vec::len).max().unwrap_or(1).saturating_sub(1);
+    let mut f = std::fs::File::open(file).map_err(io(file))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(8 << 20);
+    let mut base: u64 = 0;
+    let mut piece = vec![0u8; 8 << 20];
+    loop {
+        let n = f.read(&mut piece).map_err(io(file))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&piece[..n]);
+        if let Some(m) = re.find(&buf) {
+            return Ok(Some(base + m.start() as u64));
+        }
+        let drop = buf.len().saturating_sub(keep);
+        buf.drain(..drop);
+        base += drop as u64;
     }
 }
 
@@ -495,6 +561,94 @@ pub fn copy_tpm_state(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::accel::Accel;
+    use crate::profile::Profile;
+    use crate::vm::plan::{HostFacts, Image, ShareSecurity};
+    use crate::vm::rundir::RunLayout;
+
+    fn plan(run_dir: &str, image: &Path, program: &str, profile: &str) -> Plan {
+        let profile =
+            Profile::parse(&format!("firmware = \"bios\"\n{profile}"), Path::new("p.toml")).unwrap();
+        let host = HostFacts {
+            qemu: "/nonexistent/qemu".into(),
+            accel: Accel::Tcg,
+            firmware: None,
+            share_security: ShareSecurity::MappedXattr,
+            kernel_vsock: false,
+            virtfs: true,
+            share_backend_override: None,
+            bootproof_program: Some(program.into()),
+        };
+        let image = Image::Disk { path: image.to_path_buf(), format: None };
+        Plan::new(&profile, Some(&image), &host, &RunLayout::at(run_dir)).unwrap()
+    }
+
+    #[test]
+    fn the_key_leaves_out_per_run_paths_and_follows_what_changes_the_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.qcow2");
+        std::fs::write(&image, b"one").unwrap();
+        let p2 = "share_backend = \"p9\"\n";
+        let k = |run: &str, program: &str, profile: &str, steps: &str| {
+            key(&plan(run, &image, program, profile), profile, steps)
+        };
+        let first = k("/art/a/1", "/t/deps/x-1", p2, "steps");
+        assert_eq!(first.len(), 64);
+        // Another run directory and another program path (a test binary vs the CLI).
+        assert_eq!(first, k("/other/b/2", "/usr/bin/bootproof", p2, "steps"));
+        assert_ne!(first, k("/art/a/1", "/t/deps/x-1", p2, "other steps"), "steps");
+        assert_ne!(first, k("/art/a/1", "/t/deps/x-1", "memory = \"2G\"\n", "steps"), "profile");
+        // The image rewritten in place: size and modification time change.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&image, b"two, longer").unwrap();
+        assert_ne!(first, k("/art/a/1", "/t/deps/x-1", p2, "steps"), "image");
+    }
+
+    #[test]
+    fn a_normalized_argv_names_no_run_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.qcow2");
+        std::fs::write(&image, b"x").unwrap();
+        let text = normalized_argv(&plan("/art/s/run-7", &image, "/t/deps/x-1", "share_backend = \"p9\"\n"));
+        assert!(!text.contains("/art/s/run-7") && !text.contains("/t/deps/x-1"), "{text}");
+        assert!(text.contains("$RUN_DIR/disk0.qcow2") || text.contains("$RUN_DIR"), "{text}");
+        assert!(text.contains("$BOOTPROOF share-relay"), "{text}");
+    }
+
+    #[test]
+    fn a_secret_is_found_across_the_pieces_a_state_file_is_read_in() {
+        let secret = "checkpoint-scan-Secret-7f3a";
+        crate::redact::register(secret);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state");
+        let at = (8 << 20) - 10; // straddles the first piece's end
+        let mut bytes = vec![0x55u8; 12 << 20];
+        bytes[at..at + secret.len()].copy_from_slice(secret.as_bytes());
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(find_secret(&file).unwrap(), Some(at as u64));
+        // Its base64, as a guest program might keep it, is found too.
+        let mut bytes = vec![0x55u8; 1 << 20];
+        let encoded = base64_of(secret);
+        bytes[100..100 + encoded.len()].copy_from_slice(encoded.as_bytes());
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(find_secret(&file).unwrap().is_some(), "base64 form");
+        std::fs::write(&file, vec![0x55u8; 1 << 20]).unwrap();
+        assert_eq!(find_secret(&file).unwrap(), None);
+    }
+
+    fn base64_of(s: &str) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n =
+                (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..=c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
 
     #[test]
     fn nine_p_mounts_are_read_from_proc_mounts_with_their_escapes() {
@@ -509,7 +663,7 @@ mod tests {
         assert_eq!(mounts[1].target, "/mnt/my inputs");
         assert_eq!(
             mounts[1].mount_command(),
-            "mount -t 9p -o ro,relatime,trans=virtio inputs '/mnt/my inputs'"
+            "mount -t 9p -o 'ro,relatime,trans=virtio' inputs '/mnt/my inputs'"
         );
         assert_eq!(mounts[1].umount_command(), "umount '/mnt/my inputs'");
     }
