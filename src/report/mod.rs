@@ -64,6 +64,8 @@ pub struct CheckpointReport {
     pub restore_secs: Option<f64>,
     /// The build's steps, when this run built it.
     pub steps: Vec<StepReport>,
+    /// How the fork ended, when not by its own steps (see the runner's `end_fork`).
+    pub ended: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

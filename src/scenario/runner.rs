@@ -489,7 +489,17 @@ async fn execute(
     }
     report.agent = ctx.transport.take();
     tell(opts, scenario, Progress::ShuttingDown);
-    if !ctx.powered_off {
+    let fork_ended = match &saved {
+        Some(saved) if !ctx.powered_off && ctx.vm.plan().end == crate::profile::End::PowerButton => {
+            let ended = end_fork(&mut ctx, saved).await;
+            if let Some(c) = &mut report.checkpoint {
+                c.ended = Some(ended.clone());
+            }
+            ended.starts_with("quit")
+        }
+        _ => false,
+    };
+    if !ctx.powered_off && !fork_ended {
         match ctx.vm.plan().end {
             crate::profile::End::PowerButton => {
                 let grace = host.accel.scale(profile.timeouts.shutdown).min(Duration::from_secs(60));
@@ -537,6 +547,7 @@ async fn ensure_checkpoint(
         build_run_dir: None,
         restore_secs: None,
         steps: Vec::new(),
+        ended: None,
     });
     let root = checkpoint::root();
     let cp_err = |e: checkpoint::CheckpointError| RunError::Checkpoint {
@@ -658,6 +669,34 @@ async fn save_checkpoint(
     checkpoint::commit(ctx.vm.plan(), staging, &console, meta)
         .map_err(|e| StepError::new("the checkpoint kept in the cache", e.to_string()))?;
     Ok(())
+}
+
+/// How a fork ends when its profile says "power button": the machine is thrown away,
+/// so instead of its shutdown (10 s and more under TCG) the journal is exported into
+/// the per-run share as `journal.export`, as the shipped images do while powering off
+/// (the findings and share checks read it), and QEMU is quit. A guest without
+/// `journalctl`, or without the share mounted, gets the power button after all.
+/// Returns what happened, for the report.
+async fn end_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> String {
+    let Some(share) = saved.meta.mounts.iter().find(|m| m.source == crate::vm::plan::SHARE_TAG) else {
+        return "power button (the checkpoint had no `bootproof` share mounted)".into();
+    };
+    let limit = ctx.limit(Some(Duration::from_secs(30)));
+    let Ok(agent) = ctx.agent(limit).await else {
+        return "power button (no agent to export the journal)".into();
+    };
+    let dir = quote(&share.target);
+    let cmd = format!(
+        "journalctl -b -o export --no-pager > {dir}/.journal.export.tmp && mv {dir}/.journal.export.tmp {dir}/journal.export"
+    );
+    match agent.run(&cmd, limit).await {
+        Ok(out) if out.exit_code == 0 => {
+            ctx.vm.quit().await;
+            "quit after exporting the journal to the share (a fork's machine is thrown away)".into()
+        }
+        Ok(out) => format!("power button (exporting the journal: exit code {})", out.exit_code),
+        Err(e) => format!("power button (exporting the journal: {e})"),
+    }
 }
 
 /// A fork's first moments: its agent answers, its clock is set to now (the saved one
