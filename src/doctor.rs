@@ -130,7 +130,7 @@ fn share_backend_row(virtfs: bool) -> Check {
     let program = crate::share::find_program();
     let auto = if virtfs { "virtfs" } else { "p9" };
     let over = match crate::profile::ShareBackend::from_env() {
-        Ok(Some(b)) => format!("; BOOTPROOF_SHARE_BACKEND={b:?} overrides every profile").to_lowercase(),
+        Ok(Some(b)) => format!("; BOOTPROOF_SHARE_BACKEND={} overrides every profile", b.as_str()),
         Ok(None) => String::new(),
         Err(e) => return row("share backend", "missing", e, true),
     };

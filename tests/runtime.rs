@@ -404,6 +404,21 @@ fn doctor_explains_the_acceleration_verdict() {
     assert_eq!(report["accel"], accel["status"]);
 }
 
+/// The override names the backend as profiles do (`p9`), not the variable's whole
+/// text lowercased.
+#[test]
+fn doctor_names_the_share_backend_override() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .args(["doctor", "--json"])
+        .env("BOOTPROOF_SHARE_BACKEND", "p9")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = report["checks"].as_array().unwrap().iter().find(|c| c["item"] == "share backend").unwrap();
+    let detail = row["detail"].as_str().unwrap();
+    assert!(detail.contains("BOOTPROOF_SHARE_BACKEND=p9 overrides every profile"), "{detail}");
+}
+
 #[test]
 fn the_tcg_probe_runs_guest_code() {
     ready();

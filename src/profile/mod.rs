@@ -112,17 +112,27 @@ pub enum ShareBackend {
 }
 
 impl ShareBackend {
+    pub const ALL: [ShareBackend; 3] = [ShareBackend::Auto, ShareBackend::Virtfs, ShareBackend::P9];
+
+    /// The name profiles and `BOOTPROOF_SHARE_BACKEND` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareBackend::Auto => "auto",
+            ShareBackend::Virtfs => "virtfs",
+            ShareBackend::P9 => "p9",
+        }
+    }
+
     /// `BOOTPROOF_SHARE_BACKEND`'s value, or an error naming what it takes.
     pub fn from_env() -> Result<Option<ShareBackend>, String> {
-        match std::env::var("BOOTPROOF_SHARE_BACKEND") {
-            Err(_) => Ok(None),
-            Ok(v) => match v.trim() {
-                "" => Ok(None),
-                "auto" => Ok(Some(ShareBackend::Auto)),
-                "virtfs" => Ok(Some(ShareBackend::Virtfs)),
-                "p9" => Ok(Some(ShareBackend::P9)),
-                other => Err(format!("BOOTPROOF_SHARE_BACKEND={other:?}: use auto, virtfs or p9")),
-            },
+        let Ok(v) = std::env::var("BOOTPROOF_SHARE_BACKEND") else { return Ok(None) };
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match ShareBackend::ALL.into_iter().find(|b| b.as_str() == v) {
+            Some(b) => Ok(Some(b)),
+            None => Err(format!("BOOTPROOF_SHARE_BACKEND={v:?}: use auto, virtfs or p9")),
         }
     }
 }
@@ -667,5 +677,14 @@ mod tests {
         );
         let broken = Profile::parse("memroy = 1\n", Path::new("builtin:vm-profiles/x.toml")).unwrap_err();
         assert!(broken.to_string().starts_with("builtin:vm-profiles/x.toml:1:1: "), "{broken}");
+    }
+
+    #[test]
+    fn share_backend_names_are_the_profile_keys_values() {
+        for b in ShareBackend::ALL {
+            let p = Profile::parse(&format!("share_backend = \"{}\"\n", b.as_str()), Path::new("p.toml"))
+                .unwrap();
+            assert_eq!(p.share_backend, b);
+        }
     }
 }
