@@ -188,12 +188,7 @@ fn vsock_row() -> Check {
         );
     }
     let tool = crate::host::VHOST_DEVICE_VSOCK;
-    let found = crate::host::setup::find_command(tool.command).or_else(|| {
-        crate::host::setup::find_command(
-            &crate::host::setup::tools_dir().join("bin").join(tool.command).to_string_lossy(),
-        )
-    });
-    match found {
+    match crate::host::setup::locate_cargo_tool(tool) {
         Some(p) => row("vsock", "ok", format!("no /dev/vhost-vsock; vhost-device-vsock at {}", p.display()), false),
         None => row(
             "vsock",

@@ -96,3 +96,43 @@ fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// `doctor` finds vhost-device-vsock where a run would: also in a cache restored
+/// read-only (the same lookup as `host::setup::ensure_cargo_tool`).
+#[test]
+fn doctor_finds_a_tool_in_a_read_only_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, ro, tmp) = (dir.path().join("cache"), dir.path().join("ro"), dir.path().join("tmp"));
+    for d in [&cache.join("tools/bin"), &ro, &tmp] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let tool = cache.join("tools/bin/vhost-device-vsock");
+    std::fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+    Command::new("chmod").arg("755").arg(&tool).status().unwrap();
+    let script = r#"mount --bind -o ro "$1" "$2" || { echo "cannot bind-mount the cache read-only" >&2; exit 97; }
+shift 2; exec "$@""#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&cache)
+        .arg(&ro)
+        .arg(env!("CARGO_BIN_EXE_bootproof"))
+        .args(["doctor", "--json"])
+        .env("BOOTPROOF_CACHE", &ro)
+        .env("TMPDIR", &tmp)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("unshare runs (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(97), "needs root in a private mount namespace:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let row = report["checks"].as_array().unwrap().iter().find(|c| c["item"] == "vsock").unwrap();
+    let detail = row["detail"].as_str().unwrap();
+    if Path::new("/dev/vhost-vsock").exists() {
+        assert!(detail.contains("kernel vhost-vsock"), "{detail}");
+    } else {
+        let expected = ro.join("tools/bin/vhost-device-vsock");
+        assert_eq!(row["status"], "ok", "{detail}");
+        assert!(detail.contains(&expected.display().to_string()), "{detail}");
+    }
+}

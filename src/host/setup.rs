@@ -143,17 +143,7 @@ pub fn tools_dir() -> PathBuf {
 /// Finds `tool` on PATH or in the tools directory, installing it there with cargo when
 /// it is missing and installing is allowed (prints the command it runs).
 pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
-    // Also one a cache restored read-only (crate::cache) holds.
-    let in_read_only = || {
-        crate::cache::read_only_dirs()
-            .into_iter()
-            .find_map(|dir| find_command(&dir.join("tools").join("bin").join(tool.command).to_string_lossy()))
-    };
-    let installed = || {
-        find_command(tool.command)
-            .or_else(|| find_command(&tool_path(tool).to_string_lossy()))
-            .or_else(in_read_only)
-    };
+    let installed = || locate_cargo_tool(tool);
     if let Some(path) = installed() {
         return Ok(path);
     }
@@ -185,6 +175,19 @@ pub fn ensure_cargo_tool(tool: CargoTool) -> Result<PathBuf, SetupError> {
             status: status.map_or_else(|e| e.to_string(), |s| s.to_string()),
         }),
     }
+}
+
+/// Where `tool` is installed, without installing it: on PATH, in bootproof's tools
+/// directory, or in a cache restored read-only (crate::cache).
+pub fn locate_cargo_tool(tool: CargoTool) -> Option<PathBuf> {
+    let in_read_only = || {
+        crate::cache::read_only_dirs()
+            .into_iter()
+            .find_map(|dir| find_command(&dir.join("tools").join("bin").join(tool.command).to_string_lossy()))
+    };
+    find_command(tool.command)
+        .or_else(|| find_command(&tool_path(tool).to_string_lossy()))
+        .or_else(in_read_only)
 }
 
 /// The command that installs `tool` under `root` (its program lands in `root/bin`).
