@@ -2,23 +2,11 @@
 //! property, each check fails with a message naming the property and what was seen,
 //! and a check that cannot look fails as "not checked" with why, never passes.
 
-use std::path::Path;
-
 use bootproof::report::{CheckReport, ScenarioReport, Status};
-use bootproof::scenario::{Scenario, runner};
 
-fn ready() {
-    if let Err(e) = bootproof::host::ensure_runtime() {
-        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
-    }
-}
-
-async fn run(dir: &Path, text: &str) -> ScenarioReport {
-    let file = dir.join("scenario.toml");
-    std::fs::write(&file, text).unwrap();
-    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    runner::run(&scenario, &runner::RunnerOptions::new(dir.join("artifacts"))).await
-}
+#[path = "common/scenario.rs"]
+mod scenario_run;
+use scenario_run::{ready, run};
 
 fn check<'a>(r: &'a ScenarioReport, kind: &str) -> &'a CheckReport {
     r.checks.iter().find(|c| c.kind == kind).unwrap_or_else(|| panic!("no {kind} check in {:?}", r.checks))

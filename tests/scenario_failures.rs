@@ -4,22 +4,12 @@
 
 use std::path::Path;
 
-use bootproof::report::{ScenarioReport, Status};
-use bootproof::scenario::{Scenario, runner};
+use bootproof::report::Status;
+use bootproof::scenario::Scenario;
 
-fn ready() {
-    if let Err(e) = bootproof::host::ensure_runtime() {
-        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
-    }
-}
-
-async fn run(dir: &Path, text: &str) -> ScenarioReport {
-    let file = dir.join("scenario.toml");
-    std::fs::write(&file, text).unwrap();
-    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let opts = runner::RunnerOptions::new(dir.join("artifacts"));
-    runner::run(&scenario, &opts).await
-}
+#[path = "common/scenario.rs"]
+mod scenario_run;
+use scenario_run::{ready, run};
 
 #[tokio::test]
 async fn a_console_wait_that_times_out_fails_in_time_naming_the_step() {

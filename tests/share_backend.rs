@@ -10,11 +10,9 @@ use std::path::Path;
 use bootproof::profile::{self, Profile, ShareBackend};
 use bootproof::vm::boot::{BootReport, BootRequest, Outcome, boot};
 
-fn ready() {
-    if let Err(e) = bootproof::host::ensure_runtime() {
-        panic!("this test boots real VMs and the host lacks what they need:\n{e}");
-    }
-}
+#[path = "common/scenario.rs"]
+mod scenario_run;
+use scenario_run::{ready, run as run_scenario};
 
 fn p9_profile(hook: &str, input: &Path) -> Profile {
     std::fs::write(input.join("hook.sh"), hook).unwrap();
@@ -117,9 +115,8 @@ async fn a_mount_share_step_mounts_through_the_p9_backend_and_an_unknown_tag_fai
         "firmware = \"uefi\"\nagent = \"shell\"\nshare_backend = \"p9\"\n",
     )
     .unwrap();
-    let file = dir.path().join("scenario.toml");
-    std::fs::write(
-        &file,
+    let r = run_scenario(
+        dir.path(),
         r#"
 name = "mount-share-p9"
 profile = "p9.toml"
@@ -141,10 +138,7 @@ stdout = '(?m)^10\.0\.2\.100 /run/inputs 9p ro,.*trans=tcp.*\nfrom the host$'
 mount_share = { tag = "elsewhere", path = "/run/x" }
 "#,
     )
-    .unwrap();
-    let scenario = bootproof::scenario::Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let opts = bootproof::scenario::runner::RunnerOptions::new(dir.path().join("artifacts"));
-    let r = bootproof::scenario::runner::run(&scenario, &opts).await;
+    .await;
     assert!(!r.passed, "{r:?}");
     use bootproof::report::Status;
     assert_eq!(r.steps[0].status, Status::Passed, "{r:?}");
@@ -172,9 +166,8 @@ async fn an_installer_log_growing_in_the_share_ends_the_run_on_its_first_error()
         "firmware = \"uefi\"\nagent = \"shell\"\nshare_backend = \"p9\"\n",
     )
     .unwrap();
-    let file = dir.path().join("scenario.toml");
-    std::fs::write(
-        &file,
+    let r = run_scenario(
+        dir.path(),
         r#"
 name = "share-live-findings"
 profile = "p9.toml"
@@ -196,10 +189,7 @@ wait_console = "this line never comes"
 timeout = "8m"
 "#,
     )
-    .unwrap();
-    let scenario = bootproof::scenario::Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let opts = bootproof::scenario::runner::RunnerOptions::new(dir.path().join("artifacts"));
-    let r = bootproof::scenario::runner::run(&scenario, &opts).await;
+    .await;
     assert!(!r.passed, "{r:?}");
     let f = r.failure.as_ref().unwrap();
     assert_eq!(f.what, "installer log share/installer/syslog:5", "{f:?}");
