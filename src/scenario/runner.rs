@@ -622,27 +622,13 @@ async fn save_checkpoint(
     let limit = ctx.accel.scale(Duration::from_secs(60));
     let mut mounts = Vec::new();
     if ctx.vm.plan().agent != crate::vm::plan::AgentPlan::default() {
-        let agent = ctx.agent(limit).await?;
-        let run = |cmd: String| {
-            let agent = agent.clone();
-            async move {
-                let out = agent
-                    .run(&cmd, limit)
-                    .await
-                    .map_err(|e| StepError::new(format!("`{cmd}` through the agent"), e.to_string()))?;
-                if out.exit_code != 0 {
-                    let seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
-                    return Err(StepError::new(format!("`{cmd}` to succeed"), seen));
-                }
-                Ok(out)
-            }
-        };
-        let listed = run("cat /proc/mounts".into()).await?;
+        const BEFORE: &str = "before saving";
+        let listed = ctx.agent_ok("cat /proc/mounts", limit, BEFORE).await?;
         mounts = checkpoint::GuestMount::parse_proc_mounts(&String::from_utf8_lossy(&listed.stdout));
         for m in mounts.iter().rev() {
-            run(m.umount_command()).await?;
+            ctx.agent_ok(&m.umount_command(), limit, BEFORE).await?;
         }
-        run("sync".into()).await?;
+        ctx.agent_ok("sync", limit, BEFORE).await?;
     }
     let state = staging.join("state");
     let saving =
@@ -704,19 +690,11 @@ async fn end_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> String {
 /// mounted are mounted again, now the fork's own.
 async fn resume_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> Result<(), StepError> {
     let limit = ctx.limit(Some(Duration::from_secs(30)));
-    let agent = ctx.agent(limit).await?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
     let mut commands = vec![format!("date -u -s @{now} >/dev/null")];
     commands.extend(saved.meta.mounts.iter().map(checkpoint::GuestMount::mount_command));
     for cmd in commands {
-        let out = agent
-            .run(&cmd, limit)
-            .await
-            .map_err(|e| StepError::new(format!("`{cmd}` in the restored guest"), e.to_string()))?;
-        if out.exit_code != 0 {
-            let seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
-            return Err(StepError::new(format!("`{cmd}` to succeed in the restored guest"), seen));
-        }
+        ctx.agent_ok(&cmd, limit, "in the restored guest").await?;
     }
     Ok(())
 }
@@ -1109,6 +1087,40 @@ impl StepCtx<'_> {
     }
 }
 
+impl StepCtx<'_> {
+    /// `command` through the agent within `limit`, the wait for the agent included;
+    /// `failed` says what an agent error means to the caller.
+    async fn agent_run(
+        &mut self,
+        command: &str,
+        limit: Duration,
+        failed: impl FnOnce(AgentError, Duration) -> StepError,
+    ) -> Result<crate::agent::CommandOutput, StepError> {
+        let started = Instant::now();
+        let agent = self.agent(limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
+        agent.run(command, left).await.map_err(|e| failed(e, left))
+    }
+
+    /// `command` through the agent, which must exit 0; `context` ends the messages
+    /// ("in the restored guest").
+    async fn agent_ok(
+        &mut self,
+        command: &str,
+        limit: Duration,
+        context: &str,
+    ) -> Result<crate::agent::CommandOutput, StepError> {
+        let out = self
+            .agent_run(command, limit, |e, _| StepError::new(format!("`{command}` {context}"), e.to_string()))
+            .await?;
+        if out.exit_code != 0 {
+            let seen = format!("exit code {}: {}", out.exit_code, shown(&out.stderr));
+            return Err(StepError::new(format!("`{command}` to succeed {context}"), seen));
+        }
+        Ok(out)
+    }
+}
+
 fn skipped(i: usize, step: &Step, started: Instant) -> StepReport {
     let now = started.elapsed().as_secs_f64();
     StepReport {
@@ -1281,10 +1293,7 @@ async fn mount_share(ctx: &mut StepCtx<'_>, tag: &str, path: &str, limit: Durati
     };
     let command = crate::share::guest_mount_command(share, plan.share_server.is_some(), path);
     let expected = format!("`{tag}` mounted at {path}");
-    let started = Instant::now();
-    let agent = ctx.agent(limit).await?;
-    let left = limit.saturating_sub(started.elapsed());
-    let out = agent.run(&command, left).await.map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
+    let out = ctx.agent_run(&command, limit, |e, _| StepError::new(expected.clone(), e.to_string())).await?;
     if out.exit_code != 0 {
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string()
             + " "
@@ -1302,9 +1311,6 @@ async fn run_command(
     stderr: &Option<Pattern>,
     limit: Duration,
 ) -> Result<(), StepError> {
-    let started = Instant::now();
-    let agent = ctx.agent(limit).await?;
-    let left = limit.saturating_sub(started.elapsed());
     let expanded = expand(command, ctx.secrets);
     let mut expected = format!("exit code {exit}");
     for (name, re) in [("stdout", stdout), ("stderr", stderr)] {
@@ -1312,10 +1318,14 @@ async fn run_command(
             expected.push_str(&format!(", {name} matching /{re}/"));
         }
     }
-    let out = agent.run(&expanded, left).await.map_err(|e| match e {
-        AgentError::Timeout { .. } => StepError::new(format!("{expected} within {left:.1?}"), e.to_string()),
-        other => StepError::new(expected.clone(), other.to_string()),
-    })?;
+    let out = ctx
+        .agent_run(&expanded, limit, |e, left| match e {
+            AgentError::Timeout { .. } => {
+                StepError::new(format!("{expected} within {left:.1?}"), e.to_string())
+            }
+            other => StepError::new(expected.clone(), other.to_string()),
+        })
+        .await?;
     let seen = || {
         format!("exit code {}\nstdout: {}\nstderr: {}", out.exit_code, shown(&out.stdout), shown(&out.stderr))
     };
