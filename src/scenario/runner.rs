@@ -13,6 +13,14 @@
 //! `journalctl -o json --cursor-file`) rather than a live virtio journal port as
 //! DESIGN.md sketches: it needs no guest-side unit and works on any systemd image
 //! that has an agent; the streaming port can replace it without changing the format.
+//!
+//! A scenario with `start` runs on a fork of its checkpoint ([`crate::vm::checkpoint`]):
+//! built first, in `checkpoint/` of the run directory, when the cache lacks it; with
+//! checkpoints off, the checkpoint's steps run first on a cold boot instead. A fork whose
+//! profile ends with the power button ends differently from a cold run (a departure
+//! from "every run ends as its profile says"): its machine is thrown away, so the
+//! journal is exported into the share through the agent and QEMU is quit, instead of a
+//! guest shutdown that takes 10 s and more under TCG (see `end_fork`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

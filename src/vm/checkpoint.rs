@@ -309,7 +309,9 @@ pub fn entry_dir(root: &Path, name: &str, key: &str) -> PathBuf {
 pub fn lookup(root: &Path, name: &str, key: &str) -> Option<Saved> {
     let dir = entry_dir(root, name, key);
     let meta: Meta = serde_json::from_slice(&std::fs::read(dir.join(META)).ok()?).ok()?;
-    (meta.key == key && dir.join(STATE).is_file()).then_some(Saved { dir, meta })
+    let disks = meta.disks.iter().flatten().all(|d| dir.join(d).is_file());
+    let vars = !meta.vars || dir.join(VARS).is_file();
+    (meta.key == key && dir.join(STATE).is_file() && disks && vars).then_some(Saved { dir, meta })
 }
 
 /// Held while a key is looked up and, if missing, built.
@@ -343,7 +345,21 @@ pub async fn lock(root: &Path, name: &str, key: &str) -> Result<BuildLock, Check
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
         }
     }
+    remove_abandoned_staging(&dir);
     Ok(BuildLock { _file: file, _inner: inner })
+}
+
+/// Staging directories (`.staging-<pid>-<id>`) of processes that are gone: a build
+/// killed half-way leaves one.
+fn remove_abandoned_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(".staging-").and_then(|r| r.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Stops the guest and writes its memory and device state to `state`; returns once
@@ -648,6 +664,42 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn an_entry_missing_a_file_is_not_found_and_abandoned_staging_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let key = "ab".repeat(32);
+        let dir = entry_dir(root.path(), "x", &key);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(STATE), b"s").unwrap();
+        let meta = Meta {
+            name: "x".into(),
+            key: key.clone(),
+            file: "x.toml".into(),
+            image: "reference:tiny".into(),
+            qemu_version: String::new(),
+            created_unix: 0.0,
+            build_secs: 0.0,
+            build_run_dir: "r".into(),
+            mounts: Vec::new(),
+            disks: vec![Some("disk-0.qcow2".into()), None],
+            vars: false,
+            tpm: false,
+        };
+        std::fs::write(dir.join(META), serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert!(lookup(root.path(), "x", &key).is_none(), "disk-0.qcow2 is missing");
+        std::fs::write(dir.join("disk-0.qcow2"), b"d").unwrap();
+        assert!(lookup(root.path(), "x", &key).is_some());
+        assert!(lookup(root.path(), "x", &"cd".repeat(32)).is_none(), "another key");
+
+        let gone = root.path().join("x/.staging-999999999-1");
+        let ours = root.path().join(format!("x/.staging-{}-2", std::process::id()));
+        for d in [&gone, &ours] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        remove_abandoned_staging(&root.path().join("x"));
+        assert!(!gone.exists() && ours.exists());
     }
 
     #[test]
