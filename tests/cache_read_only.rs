@@ -23,20 +23,11 @@ fn a_read_only_cache_is_read_and_the_run_writes_to_the_fallback() {
         std::fs::create_dir(d).unwrap();
     }
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/tiny-agent.toml");
-    let script = r#"mount --bind -o ro "$1" "$2" || { echo "cannot bind-mount the cache read-only" >&2; exit 97; }
-touch "$2/.bootproof-test-write" 2>/dev/null && { echo "the read-only mount accepts writes" >&2; exit 98; }
-shift 2; exec "$@""#;
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(&cache)
-        .arg(&ro)
-        .arg(env!("CARGO_BIN_EXE_bootproof"))
+    let out = bootproof_over_read_only(&cache, &ro, &tmp)
         .arg("run")
         .arg(&scenario)
         .arg("--artifacts")
         .arg(&artifacts)
-        .env("BOOTPROOF_CACHE", &ro)
-        .env("TMPDIR", &tmp)
         .env_remove("BOOTPROOF_IMAGE")
         .output()
         .expect("unshare runs (util-linux)");
@@ -82,6 +73,23 @@ shift 2; exec "$@""#;
     );
 }
 
+/// `bootproof` (arguments to follow) in a private mount namespace where `cache` is
+/// bind-mounted read-only at `ro` and is its cache, `tmp` its `TMPDIR`. Exits 97 when
+/// the mount cannot be made, 98 when the mount accepts writes.
+fn bootproof_over_read_only(cache: &Path, ro: &Path, tmp: &Path) -> Command {
+    let script = r#"mount --bind -o ro "$1" "$2" || { echo "cannot bind-mount the cache read-only" >&2; exit 97; }
+touch "$2/.bootproof-test-write" 2>/dev/null && { echo "the read-only mount accepts writes" >&2; exit 98; }
+shift 2; exec "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(cache)
+        .arg(ro)
+        .arg(env!("CARGO_BIN_EXE_bootproof"))
+        .env("BOOTPROOF_CACHE", ro)
+        .env("TMPDIR", tmp);
+    cmd
+}
+
 fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
@@ -109,16 +117,8 @@ fn doctor_finds_a_tool_in_a_read_only_cache() {
     let tool = cache.join("tools/bin/vhost-device-vsock");
     std::fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
     Command::new("chmod").arg("755").arg(&tool).status().unwrap();
-    let script = r#"mount --bind -o ro "$1" "$2" || { echo "cannot bind-mount the cache read-only" >&2; exit 97; }
-shift 2; exec "$@""#;
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(&cache)
-        .arg(&ro)
-        .arg(env!("CARGO_BIN_EXE_bootproof"))
+    let out = bootproof_over_read_only(&cache, &ro, &tmp)
         .args(["doctor", "--json"])
-        .env("BOOTPROOF_CACHE", &ro)
-        .env("TMPDIR", &tmp)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .expect("unshare runs (util-linux)");
