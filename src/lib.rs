@@ -52,5 +52,6 @@ pub mod redact;
 pub mod report;
 pub mod reporter;
 pub mod scenario;
+pub mod screen;
 pub mod share;
 pub mod vm;

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cut a needle for `wait_screen` out of a screenshot of a real run: the area
+    /// `x,y,w,h` in pixels, saved as a PNG.
+    Needle {
+        screenshot: PathBuf,
+        #[arg(long, value_parser = bootproof::screen::Area::parse)]
+        area: bootproof::screen::Area,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Reference images built from distribution packages.
     Images {
         #[command(subcommand)]
@@ -154,6 +163,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Doctor { json } => doctor(json),
         Command::Inspect { paths, json } => bootproof::inspect::run_cli(&paths, json),
+        Command::Needle { screenshot, area, output } => {
+            match bootproof::screen::cut_needle(&screenshot, area, &output) {
+                Ok(()) => {
+                    println!(
+                        "{}: {}x{} at {},{} of {}",
+                        output.display(),
+                        area.w,
+                        area.h,
+                        area.x,
+                        area.y,
+                        screenshot.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(2, e),
+            }
+        }
         Command::Images { command } => images(command),
         Command::Installer { command } => installer(command),
         Command::Boot { profile, image, until, timeout, artifacts, quiet } => {

@@ -381,35 +381,15 @@ async fn route<R: AsyncRead + Unpin>(
     pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }
 
-/// Converts a binary PPM (P6, maxval 255) to PNG.
+/// Converts a PPM (QEMU's screendump without `format`) to PNG, with the `image` crate.
 fn ppm_to_png(ppm: &Path, png_path: &Path) -> Result<(), String> {
-    let data = std::fs::read(ppm).map_err(|e| e.to_string())?;
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while pos < data.len() && data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        let start = pos;
-        while pos < data.len() && !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if start == pos {
-            return Err("truncated PPM header".into());
-        }
-        fields.push(String::from_utf8_lossy(&data[start..pos]).into_owned());
-    }
-    let (w, h): (u32, u32) = match (fields[1].parse(), fields[2].parse()) {
-        (Ok(w), Ok(h)) if fields[0] == "P6" && fields[3] == "255" => (w, h),
-        _ => return Err(format!("unsupported PPM header {fields:?}")),
-    };
-    let pixels = data.get(pos + 1..pos + 1 + (w * h * 3) as usize).ok_or("truncated PPM pixels")?;
-    let file = std::fs::File::create(png_path).map_err(|e| e.to_string())?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(pixels).map_err(|e| e.to_string())
+    let img = image::ImageReader::open(ppm)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| format!("{}: {e}", ppm.display()))?;
+    img.to_rgb8().save_with_format(png_path, image::ImageFormat::Png).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -429,5 +409,9 @@ mod tests {
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!((info.width, info.height), (2, 1));
         assert_eq!(&buf[..6], &[255, 0, 0, 0, 0, 255]);
+        // A truncated file is an error naming it, not a picture.
+        std::fs::write(&ppm, b"P6\n2 1\n255\n\xff").unwrap();
+        let e = super::ppm_to_png(&ppm, &png_path).unwrap_err();
+        assert!(e.contains("s.ppm"), "{e}");
     }
 }
