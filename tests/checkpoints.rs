@@ -347,3 +347,35 @@ run = "echo ${secret:pin} > /kept"
         .collect();
     assert!(leftovers.is_empty(), "no staging directory left behind");
 }
+
+/// `bootproof run --no-checkpoints` and `BOOTPROOF_CHECKPOINTS=0` both boot cold: the
+/// checkpoint's steps run first, and the summary names no checkpoint.
+#[test]
+fn the_cli_flag_and_the_variable_boot_cold() {
+    ready();
+    let suite = Suite::new();
+    let word = format!("m{}", nonce().replace('-', ""));
+    suite.checkpoint("tiny-marked", &marked(&word, ""));
+    suite.scenario("tiny-fork", &TINY_FORK.replace("MARK", &word));
+    let file = suite.dir.path().join("scenarios/tiny-fork.toml");
+    for (how, flag, var) in [("flag", Some("--no-checkpoints"), None), ("variable", None, Some("0"))] {
+        let artifacts = suite.dir.path().join(format!("artifacts-{how}"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bootproof"));
+        cmd.arg("run").arg(&file).arg("--artifacts").arg(&artifacts).args(flag).env_remove("BOOTPROOF_IMAGE");
+        match var {
+            Some(v) => cmd.env("BOOTPROOF_CHECKPOINTS", v),
+            None => cmd.env_remove("BOOTPROOF_CHECKPOINTS"),
+        };
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{how}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let run = std::fs::read_dir(artifacts.join("tiny-fork")).unwrap().next().unwrap().unwrap().path();
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+        assert!(summary["checkpoint"].is_null(), "{how}: {}", summary["checkpoint"]);
+        let actions: Vec<&str> =
+            summary["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["wait_console", "run", "run"], "{how}");
+        assert!(!run.join("checkpoint").exists(), "{how}: nothing was built");
+    }
+}

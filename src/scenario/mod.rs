@@ -224,6 +224,11 @@ mod tests {
                 "{}: a secret from a file",
                 s.name
             );
+            assert!(
+                !s.steps.iter().any(|st| matches!(st.action, Action::Screen(_))),
+                "{}: a needle file (shipped needles are not embedded yet)",
+                s.name
+            );
         }
     }
 

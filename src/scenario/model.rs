@@ -148,6 +148,13 @@ impl Checkpoint {
                 *f = base.join(&*f);
             }
         }
+        for step in &mut c.steps {
+            if let Action::Screen(m) = &mut step.action
+                && m.needle.is_relative()
+            {
+                m.needle = base.join(&m.needle);
+            }
+        }
         Ok(c)
     }
 
@@ -441,7 +448,37 @@ pub enum Action {
         duration: Duration,
         reason: String,
     },
+    /// Polls screenshots until the needle matches (`wait_screen`), or looks once
+    /// (`assert_screen`); see [`crate::screen`].
+    Screen(ScreenMatch),
 }
+
+/// `wait_screen = { needle = "file.png", threshold = 0.9, area = [x, y, w, h] }` (or
+/// `assert_screen`, one look).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScreenMatch {
+    /// The needle's file, relative to the scenario file (made absolute by `load`).
+    pub needle: PathBuf,
+    /// Normalised cross-correlation to reach; 1.0 is identical.
+    pub threshold: f32,
+    /// Where on the screen to search; the whole screen when absent.
+    pub area: Option<crate::screen::Area>,
+    /// `false` for `assert_screen`.
+    pub wait: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawScreen {
+    needle: PathBuf,
+    #[serde(default)]
+    threshold: Option<f32>,
+    #[serde(default)]
+    area: Option<[u32; 4]>,
+}
+
+/// The threshold a needle must reach when the step does not say.
+pub const DEFAULT_THRESHOLD: f32 = 0.9;
 
 impl Action {
     /// The action's key in the file, used in names and messages.
@@ -464,6 +501,8 @@ impl Action {
             Action::MountShare { .. } => "mount_share",
             Action::WaitFinding { .. } => "wait_finding",
             Action::Sleep { .. } => "sleep",
+            Action::Screen(m) if m.wait => "wait_screen",
+            Action::Screen(_) => "assert_screen",
         }
     }
 
@@ -487,6 +526,13 @@ impl Action {
             Action::MountShare { tag, path } => format!("mount_share {tag} at {path}"),
             Action::WaitFinding { pattern } => format!("wait_finding /{pattern}/"),
             Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
+            Action::Screen(m) => {
+                let file =
+                    m.needle.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+                let area = m.area.map_or_else(String::new, |a| format!(" in {a}"));
+                let key = if m.wait { "wait_screen" } else { "assert_screen" };
+                format!("{key} {file}{area} >= {}", m.threshold)
+            }
         }
     }
 }
@@ -662,6 +708,8 @@ struct RawStep {
     mount_share: Option<RawMountShare>,
     wait_finding: Option<String>,
     sleep: Option<String>,
+    wait_screen: Option<RawScreen>,
+    assert_screen: Option<RawScreen>,
     // Modifiers.
     timeout: Option<String>,
     exit: Option<i32>,
@@ -707,6 +755,13 @@ impl Scenario {
             && Path::new(c.as_str()).is_relative()
         {
             *c = base.join(&*c).display().to_string();
+        }
+        for step in &mut s.steps {
+            if let Action::Screen(m) = &mut step.action
+                && m.needle.is_relative()
+            {
+                m.needle = base.join(&m.needle);
+            }
         }
         for share in &mut s.shares {
             if !share.path.starts_with("reference:") && Path::new(&share.path).is_relative() {
@@ -961,6 +1016,26 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
         })?;
         push("sleep", Action::Sleep { duration, reason });
     }
+    for (key, raw, wait) in
+        [("wait_screen", &r.wait_screen, true), ("assert_screen", &r.assert_screen, false)]
+    {
+        let Some(raw) = raw else { continue };
+        let threshold = raw.threshold.unwrap_or(DEFAULT_THRESHOLD);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(err(format!(
+                "{key}: threshold {threshold} must be above 0 and at most 1.0 (identical)"
+            )));
+        }
+        let area = match raw.area {
+            Some([x, y, w, h]) if w > 0 && h > 0 => Some(crate::screen::Area { x, y, w, h }),
+            Some(_) => return Err(err(format!("{key}: area is [x, y, w, h] with w and h at least 1"))),
+            None => None,
+        };
+        if raw.needle.as_os_str().is_empty() {
+            return Err(err(format!("{key}: needle names no file")));
+        }
+        push(key, Action::Screen(ScreenMatch { needle: raw.needle.clone(), threshold, area, wait }));
+    }
     let (key, action) = match <[(&str, Action); 1]>::try_from(actions) {
         Ok([one]) => one,
         Err(actions) => {
@@ -968,7 +1043,7 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
             return Err(err(format!(
                 "a step needs exactly one action (wait_console, type_console, send_keys, type_keys, \
                  screenshot, wait_journal, run, wait_file, power_off, reboot, wait_reset, eject, \
-                 suspend, wakeup, mount_share, wait_finding, sleep); found {}",
+                 suspend, wakeup, mount_share, wait_finding, sleep, wait_screen, assert_screen); found {}",
                 if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
             )));
         }
@@ -1199,5 +1274,31 @@ mod tests {
         assert!(e.contains("no such checkpoint") && e.contains("installed-unlocked"), "{e}");
         let e = parse(&format!("{HEAD}start = \"a b\"\n[[step]]\nrun = \"true\"\n")).unwrap_err().to_string();
         assert!(e.contains("start:"), "{e}");
+    }
+
+    #[test]
+    fn screen_steps_take_a_needle_a_threshold_and_an_area() {
+        let s = parse(&format!(
+            "{HEAD}[[step]]\nwait_screen = {{ needle = \"n/card.png\", threshold = 0.8, area = [1, 2, 3, 4] }}\ntimeout = \"20s\"\n[[step]]\nassert_screen = {{ needle = \"card.png\" }}\n"
+        ))
+        .unwrap();
+        match (&s.steps[0].action, &s.steps[1].action) {
+            (Action::Screen(w), Action::Screen(a)) => {
+                assert!(w.wait && !a.wait);
+                assert_eq!((w.threshold, a.threshold), (0.8, DEFAULT_THRESHOLD));
+                assert_eq!(w.area, Some(crate::screen::Area { x: 1, y: 2, w: 3, h: 4 }));
+                assert_eq!(s.steps[0].action.key(), "wait_screen");
+                assert_eq!(s.steps[1].action.describe(), "assert_screen card.png >= 0.9");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (bad, says) in [
+            ("wait_screen = { needle = \"n.png\", threshold = 1.5 }", "threshold 1.5"),
+            ("wait_screen = { needle = \"n.png\", area = [1, 2, 0, 4] }", "area is [x, y, w, h]"),
+            ("wait_screen = { text = \"Login\" }", "unknown field `text`"),
+        ] {
+            let e = parse(&format!("{HEAD}[[step]]\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

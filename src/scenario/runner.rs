@@ -175,10 +175,11 @@ pub struct RunnerOptions {
 
 /// `BOOTPROOF_CHECKPOINTS`: `0`, `false`, `no` or `off` turn checkpoints off.
 pub fn checkpoints_from_env() -> bool {
-    match std::env::var("BOOTPROOF_CHECKPOINTS") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"),
-        Err(_) => true,
-    }
+    checkpoints_on(std::env::var("BOOTPROOF_CHECKPOINTS").ok().as_deref())
+}
+
+fn checkpoints_on(value: Option<&str>) -> bool {
+    value.is_none_or(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
 }
 
 impl RunnerOptions {
@@ -1249,7 +1250,92 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
             tokio::time::sleep(ctx.accel.scale(*duration).min(limit)).await;
             Ok(())
         }
+        Action::Screen(m) => screen(ctx, m, limit).await,
     }
+}
+
+/// How often `wait_screen` looks again.
+const SCREEN_POLL: Duration = Duration::from_millis(500);
+
+/// `wait_screen` / `assert_screen`: screenshots over QMP, the needle searched in each
+/// (on a blocking thread: it is CPU work). The screenshot that matched stays in the run
+/// directory as `screen-<needle>.png`; on a miss, the last screenshot, the needle and
+/// the best match seen are kept beside it and named in the failure with the best score.
+async fn screen(
+    ctx: &mut StepCtx<'_>,
+    m: &super::model::ScreenMatch,
+    limit: Duration,
+) -> Result<(), StepError> {
+    use crate::screen::{Gray, Needle};
+    let stem = m.needle.file_stem().map_or_else(|| "needle".into(), |s| s.to_string_lossy().into_owned());
+    let expected = format!(
+        "{} on screen{} with a score of at least {}",
+        m.needle.display(),
+        m.area.map_or_else(String::new, |a| format!(" in {a}")),
+        m.threshold
+    );
+    if ctx.vm.plan().display == crate::profile::Display::None {
+        return Err(StepError::new(expected, "the profile has no display (display = \"none\")"));
+    }
+    let needle =
+        Arc::new(Needle::load(&m.needle).map_err(|e| StepError::new(expected.clone(), e.to_string()))?);
+    let layout = ctx.vm.plan().layout.clone();
+    let shot = layout.screenshot(&format!("screen-{stem}"));
+    let deadline = Instant::now() + limit;
+    let mut best: Option<(crate::screen::Match, Vec<u8>)> = None;
+    let mut looks = 0;
+    loop {
+        looks += 1;
+        ctx.vm
+            .qmp()
+            .screendump(&shot)
+            .await
+            .map_err(|e| StepError::new(expected.clone(), format!("no screenshot: {e}")))?;
+        let (path, n, area) = (shot.clone(), needle.clone(), m.area);
+        let found = tokio::task::spawn_blocking(move || {
+            let gray = Gray::load(&path)?;
+            n.find(&gray, area)
+        })
+        .await
+        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?
+        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
+        if found.score >= m.threshold {
+            return Ok(());
+        }
+        if best.as_ref().is_none_or(|(b, _)| found.score > b.score) {
+            best = Some((found, std::fs::read(&shot).unwrap_or_default()));
+        }
+        if !m.wait || Instant::now() + SCREEN_POLL >= deadline {
+            break;
+        }
+        tokio::time::sleep(SCREEN_POLL).await;
+    }
+    // The evidence: the last screenshot, the needle, and the best match seen.
+    let last = layout.screenshot(&format!("screen-{stem}-last"));
+    let _ = std::fs::rename(&shot, &last);
+    let kept_needle = layout.screenshot(&format!("screen-{stem}-needle"));
+    let _ = std::fs::copy(&m.needle, &kept_needle);
+    let (b, bytes) = best.expect("looked at least once");
+    let best_file = layout.screenshot(&format!("screen-{stem}-best"));
+    let cut = image::load_from_memory(&bytes)
+        .map(|img| img.crop_imm(b.x, b.y, b.w, b.h))
+        .and_then(|cut| cut.save_with_format(&best_file, image::ImageFormat::Png));
+    let best_note = match cut {
+        Ok(()) => format!(", the best match cut out as {}", best_file.display()),
+        Err(e) => format!(" (the best match could not be kept: {e})"),
+    };
+    let how = if m.wait { format!("{looks} screenshots in {limit:.0?}") } else { "one screenshot".into() };
+    Err(StepError::new(
+        expected,
+        format!(
+            "best score {:.3} at {},{} over {how}; kept the last screenshot {}, the needle {}{best_note}",
+            b.score,
+            b.x,
+            b.y,
+            last.display(),
+            kept_needle.display()
+        ),
+    ))
 }
 
 async fn wait_console(
@@ -1721,6 +1807,16 @@ mod tests {
         assert_eq!(checks_position(&steps(vec![run(), wait()])), 2);
         assert_eq!(checks_position(&steps(vec![Action::PowerOff, run()])), 2);
         assert_eq!(checks_position(&[]), 0);
+    }
+
+    #[test]
+    fn checkpoints_are_on_unless_the_variable_says_off() {
+        for off in ["0", "false", "no", "off", " OFF "] {
+            assert!(!checkpoints_on(Some(off)), "{off}");
+        }
+        for on in [None, Some("1"), Some("yes"), Some("")] {
+            assert!(checkpoints_on(on), "{on:?}");
+        }
     }
 
     #[test]

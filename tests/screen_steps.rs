@@ -1,0 +1,65 @@
+//! `wait_screen` and `assert_screen` against a real guest: SDDM's greeter on the
+//! installed reference system (a fork of the shipped checkpoint `installed-unlocked`),
+//! with needles cut by `bootproof needle`'s code from screenshots of earlier real runs.
+
+use std::path::Path;
+
+use bootproof::report::Status;
+use bootproof::screen::{Area, cut_needle};
+
+#[path = "common/scenario.rs"]
+mod scenario_run;
+use scenario_run::{ready, run};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/screens").join(name)
+}
+
+#[tokio::test]
+async fn the_greeter_is_found_on_screen_and_a_desktop_needle_is_not() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    // The user card of another run's greeter; the shell prompt of a desktop session.
+    cut_needle(
+        &fixture("greeter-1929.png"),
+        Area { x: 693, y: 288, w: 149, h: 223 },
+        &dir.path().join("card.png"),
+    )
+    .unwrap();
+    cut_needle(
+        &fixture("session-2000.png"),
+        Area { x: 0, y: 0, w: 190, h: 20 },
+        &dir.path().join("prompt.png"),
+    )
+    .unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "screen-steps"
+profile = "uefi"
+image = "reference:installed"
+start = "installed-unlocked"
+timeout = "4m"
+
+[[step]]
+wait_screen = { needle = "card.png", threshold = 0.9 }
+timeout = "2m"
+
+[[step]]
+assert_screen = { needle = "prompt.png", area = [0, 0, 400, 100] }
+"#,
+    )
+    .await;
+    assert_eq!(r.steps[0].status, Status::Passed, "{}", r.failure_screen());
+    assert!(r.run_dir.join("screen-card.png").is_file(), "the screenshot that matched is kept");
+    assert_eq!(r.steps[1].status, Status::Failed, "{}", r.failure_screen());
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.what.contains("assert_screen prompt.png in 0,0,400,100"), "{f:?}");
+    assert!(f.seen.contains("best score") && f.seen.contains("one screenshot"), "{f:?}");
+    for kept in ["screen-prompt-last.png", "screen-prompt-needle.png", "screen-prompt-best.png"] {
+        let path = r.run_dir.join(kept);
+        assert!(path.is_file() && f.seen.contains(&path.display().to_string()), "{kept}: {f:?}");
+    }
+    let best = image::open(r.run_dir.join("screen-prompt-best.png")).unwrap();
+    assert_eq!((best.width(), best.height()), (190, 20), "the best match is the needle's size");
+}
