@@ -80,6 +80,10 @@ pub struct StepReport {
     pub started_secs: f64,
     pub ended_secs: f64,
     pub message: Option<String>,
+    /// Files the step left in the run directory (screenshots, a needle's evidence),
+    /// relative to it, in the order written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -334,6 +338,7 @@ mod tests {
                 started_secs: 1.0,
                 ended_secs: 2.5,
                 message: None,
+                files: Vec::new(),
             }],
             checks: vec![],
             findings: vec![],

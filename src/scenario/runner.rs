@@ -442,6 +442,7 @@ async fn execute(
         transport: None,
         powered_off: false,
         agent_failed: false,
+        kept: Vec::new(),
     };
     if let Some(saved) = &saved {
         let restored = resume_fork(&mut ctx, saved).await;
@@ -1064,9 +1065,17 @@ struct StepCtx<'a> {
     /// A step already waited for an agent that never answered: the checks then try
     /// briefly instead of waiting minutes more for the same silence.
     agent_failed: bool,
+    /// Files the running step kept in the run directory, for its report.
+    kept: Vec<PathBuf>,
 }
 
 impl StepCtx<'_> {
+    /// Records that the running step left `path` in the run directory.
+    fn keep(&mut self, path: &Path) {
+        let rel = path.strip_prefix(&self.vm.plan().layout.dir).unwrap_or(path);
+        self.kept.push(rel.to_path_buf());
+    }
+
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
@@ -1141,6 +1150,7 @@ fn skipped(i: usize, step: &Step, started: Instant) -> StepReport {
         started_secs: now,
         ended_secs: now,
         message: Some("skipped: an earlier step failed".into()),
+        files: Vec::new(),
     }
 }
 
@@ -1176,6 +1186,7 @@ async fn run_step(
         started_secs: t0,
         ended_secs: started.elapsed().as_secs_f64(),
         message: None,
+        files: std::mem::take(&mut ctx.kept),
     };
     if let Err(e) = result {
         sr.status = Status::Failed;
@@ -1231,7 +1242,9 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
                 .qmp()
                 .screendump(&path)
                 .await
-                .map_err(|e| StepError::new(format!("{} saved", path.display()), e.to_string()))
+                .map_err(|e| StepError::new(format!("{} saved", path.display()), e.to_string()))?;
+            ctx.keep(&path);
+            Ok(())
         }
         Action::Run { command, exit, stdout, stderr } => {
             run_command(ctx, command, *exit, stdout, stderr, limit).await
@@ -1300,6 +1313,7 @@ async fn screen(
         .map_err(|e| StepError::new(expected.clone(), e.to_string()))?
         .map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
         if found.score >= m.threshold {
+            ctx.keep(&shot);
             return Ok(());
         }
         if best.as_ref().is_none_or(|(b, _)| found.score > b.score) {
@@ -1320,8 +1334,13 @@ async fn screen(
     let cut = image::load_from_memory(&bytes)
         .map(|img| img.crop_imm(b.x, b.y, b.w, b.h))
         .and_then(|cut| cut.save_with_format(&best_file, image::ImageFormat::Png));
+    ctx.keep(&last);
+    ctx.keep(&kept_needle);
     let best_note = match cut {
-        Ok(()) => format!(", the best match cut out as {}", best_file.display()),
+        Ok(()) => {
+            ctx.keep(&best_file);
+            format!(", the best match cut out as {}", best_file.display())
+        }
         Err(e) => format!(" (the best match could not be kept: {e})"),
     };
     let how = if m.wait { format!("{looks} screenshots in {limit:.0?}") } else { "one screenshot".into() };
