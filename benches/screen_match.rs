@@ -1,6 +1,8 @@
 //! Needle matching per screenshot (issue: at most 50 ms on one core for 1024x768):
 //! SDDM's greeter from a real run, cut to 1024x768, searched for a needle cut from
 //! another run's greeter: the user card (149x223) and the prompt line (372x28).
+//! And one OCR look (tesseract, one thread) at the greeter after a refused login: the
+//! whole 1280x800 screen, and the 600x70 area a text step names.
 
 use std::path::Path;
 
@@ -30,5 +32,22 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn ocr(c: &mut Criterion) {
+    let tesseract = bootproof::screen::ocr::ensure().expect("host set-up (tesseract)");
+    let shot = fixture("refused-1952.png");
+    let mut group = c.benchmark_group("ocr");
+    group.sample_size(10);
+    for (name, area) in
+        [("whole 1280x800", None), ("area 600x70", Some(Area { x: 560, y: 550, w: 600, h: 70 }))]
+    {
+        let text = bootproof::screen::ocr::read(&tesseract, &shot, area).unwrap();
+        assert!(text.contains("Login failed"), "{name}: {text}");
+        group.bench_function(name, |b| {
+            b.iter(|| bootproof::screen::ocr::read(&tesseract, &shot, area).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, ocr);
 criterion_main!(benches);

@@ -120,6 +120,8 @@ pub fn examine() -> Report {
     }
     checks.push(landlock_row());
     checks.push(vsock_row());
+    // Only text steps need it; host setup installs it when a scenario has one.
+    checks.push(tool_row(&crate::screen::ocr::TESSERACT, false));
     checks.extend(crate::images::TOOLS.iter().map(|r| tool_row(r, false)));
     Report { checks, accel: accel_name }
 }

@@ -404,6 +404,21 @@ fn doctor_explains_the_acceleration_verdict() {
     assert_eq!(report["accel"], accel["status"]);
 }
 
+/// The OCR engine of `wait_screen = { text }` has its row, found where host setup puts
+/// it (the screen tests install it).
+#[test]
+fn doctor_reports_tesseract_for_text_steps() {
+    bootproof::screen::ocr::ensure().expect("host set-up (tesseract)");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bootproof"))
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = report["checks"].as_array().unwrap().iter().find(|c| c["item"] == "tesseract").unwrap();
+    assert_eq!(row["status"], "ok", "{row}");
+    assert!(row["detail"].as_str().unwrap().ends_with("/tesseract"), "{row}");
+}
+
 /// The override names the backend as profiles do (`p9`), not the variable's whole
 /// text lowercased.
 #[test]

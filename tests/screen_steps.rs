@@ -1,6 +1,7 @@
 //! `wait_screen` and `assert_screen` against a real guest: SDDM's greeter on the
 //! installed reference system (a fork of the shipped checkpoint `installed-unlocked`),
-//! with needles cut by `bootproof needle`'s code from screenshots of earlier real runs.
+//! with needles cut by `bootproof needle`'s code from screenshots of earlier real runs,
+//! and text read by tesseract (OCR).
 
 use std::path::Path;
 
@@ -52,6 +53,7 @@ assert_screen = { needle = "prompt.png", area = [0, 0, 400, 100] }
     .await;
     assert_eq!(r.steps[0].status, Status::Passed, "{}", r.failure_screen());
     assert!(r.run_dir.join("screen-card.png").is_file(), "the screenshot that matched is kept");
+    assert_eq!(r.steps[0].files, [Path::new("screen-card.png")], "the step names it for the report");
     assert_eq!(r.steps[1].status, Status::Failed, "{}", r.failure_screen());
     let f = r.failure.as_ref().unwrap();
     assert!(f.what.contains("assert_screen prompt.png in 0,0,400,100"), "{f:?}");
@@ -62,4 +64,48 @@ assert_screen = { needle = "prompt.png", area = [0, 0, 400, 100] }
     }
     let best = image::open(r.run_dir.join("screen-prompt-best.png")).unwrap();
     assert_eq!((best.width(), best.height()), (190, 20), "the best match is the needle's size");
+}
+
+/// Text steps: the greeter's prompt is read in its area; a refusal it does not show is
+/// not, and the failure says what was read and keeps the screenshot and the text.
+#[tokio::test]
+async fn the_greeter_s_words_are_read_and_words_it_lacks_fail_the_step() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "screen-text"
+profile = "uefi"
+image = "reference:installed"
+start = "installed-unlocked"
+timeout = "4m"
+
+[[step]]
+wait_screen = { text = "^Select your user and enter password$", area = [560, 550, 600, 70] }
+timeout = "2m"
+
+[[step]]
+assert_screen = { text = "Login failed" }
+"#,
+    )
+    .await;
+    assert_eq!(r.steps[0].status, Status::Passed, "{}", r.failure_screen());
+    let read = "screen-text-select-your-user-and-enter-password";
+    assert_eq!(
+        r.steps[0].files,
+        [format!("{read}.png"), format!("{read}.txt")].map(std::path::PathBuf::from)
+    );
+    let text = std::fs::read_to_string(r.run_dir.join(format!("{read}.txt"))).unwrap();
+    assert_eq!(text.trim(), "Select your user and enter password");
+    assert_eq!(r.steps[1].status, Status::Failed, "{}", r.failure_screen());
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.what.contains("assert_screen text /Login failed/"), "{f:?}");
+    assert!(f.expected.contains("text matching /Login failed/ on screen (OCR)"), "{f:?}");
+    // The whole screen was read: the greeter's words are there, the refusal is not.
+    assert!(f.seen.contains("over one look, OCR read") && f.seen.contains("Select your user"), "{f:?}");
+    for kept in ["screen-text-login-failed-last.png", "screen-text-login-failed-last.txt"] {
+        let path = r.run_dir.join(kept);
+        assert!(path.is_file() && f.seen.contains(&path.display().to_string()), "{kept}: {f:?}");
+    }
 }

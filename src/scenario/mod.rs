@@ -53,8 +53,11 @@ pub fn discover(paths: &[PathBuf]) -> Vec<Result<Scenario, (String, ScenarioErro
                     (f, loaded)
                 }
                 Source::Builtin(label, text) => {
-                    let loaded =
-                        Scenario::parse(text, &label).map(|s| Scenario { file: Some(label.clone()), ..s });
+                    let loaded = Scenario::parse(text, &label).map(|mut s| {
+                        // Its needles are shipped beside it: `builtin:tests/scenarios/needles/..`.
+                        model::needles_relative_to(&mut s.steps, Path::new(BUILTIN_DIR));
+                        Scenario { file: Some(label.clone()), ..s }
+                    });
                     (label, loaded)
                 }
             };
@@ -224,11 +227,22 @@ mod tests {
                 "{}: a secret from a file",
                 s.name
             );
-            assert!(
-                !s.steps.iter().any(|st| matches!(st.action, Action::Screen(_))),
-                "{}: a needle file (shipped needles are not embedded yet)",
-                s.name
-            );
+            // Needles are shipped too (build.rs): each one a shipped scenario names loads.
+            for st in &s.steps {
+                if let Action::Screen(m) = &st.action
+                    && let model::ScreenTarget::Needle { path, .. } = &m.target
+                {
+                    assert!(
+                        path.starts_with(BUILTIN_DIR),
+                        "{}:{}: needle {}",
+                        s.name,
+                        st.line,
+                        path.display()
+                    );
+                    crate::screen::Needle::load(path)
+                        .unwrap_or_else(|e| panic!("{}:{}: {e}", s.name, st.line));
+                }
+            }
         }
     }
 

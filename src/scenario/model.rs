@@ -117,6 +117,7 @@ impl Checkpoint {
             Some((_, text)) => {
                 let label = PathBuf::from(format!("{BUILTIN_CHECKPOINTS}/{file}"));
                 let mut c = Checkpoint::parse(text, &label)?;
+                needles_relative_to(&mut c.steps, Path::new(BUILTIN_CHECKPOINTS));
                 c.name = start.clone();
                 Ok(Some(c))
             }
@@ -148,13 +149,7 @@ impl Checkpoint {
                 *f = base.join(&*f);
             }
         }
-        for step in &mut c.steps {
-            if let Action::Screen(m) = &mut step.action
-                && m.needle.is_relative()
-            {
-                m.needle = base.join(&m.needle);
-            }
-        }
+        needles_relative_to(&mut c.steps, base);
         Ok(c)
     }
 
@@ -453,24 +448,63 @@ pub enum Action {
     Screen(ScreenMatch),
 }
 
-/// `wait_screen = { needle = "file.png", threshold = 0.9, area = [x, y, w, h] }` (or
-/// `assert_screen`, one look).
+/// `wait_screen = { needle = "file.png", threshold = 0.9, area = [x, y, w, h] }` or
+/// `wait_screen = { text = "REGEX", area = [..] }` (or `assert_screen`, one look).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScreenMatch {
-    /// The needle's file, relative to the scenario file (made absolute by `load`).
-    pub needle: PathBuf,
-    /// Normalised cross-correlation to reach; 1.0 is identical.
-    pub threshold: f32,
+    pub target: ScreenTarget,
     /// Where on the screen to search; the whole screen when absent.
     pub area: Option<crate::screen::Area>,
     /// `false` for `assert_screen`.
     pub wait: bool,
 }
 
+/// What a screen step looks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScreenTarget {
+    /// A picture cut from a screenshot.
+    Needle {
+        /// Relative to the scenario file (made absolute by `load`; a shipped
+        /// scenario's is a `builtin:` label).
+        path: PathBuf,
+        /// Normalised cross-correlation to reach; 1.0 is identical.
+        threshold: f32,
+    },
+    /// Text read by OCR (see [`crate::screen::ocr`]), matched by a regex whose `^` and
+    /// `$` match at line breaks.
+    Text(Pattern),
+}
+
+impl ScreenMatch {
+    /// The needle's file, for a needle step.
+    pub fn needle_mut(&mut self) -> Option<&mut PathBuf> {
+        match &mut self.target {
+            ScreenTarget::Needle { path, .. } => Some(path),
+            ScreenTarget::Text(_) => None,
+        }
+    }
+}
+
+/// Makes the needle paths of `steps` relative to `base` (a scenario's or checkpoint's
+/// directory, or its `builtin:` directory).
+pub(crate) fn needles_relative_to(steps: &mut [Step], base: &Path) {
+    for step in steps {
+        if let Action::Screen(m) = &mut step.action
+            && let Some(path) = m.needle_mut()
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+    }
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawScreen {
-    needle: PathBuf,
+    #[serde(default)]
+    needle: Option<PathBuf>,
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default)]
     threshold: Option<f32>,
     #[serde(default)]
@@ -527,11 +561,16 @@ impl Action {
             Action::WaitFinding { pattern } => format!("wait_finding /{pattern}/"),
             Action::Sleep { duration, reason } => format!("sleep {duration:?} ({reason})"),
             Action::Screen(m) => {
-                let file =
-                    m.needle.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
                 let area = m.area.map_or_else(String::new, |a| format!(" in {a}"));
                 let key = if m.wait { "wait_screen" } else { "assert_screen" };
-                format!("{key} {file}{area} >= {}", m.threshold)
+                match &m.target {
+                    ScreenTarget::Needle { path, threshold } => {
+                        let file =
+                            path.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+                        format!("{key} {file}{area} >= {threshold}")
+                    }
+                    ScreenTarget::Text(p) => format!("{key} text /{p}/{area}"),
+                }
             }
         }
     }
@@ -756,13 +795,7 @@ impl Scenario {
         {
             *c = base.join(&*c).display().to_string();
         }
-        for step in &mut s.steps {
-            if let Action::Screen(m) = &mut step.action
-                && m.needle.is_relative()
-            {
-                m.needle = base.join(&m.needle);
-            }
-        }
+        needles_relative_to(&mut s.steps, base);
         for share in &mut s.shares {
             if !share.path.starts_with("reference:") && Path::new(&share.path).is_relative() {
                 share.path = base.join(&share.path).display().to_string();
@@ -1020,21 +1053,40 @@ fn step(ctx: &Ctx, spanned: toml::Spanned<RawStep>) -> Result<Step, ScenarioErro
         [("wait_screen", &r.wait_screen, true), ("assert_screen", &r.assert_screen, false)]
     {
         let Some(raw) = raw else { continue };
-        let threshold = raw.threshold.unwrap_or(DEFAULT_THRESHOLD);
-        if !(threshold > 0.0 && threshold <= 1.0) {
-            return Err(err(format!(
-                "{key}: threshold {threshold} must be above 0 and at most 1.0 (identical)"
-            )));
-        }
         let area = match raw.area {
             Some([x, y, w, h]) if w > 0 && h > 0 => Some(crate::screen::Area { x, y, w, h }),
             Some(_) => return Err(err(format!("{key}: area is [x, y, w, h] with w and h at least 1"))),
             None => None,
         };
-        if raw.needle.as_os_str().is_empty() {
-            return Err(err(format!("{key}: needle names no file")));
-        }
-        push(key, Action::Screen(ScreenMatch { needle: raw.needle.clone(), threshold, area, wait }));
+        let target = match (&raw.needle, &raw.text) {
+            (Some(needle), None) => {
+                let threshold = raw.threshold.unwrap_or(DEFAULT_THRESHOLD);
+                if !(threshold > 0.0 && threshold <= 1.0) {
+                    return Err(err(format!(
+                        "{key}: threshold {threshold} must be above 0 and at most 1.0 (identical)"
+                    )));
+                }
+                if needle.as_os_str().is_empty() {
+                    return Err(err(format!("{key}: needle names no file")));
+                }
+                ScreenTarget::Needle { path: needle.clone(), threshold }
+            }
+            (None, Some(text)) => {
+                if raw.threshold.is_some() {
+                    return Err(err(format!(
+                        "{key}: threshold is for a needle; text is matched by its regex"
+                    )));
+                }
+                if text.trim().is_empty() {
+                    return Err(err(format!("{key}: text is an empty regex, which any screen matches")));
+                }
+                ScreenTarget::Text(Pattern::multi_line(text).map_err(|m| err(format!("{key}: text: {m}")))?)
+            }
+            _ => {
+                return Err(err(format!("{key} needs either `needle = \"file.png\"` or `text = \"REGEX\"`")));
+            }
+        };
+        push(key, Action::Screen(ScreenMatch { target, area, wait }));
     }
     let (key, action) = match <[(&str, Action); 1]>::try_from(actions) {
         Ok([one]) => one,
@@ -1285,17 +1337,38 @@ mod tests {
         match (&s.steps[0].action, &s.steps[1].action) {
             (Action::Screen(w), Action::Screen(a)) => {
                 assert!(w.wait && !a.wait);
-                assert_eq!((w.threshold, a.threshold), (0.8, DEFAULT_THRESHOLD));
+                let thresholds = [&w.target, &a.target].map(|t| match t {
+                    ScreenTarget::Needle { threshold, .. } => *threshold,
+                    ScreenTarget::Text(_) => panic!("{t:?}"),
+                });
+                assert_eq!(thresholds, [0.8, DEFAULT_THRESHOLD]);
                 assert_eq!(w.area, Some(crate::screen::Area { x: 1, y: 2, w: 3, h: 4 }));
                 assert_eq!(s.steps[0].action.key(), "wait_screen");
                 assert_eq!(s.steps[1].action.describe(), "assert_screen card.png >= 0.9");
             }
             other => panic!("{other:?}"),
         }
+        let t = parse(&format!(
+            "{HEAD}[[step]]\nwait_screen = {{ text = \"^Login failed$\", area = [660, 560, 400, 44] }}\n"
+        ))
+        .unwrap();
+        match &t.steps[0].action {
+            Action::Screen(ScreenMatch { target: ScreenTarget::Text(p), area: Some(_), wait: true }) => {
+                // `^` and `$` at line breaks, as OCR gives a line per line of text.
+                assert!(p.is_match("Monday\nLogin failed\nADMIN") && !p.is_match("Login failed twice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.steps[0].action.describe(), "wait_screen text /^Login failed$/ in 660,560,400,44");
         for (bad, says) in [
             ("wait_screen = { needle = \"n.png\", threshold = 1.5 }", "threshold 1.5"),
             ("wait_screen = { needle = \"n.png\", area = [1, 2, 0, 4] }", "area is [x, y, w, h]"),
-            ("wait_screen = { text = \"Login\" }", "unknown field `text`"),
+            ("wait_screen = { text = \"Login\", threshold = 0.5 }", "threshold is for a needle"),
+            ("wait_screen = { text = \" \" }", "empty regex"),
+            ("wait_screen = { text = \"(\" }", "text: not a valid regex"),
+            ("wait_screen = { text = \"a\", needle = \"n.png\" }", "either `needle"),
+            ("assert_screen = { area = [0, 0, 4, 4] }", "either `needle"),
+            ("wait_screen = { words = \"a\" }", "unknown field `words`"),
         ] {
             let e = parse(&format!("{HEAD}[[step]]\n{bad}\n")).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -104,6 +104,8 @@ pub enum RunError {
     CheckpointFile(crate::scenario::ScenarioError),
     #[error("checkpoint `{name}`: {message}")]
     Checkpoint { name: String, message: String },
+    #[error("OCR for the scenario's text steps: {0}")]
+    Ocr(#[source] crate::screen::ocr::OcrError),
     #[error("checkpoint `{name}` could not be built (its run: {}): {}: {}", run_dir.display(), failure.what, failure.seen)]
     CheckpointBuild { name: String, run_dir: PathBuf, failure: Box<Failure> },
 }
@@ -134,6 +136,7 @@ impl RunError {
             RunError::Server(_) => ("server".into(), "bootproof's HTTP server on loopback"),
             RunError::CheckpointFile(_) => ("checkpoint file".into(), "a checkpoint file `start` names"),
             RunError::Checkpoint { name, .. } => (format!("checkpoint `{name}`"), "the checkpoint cache"),
+            RunError::Ocr(_) => ("setup".into(), "tesseract, for the `wait_screen = { text }` steps"),
             RunError::CheckpointBuild { name, run_dir, failure } => {
                 // The build's own failure is the reason: say it as the build said it.
                 return Failure {
@@ -390,6 +393,20 @@ async fn execute(
     let image = resolve_image(&scenario.image).map_err(Box::new)?;
     let host = host_facts(&profile, &layout.share_dir()).map_err(Box::new)?;
     report.accel = host.accel.as_str().into();
+    // Text steps read the screen with tesseract: installed (or its absence reported)
+    // now, before anything boots.
+    let reads_text = scenario.steps.iter().any(|st| {
+        matches!(&st.action, Action::Screen(m) if matches!(m.target, super::model::ScreenTarget::Text(_)))
+    });
+    if reads_text {
+        let lost = |e: tokio::task::JoinError| {
+            Err(crate::screen::ocr::OcrError::Run { program: "tesseract".into(), what: e.to_string() })
+        };
+        tokio::task::spawn_blocking(crate::screen::ocr::ensure)
+            .await
+            .unwrap_or_else(lost)
+            .map_err(RunError::Ocr)?;
+    }
     let mut plan = Plan::new(&profile, Some(&image), &host, &layout)?;
     installer_media(scenario, &secrets, &mut plan)?;
     // Lives as long as the run: the server and the preseed it shows.
@@ -1270,54 +1287,88 @@ async fn perform(action: &Action, ctx: &mut StepCtx<'_>, limit: Duration) -> Res
 /// How often `wait_screen` looks again.
 const SCREEN_POLL: Duration = Duration::from_millis(500);
 
-/// `wait_screen` / `assert_screen`: screenshots over QMP, the needle searched in each
-/// (on a blocking thread: it is CPU work). The screenshot that matched stays in the run
-/// directory as `screen-<needle>.png`; on a miss, the last screenshot, the needle and
-/// the best match seen are kept beside it and named in the failure with the best score.
+/// `wait_screen` / `assert_screen`: screenshots over QMP, each searched for a needle or
+/// read by OCR on a blocking thread (it is CPU work). The screenshot that matched stays
+/// in the run directory as `screen-<name>.png` (with `screen-<name>.txt`, the text
+/// read, for a text step); on a miss, the evidence is kept beside it and named in the
+/// failure: the last screenshot, and the needle with the best match seen and its
+/// score, or the text read.
 async fn screen(
     ctx: &mut StepCtx<'_>,
     m: &super::model::ScreenMatch,
     limit: Duration,
 ) -> Result<(), StepError> {
-    use crate::screen::{Gray, Needle};
-    let stem = m.needle.file_stem().map_or_else(|| "needle".into(), |s| s.to_string_lossy().into_owned());
-    let expected = format!(
-        "{} on screen{} with a score of at least {}",
-        m.needle.display(),
-        m.area.map_or_else(String::new, |a| format!(" in {a}")),
-        m.threshold
-    );
+    use super::model::ScreenTarget;
+    let area = m.area.map_or_else(String::new, |a| format!(" in {a}"));
+    let expected = match &m.target {
+        ScreenTarget::Needle { path, threshold } => {
+            format!("{} on screen{area} with a score of at least {threshold}", path.display())
+        }
+        ScreenTarget::Text(p) => format!("text matching /{p}/ on screen{area} (OCR)"),
+    };
     if ctx.vm.plan().display == crate::profile::Display::None {
         return Err(StepError::new(expected, "the profile has no display (display = \"none\")"));
     }
+    match &m.target {
+        ScreenTarget::Needle { path, threshold } => {
+            screen_needle(ctx, m, path, *threshold, expected, limit).await
+        }
+        ScreenTarget::Text(p) => screen_text(ctx, m, p, expected, limit).await,
+    }
+}
+
+/// Takes a screenshot into `shot` and runs `look` on it on a blocking thread.
+async fn look_at_screen<T: Send + 'static>(
+    ctx: &mut StepCtx<'_>,
+    shot: &Path,
+    expected: &str,
+    look: impl FnOnce(&Path) -> Result<T, String> + Send + 'static,
+) -> Result<T, StepError> {
+    ctx.vm
+        .qmp()
+        .screendump(shot)
+        .await
+        .map_err(|e| StepError::new(expected, format!("no screenshot: {e}")))?;
+    let path = shot.to_path_buf();
+    tokio::task::spawn_blocking(move || look(&path))
+        .await
+        .map_err(|e| StepError::new(expected, e.to_string()))?
+        .map_err(|e| StepError::new(expected, e))
+}
+
+async fn screen_needle(
+    ctx: &mut StepCtx<'_>,
+    m: &super::model::ScreenMatch,
+    needle_path: &Path,
+    threshold: f32,
+    expected: String,
+    limit: Duration,
+) -> Result<(), StepError> {
+    use crate::screen::{Gray, Needle};
+    let stem = needle_path.file_stem().map_or_else(|| "needle".into(), |s| s.to_string_lossy().into_owned());
     let needle =
-        Arc::new(Needle::load(&m.needle).map_err(|e| StepError::new(expected.clone(), e.to_string()))?);
+        Arc::new(Needle::load(needle_path).map_err(|e| StepError::new(expected.clone(), e.to_string()))?);
     let layout = ctx.vm.plan().layout.clone();
     let shot = layout.screenshot(&format!("screen-{stem}"));
     let deadline = Instant::now() + limit;
-    let mut best: Option<(crate::screen::Match, Vec<u8>)> = None;
+    // The best match seen, with the picture it was seen in.
+    let mut best: Option<(crate::screen::Match, image::DynamicImage)> = None;
     let mut looks = 0;
     loop {
         looks += 1;
-        ctx.vm
-            .qmp()
-            .screendump(&shot)
-            .await
-            .map_err(|e| StepError::new(expected.clone(), format!("no screenshot: {e}")))?;
-        let (path, n, area) = (shot.clone(), needle.clone(), m.area);
-        let found = tokio::task::spawn_blocking(move || {
-            let gray = Gray::load(&path)?;
-            n.find(&gray, area)
+        let (n, area) = (needle.clone(), m.area);
+        let (found, img) = look_at_screen(ctx, &shot, &expected, move |path| {
+            let img = crate::screen::open(path).map_err(|e| e.to_string())?;
+            let found = n.find(&Gray::from_image(&img), area).map_err(|e| e.to_string())?;
+            Ok((found, img))
         })
-        .await
-        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?
-        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
-        if found.score >= m.threshold {
+        .await?;
+        if found.score >= threshold {
             ctx.keep(&shot);
             return Ok(());
         }
         if best.as_ref().is_none_or(|(b, _)| found.score > b.score) {
-            best = Some((found, std::fs::read(&shot).unwrap_or_default()));
+            best = Some((found, img));
         }
         if !m.wait || Instant::now() + SCREEN_POLL >= deadline {
             break;
@@ -1327,22 +1378,21 @@ async fn screen(
     // The evidence: the last screenshot, the needle, and the best match seen.
     let last = layout.screenshot(&format!("screen-{stem}-last"));
     let _ = std::fs::rename(&shot, &last);
-    let kept_needle = layout.screenshot(&format!("screen-{stem}-needle"));
-    let _ = std::fs::copy(&m.needle, &kept_needle);
-    let (b, bytes) = best.expect("looked at least once");
-    let best_file = layout.screenshot(&format!("screen-{stem}-best"));
-    let cut = image::load_from_memory(&bytes)
-        .map(|img| img.crop_imm(b.x, b.y, b.w, b.h))
-        .and_then(|cut| cut.save_with_format(&best_file, image::ImageFormat::Png));
     ctx.keep(&last);
-    ctx.keep(&kept_needle);
-    let best_note = match cut {
-        Ok(()) => {
-            ctx.keep(&best_file);
-            format!(", the best match cut out as {}", best_file.display())
-        }
-        Err(e) => format!(" (the best match could not be kept: {e})"),
-    };
+    let kept_needle = layout.screenshot(&format!("screen-{stem}-needle"));
+    if crate::screen::read_file(needle_path).and_then(|b| std::fs::write(&kept_needle, b)).is_ok() {
+        ctx.keep(&kept_needle);
+    }
+    let (b, img) = best.expect("looked at least once");
+    let best_file = layout.screenshot(&format!("screen-{stem}-best"));
+    let best_note =
+        match img.crop_imm(b.x, b.y, b.w, b.h).save_with_format(&best_file, image::ImageFormat::Png) {
+            Ok(()) => {
+                ctx.keep(&best_file);
+                format!(", the best match cut out as {}", best_file.display())
+            }
+            Err(e) => format!(" (the best match could not be kept: {e})"),
+        };
     let how = if m.wait { format!("{looks} screenshots in {limit:.0?}") } else { "one screenshot".into() };
     Err(StepError::new(
         expected,
@@ -1355,6 +1405,83 @@ async fn screen(
             kept_needle.display()
         ),
     ))
+}
+
+async fn screen_text(
+    ctx: &mut StepCtx<'_>,
+    m: &super::model::ScreenMatch,
+    pattern: &crate::pattern::Pattern,
+    expected: String,
+    limit: Duration,
+) -> Result<(), StepError> {
+    use crate::screen::ocr;
+    let program = tokio::task::spawn_blocking(ocr::ensure)
+        .await
+        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?
+        .map_err(|e| StepError::new(expected.clone(), e.to_string()))?;
+    let name = text_file_name(pattern.as_str());
+    let layout = ctx.vm.plan().layout.clone();
+    let shot = layout.screenshot(&format!("screen-{name}"));
+    let read_file = layout.dir.join(format!("screen-{name}.txt"));
+    let deadline = Instant::now() + limit;
+    let mut looks = 0;
+    let text = loop {
+        looks += 1;
+        let (program, area) = (program.clone(), m.area);
+        let text = look_at_screen(ctx, &shot, &expected, move |path| {
+            ocr::read(&program, path, area).map_err(|e| e.to_string())
+        })
+        .await?;
+        // What was read, beside the screenshot it was read from (swept for secrets
+        // with the rest of the run directory).
+        let _ = std::fs::write(&read_file, crate::redact::text(&text).as_bytes());
+        if pattern.is_match(&text) {
+            ctx.keep(&shot);
+            ctx.keep(&read_file);
+            return Ok(());
+        }
+        if !m.wait || Instant::now() + SCREEN_POLL >= deadline {
+            break text;
+        }
+        tokio::time::sleep(SCREEN_POLL).await;
+    };
+    let last = layout.screenshot(&format!("screen-{name}-last"));
+    let last_text = layout.dir.join(format!("screen-{name}-last.txt"));
+    let _ = std::fs::rename(&shot, &last);
+    let _ = std::fs::rename(&read_file, &last_text);
+    ctx.keep(&last);
+    ctx.keep(&last_text);
+    let how = if m.wait { format!("{looks} looks in {limit:.0?}") } else { "one look".into() };
+    let read = if text.is_empty() { "nothing".to_string() } else { format!("\n{}", shown(text.as_bytes())) };
+    Err(StepError::new(
+        expected,
+        format!(
+            "over {how}, OCR read {read}\n(kept the last screenshot {} and its text {})",
+            last.display(),
+            last_text.display()
+        ),
+    ))
+}
+
+/// A file name for a text step's screenshot: its regex's words, lower case, joined by
+/// dashes (`Login failed` → `login-failed`), at most 40 characters.
+fn text_file_name(regex: &str) -> String {
+    let words: Vec<String> = regex
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut name = String::new();
+    for w in words {
+        if name.len() + w.len() + 1 > 40 {
+            break;
+        }
+        if !name.is_empty() {
+            name.push('-');
+        }
+        name.push_str(&w);
+    }
+    if name.is_empty() { "text".into() } else { format!("text-{name}") }
 }
 
 async fn wait_console(

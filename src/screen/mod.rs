@@ -17,10 +17,51 @@
 //! denominator needs come from integral images, so each position costs one pass over
 //! the needle.
 //!
-//! Owns: reading pictures, cutting needles, the score. Must not: take screenshots
-//! (QMP does) or decide what a score means for a step (the runner does).
+//! The shipped scenarios' needles are built into the binary (see build.rs) and named
+//! by their `builtin:tests/scenarios/needles/<file>` label, which [`open`] and
+//! [`read_file`] accept like a path. Text on the screen is read by tesseract
+//! ([`ocr`]).
+//!
+//! Owns: reading pictures, cutting needles, the score, OCR. Must not: take
+//! screenshots (QMP does) or decide what a score means for a step (the runner does).
 
+pub mod ocr;
+
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+/// The shipped needles as `(builtin: label, PNG bytes)`.
+const SHIPPED_NEEDLES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/shipped_needles.rs"));
+
+/// The labels of the shipped needles.
+pub fn shipped_needles() -> impl Iterator<Item = &'static str> {
+    SHIPPED_NEEDLES.iter().map(|(label, _)| *label)
+}
+
+/// A file's bytes; a `builtin:` label reads the shipped needle of that name.
+pub fn read_file(path: &Path) -> std::io::Result<Cow<'static, [u8]>> {
+    match path.to_str().filter(|p| p.starts_with("builtin:")) {
+        Some(label) => {
+            SHIPPED_NEEDLES.iter().find(|(l, _)| *l == label).map(|(_, b)| Cow::Borrowed(*b)).ok_or_else(
+                || {
+                    let known: Vec<&str> = shipped_needles().collect();
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("no such shipped needle; the shipped ones are: {}", known.join(", ")),
+                    )
+                },
+            )
+        }
+        None => std::fs::read(path).map(Cow::Owned),
+    }
+}
+
+/// Reads a picture (PNG, or QMP's PPM), by path or `builtin:` label.
+pub fn open(path: &Path) -> Result<image::DynamicImage, ScreenError> {
+    let read = |source| ScreenError::Read { path: path.into(), source };
+    let bytes = read_file(path).map_err(|e| read(image::ImageError::IoError(e)))?;
+    image::load_from_memory(&bytes).map_err(read)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScreenError {
@@ -71,7 +112,7 @@ impl Area {
         }
     }
 
-    fn fits(&self, width: u32, height: u32) -> bool {
+    pub fn fits(&self, width: u32, height: u32) -> bool {
         self.x.checked_add(self.w).is_some_and(|r| r <= width)
             && self.y.checked_add(self.h).is_some_and(|b| b <= height)
     }
@@ -94,13 +135,7 @@ pub struct Gray {
 impl Gray {
     /// Reads a PNG or a PPM (QMP's screendump) file.
     pub fn load(path: &Path) -> Result<Gray, ScreenError> {
-        let img = image::ImageReader::open(path)
-            .map_err(|e| ScreenError::Read { path: path.into(), source: image::ImageError::IoError(e) })?
-            .with_guessed_format()
-            .map_err(|e| ScreenError::Read { path: path.into(), source: image::ImageError::IoError(e) })?
-            .decode()
-            .map_err(|source| ScreenError::Read { path: path.into(), source })?;
-        Ok(Gray::from_image(&img))
+        Ok(Gray::from_image(&open(path)?))
     }
 
     pub fn from_image(img: &image::DynamicImage) -> Gray {
@@ -335,8 +370,7 @@ impl Integral {
 /// `bootproof needle`: cuts `area` out of `screenshot` into `output` (a PNG), in the
 /// screenshot's own colours, so a needle is made from a real run's picture.
 pub fn cut_needle(screenshot: &Path, area: Area, output: &Path) -> Result<(), ScreenError> {
-    let img =
-        image::open(screenshot).map_err(|source| ScreenError::Read { path: screenshot.into(), source })?;
+    let img = open(screenshot)?;
     if !area.fits(img.width(), img.height()) {
         return Err(ScreenError::AreaOutside {
             path: screenshot.into(),
