@@ -191,19 +191,8 @@ impl Checkpoint {
                     message: format!("a checkpoint step cannot {what}: the saved machine must be running"),
                 });
             }
-            for secret in secret_refs(st) {
-                if !secrets.contains_key(&secret) {
-                    return Err(ScenarioError::Invalid {
-                        path: path.into(),
-                        line: st.line,
-                        column: 1,
-                        message: format!(
-                            "`${{secret:{secret}}}` names no secret in the checkpoint's [secrets]"
-                        ),
-                    });
-                }
-            }
         }
+        undeclared_secret(&steps, |name| secrets.contains_key(name), path, "the checkpoint's [secrets]")?;
         let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         Ok(Checkpoint {
             name,
@@ -908,18 +897,7 @@ impl Scenario {
                 ));
             }
         }
-        for st in &steps {
-            for secret in secret_refs(st) {
-                if !raw.secrets.contains_key(&secret) {
-                    return Err(ScenarioError::Invalid {
-                        path: path.into(),
-                        line: st.line,
-                        column: 1,
-                        message: format!("`${{secret:{secret}}}` names no secret in [secrets]"),
-                    });
-                }
-            }
-        }
+        undeclared_secret(&steps, |name| raw.secrets.contains_key(name), path, "[secrets]")?;
         Ok(Scenario {
             name: raw.name,
             profile: raw.profile,
@@ -939,6 +917,27 @@ impl Scenario {
             file: None,
         })
     }
+}
+
+/// The first `${secret:NAME}` of `steps` that `declared` does not know, as an error at
+/// its step's line (`where_` names the table it should be in).
+fn undeclared_secret(
+    steps: &[Step],
+    declared: impl Fn(&str) -> bool,
+    path: &Path,
+    where_: &str,
+) -> Result<(), ScenarioError> {
+    for st in steps {
+        if let Some(secret) = secret_refs(st).into_iter().find(|s| !declared(s)) {
+            return Err(ScenarioError::Invalid {
+                path: path.into(),
+                line: st.line,
+                column: 1,
+                message: format!("`${{secret:{secret}}}` names no secret in {where_}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Names in `${secret:NAME}` references of a step's text.

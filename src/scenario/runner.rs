@@ -378,15 +378,7 @@ async fn execute(
     }
     let profile = match &boot {
         Boot::Build { profile, .. } => (**profile).clone(),
-        Boot::Fork(_) => {
-            // A fork's clock and shares are set through the agent.
-            let mut p = profile_for(scenario)?;
-            if p.agent == profile::AgentKind::None {
-                p.agent = profile::AgentKind::Auto;
-            }
-            p
-        }
-        Boot::Cold => profile_for(scenario)?,
+        Boot::Fork(_) | Boot::Cold => profile_for(scenario)?,
     };
     let layout = RunLayout::create(run_dir)
         .map_err(|source| RunError::RunDir { path: run_dir.to_path_buf(), source })?;
@@ -520,9 +512,9 @@ async fn execute(
         Some(saved) if !ctx.powered_off && ctx.vm.plan().end == crate::profile::End::PowerButton => {
             let ended = end_fork(&mut ctx, saved).await;
             if let Some(c) = &mut report.checkpoint {
-                c.ended = Some(ended.clone());
+                c.ended = Some(ended.to_string());
             }
-            ended.starts_with("quit")
+            matches!(ended, ForkEnd::Quit)
         }
         _ => false,
     };
@@ -690,25 +682,40 @@ async fn save_checkpoint(
 /// (the findings and share checks read it), and QEMU is quit. A guest without
 /// `journalctl`, or without the share mounted, gets the power button after all.
 /// Returns what happened, for the report.
-async fn end_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> String {
+async fn end_fork(ctx: &mut StepCtx<'_>, saved: &checkpoint::Saved) -> ForkEnd {
     let Some(share) = saved.meta.mounts.iter().find(|m| m.source == crate::vm::plan::SHARE_TAG) else {
-        return "power button (the checkpoint had no `bootproof` share mounted)".into();
+        return ForkEnd::PowerButton("the checkpoint had no `bootproof` share mounted".into());
     };
     let limit = ctx.limit(Some(Duration::from_secs(30)));
-    let Ok(agent) = ctx.agent(limit).await else {
-        return "power button (no agent to export the journal)".into();
-    };
     let dir = quote(&share.target);
     let cmd = format!(
         "journalctl -b -o export --no-pager > {dir}/.journal.export.tmp && mv {dir}/.journal.export.tmp {dir}/journal.export"
     );
-    match agent.run(&cmd, limit).await {
-        Ok(out) if out.exit_code == 0 => {
+    match ctx.agent_ok(&cmd, limit, "to export the journal").await {
+        Ok(_) => {
             ctx.vm.quit().await;
-            "quit after exporting the journal to the share (a fork's machine is thrown away)".into()
+            ForkEnd::Quit
         }
-        Ok(out) => format!("power button (exporting the journal: exit code {})", out.exit_code),
-        Err(e) => format!("power button (exporting the journal: {e})"),
+        Err(e) => ForkEnd::PowerButton(format!("exporting the journal: {}", e.seen)),
+    }
+}
+
+/// How a fork's machine ended (`summary.json`'s `checkpoint.ended`).
+enum ForkEnd {
+    /// QEMU quit after the journal was exported into the share.
+    Quit,
+    /// The power button after all, and why.
+    PowerButton(String),
+}
+
+impl std::fmt::Display for ForkEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForkEnd::Quit => {
+                f.write_str("quit after exporting the journal to the share (a fork's machine is thrown away)")
+            }
+            ForkEnd::PowerButton(why) => write!(f, "power button ({why})"),
+        }
     }
 }
 
@@ -864,9 +871,10 @@ const OEMDRV_IMAGE: &str = "oemdrv.img";
 
 fn profile_for(scenario: &Scenario) -> Result<Profile, RunError> {
     let mut p = profile::resolve(&scenario.profile)?;
-    let needs_agent =
-        scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
-            || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
+    // A fork (`start`) sets its clock and mounts its shares through the agent.
+    let needs_agent = scenario.start.is_some()
+        || scenario.steps.iter().any(|s| matches!(s.action, Action::Run { .. } | Action::WaitJournal(_)))
+        || scenario.checks.iter().any(|c| checks::needs_agent(&c.kind));
     if needs_agent && p.agent == profile::AgentKind::None {
         p.agent = profile::AgentKind::Auto;
     }

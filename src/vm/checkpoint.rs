@@ -428,29 +428,21 @@ pub async fn restore_state(qmp: &Qmp, incoming: &Incoming, timeout: Duration) ->
 /// entry for `meta.key` in one rename. Older entries of the same name and image go.
 pub fn commit(plan: &Plan, staging: &Path, console: &Path, mut meta: Meta) -> Result<Saved, CheckpointError> {
     for (i, drive) in plan.drives.iter().enumerate() {
-        let file = match drive {
-            Drive::Disk { overlay, .. } => Some(overlay),
-            Drive::Blank { path, .. } => Some(path),
-            Drive::Cdrom { .. } => None,
+        let (Drive::Disk { overlay: file, .. } | Drive::Blank { path: file, .. }) = drive else {
+            meta.disks.push(None);
+            continue;
         };
-        let name = file.map(|f| {
-            let name = format!("disk-{i}.qcow2");
-            (f, name)
-        });
-        match name {
-            Some((from, name)) => {
-                move_file(from, &staging.join(&name))?;
-                meta.disks.push(Some(name));
-            }
-            None => meta.disks.push(None),
-        }
+        let name = format!("disk-{i}.qcow2");
+        move_file(file, &staging.join(&name))?;
+        meta.disks.push(Some(name));
     }
     if let Some(fw) = &plan.firmware {
         std::fs::copy(&fw.vars, staging.join(VARS)).map_err(io(&fw.vars))?;
         meta.vars = true;
     }
     if plan.tpm {
-        copy_dir(&plan.layout.tpm_state(), &staging.join(TPM))?;
+        let tpm = plan.layout.tpm_state();
+        copy_dir(&tpm, &staging.join(TPM)).map_err(io(&tpm))?;
         meta.tpm = true;
     }
     if console.is_file() {
@@ -459,11 +451,12 @@ pub fn commit(plan: &Plan, staging: &Path, console: &Path, mut meta: Meta) -> Re
     // What the cache keeps never holds a secret: the guest's memory and disks are
     // searched for every form the redactor knows (the console log was redacted as it
     // was written).
+    let secrets = SecretSearch::new().map_err(io(staging))?;
     for entry in walk(staging)? {
         if entry.file_name().is_some_and(|n| n == CONSOLE) {
             continue;
         }
-        if let Some(offset) = find_secret(&entry)? {
+        if let Some(offset) = secrets.find(&entry)? {
             let file = entry.strip_prefix(staging).unwrap_or(&entry).display().to_string();
             return Err(CheckpointError::SecretInState { file, offset });
         }
@@ -512,37 +505,53 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
     Ok(files)
 }
 
-/// The offset of the first registered secret (any form [`crate::redact`] replaces) in
-/// `file`, read in 8 MiB pieces that overlap by the longest form.
-fn find_secret(file: &Path) -> Result<Option<u64>, CheckpointError> {
-    use std::io::Read;
-    let forms = crate::redact::forms();
-    if forms.is_empty() {
-        return Ok(None);
+/// Every form of every registered secret that [`crate::redact`] replaces, as one
+/// regex over bytes, built once for all the files of an entry.
+struct SecretSearch {
+    re: Option<regex::bytes::Regex>,
+    /// Bytes a piece keeps from the one before: the longest form less one.
+    keep: usize,
+}
+
+impl SecretSearch {
+    fn new() -> std::io::Result<SecretSearch> {
+        let forms = crate::redact::forms();
+        if forms.is_empty() {
+            return Ok(SecretSearch { re: None, keep: 0 });
+        }
+        let alternation: Vec<String> =
+            forms.iter().map(|f| regex::escape(&String::from_utf8_lossy(f))).collect();
+        let re = regex::bytes::RegexBuilder::new(&alternation.join("|"))
+            .unicode(false)
+            .size_limit(64 << 20)
+            .build()
+            .map_err(|e| std::io::Error::other(format!("the secrets' search: {e}")))?;
+        let keep = forms.iter().map(Vec::len).max().unwrap_or(1).saturating_sub(1);
+        Ok(SecretSearch { re: Some(re), keep })
     }
-    let alternation: Vec<String> = forms.iter().map(|f| regex::escape(&String::from_utf8_lossy(f))).collect();
-    let re = regex::bytes::RegexBuilder::new(&alternation.join("|"))
-        .unicode(false)
-        .size_limit(64 << 20)
-        .build()
-        .map_err(|e| io(file)(std::io::Error::other(e.to_string())))?;
-    let keep = forms.iter().map(Vec::len).max().unwrap_or(1).saturating_sub(1);
-    let mut f = std::fs::File::open(file).map_err(io(file))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(8 << 20);
-    let mut base: u64 = 0;
-    let mut piece = vec![0u8; 8 << 20];
-    loop {
-        let n = f.read(&mut piece).map_err(io(file))?;
-        if n == 0 {
-            return Ok(None);
+
+    /// The offset of the first secret in `file`, read in 8 MiB pieces that overlap by
+    /// the longest form.
+    fn find(&self, file: &Path) -> Result<Option<u64>, CheckpointError> {
+        use std::io::Read;
+        let Some(re) = &self.re else { return Ok(None) };
+        let mut f = std::fs::File::open(file).map_err(io(file))?;
+        let mut buf: Vec<u8> = Vec::with_capacity(8 << 20);
+        let mut base: u64 = 0;
+        let mut piece = vec![0u8; 8 << 20];
+        loop {
+            let n = f.read(&mut piece).map_err(io(file))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&piece[..n]);
+            if let Some(m) = re.find(&buf) {
+                return Ok(Some(base + m.start() as u64));
+            }
+            let drop = buf.len().saturating_sub(self.keep);
+            buf.drain(..drop);
+            base += drop as u64;
         }
-        buf.extend_from_slice(&piece[..n]);
-        if let Some(m) = re.find(&buf) {
-            return Ok(Some(base + m.start() as u64));
-        }
-        let drop = buf.len().saturating_sub(keep);
-        buf.drain(..drop);
-        base += drop as u64;
     }
 }
 
@@ -555,12 +564,13 @@ fn move_file(from: &Path, to: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), CheckpointError> {
-    std::fs::create_dir_all(to).map_err(io(to))?;
-    for entry in std::fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        if entry.file_type().map_err(io(from))?.is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).map_err(io(&entry.path()))?;
+/// Copies the files of `from` (not its subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
         }
     }
     Ok(())
@@ -568,10 +578,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), CheckpointError> {
 
 /// Copies a saved TPM state directory into a fork's run directory.
 pub fn copy_tpm_state(from: &Path, to: &Path) -> std::io::Result<()> {
-    copy_dir(from, to).map_err(|e| match e {
-        CheckpointError::Io { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
-    })
+    copy_dir(from, to)
 }
 
 #[cfg(test)]
@@ -641,15 +648,15 @@ mod tests {
         let mut bytes = vec![0x55u8; 12 << 20];
         bytes[at..at + secret.len()].copy_from_slice(secret.as_bytes());
         std::fs::write(&file, &bytes).unwrap();
-        assert_eq!(find_secret(&file).unwrap(), Some(at as u64));
+        assert_eq!(SecretSearch::new().unwrap().find(&file).unwrap(), Some(at as u64));
         // Its base64, as a guest program might keep it, is found too.
         let mut bytes = vec![0x55u8; 1 << 20];
         let encoded = base64_of(secret);
         bytes[100..100 + encoded.len()].copy_from_slice(encoded.as_bytes());
         std::fs::write(&file, &bytes).unwrap();
-        assert!(find_secret(&file).unwrap().is_some(), "base64 form");
+        assert!(SecretSearch::new().unwrap().find(&file).unwrap().is_some(), "base64 form");
         std::fs::write(&file, vec![0x55u8; 1 << 20]).unwrap();
-        assert_eq!(find_secret(&file).unwrap(), None);
+        assert_eq!(SecretSearch::new().unwrap().find(&file).unwrap(), None);
     }
 
     fn base64_of(s: &str) -> String {
