@@ -584,24 +584,14 @@ pub fn copy_tpm_state(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::accel::Accel;
     use crate::profile::Profile;
-    use crate::vm::plan::{HostFacts, Image, ShareSecurity};
+    use crate::vm::plan::{HostFacts, Image};
     use crate::vm::rundir::RunLayout;
 
     fn plan(run_dir: &str, image: &Path, program: &str, profile: &str) -> Plan {
         let profile =
             Profile::parse(&format!("firmware = \"bios\"\n{profile}"), Path::new("p.toml")).unwrap();
-        let host = HostFacts {
-            qemu: "/nonexistent/qemu".into(),
-            accel: Accel::Tcg,
-            firmware: None,
-            share_security: ShareSecurity::MappedXattr,
-            kernel_vsock: false,
-            virtfs: true,
-            share_backend_override: None,
-            bootproof_program: Some(program.into()),
-        };
+        let host = HostFacts { bootproof_program: Some(program.into()), ..HostFacts::for_tests() };
         let image = Image::Disk { path: image.to_path_buf(), format: None };
         Plan::new(&profile, Some(&image), &host, &RunLayout::at(run_dir)).unwrap()
     }

@@ -40,6 +40,24 @@ pub struct HostFacts {
     pub bootproof_program: Option<PathBuf>,
 }
 
+#[cfg(test)]
+impl HostFacts {
+    /// A TCG host with virtfs, no firmware and no bootproof program, for unit tests
+    /// to change what they are about.
+    pub(crate) fn for_tests() -> HostFacts {
+        HostFacts {
+            qemu: "/q".into(),
+            accel: Accel::Tcg,
+            firmware: None,
+            share_security: ShareSecurity::MappedXattr,
+            kernel_vsock: false,
+            virtfs: true,
+            share_backend_override: None,
+            bootproof_program: None,
+        }
+    }
+}
+
 /// QEMU 9p `security_model`s bootproof uses. Both store guest symlinks and device
 /// nodes as plain files on the host, so nothing a guest writes becomes a host symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,36 +439,21 @@ fn share_server(profile: &Profile, host: &HostFacts) -> Result<Option<ShareServe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::accel::Accel;
     use std::path::Path;
 
     fn plan(profile: &str, image: Option<&Image>) -> Result<Plan, PlanError> {
         let profile = Profile::parse(profile, Path::new("p.toml")).unwrap();
-        let host = HostFacts {
-            qemu: "/q".into(),
-            accel: Accel::Tcg,
-            firmware: None,
-            share_security: ShareSecurity::MappedXattr,
-            kernel_vsock: false,
-            virtfs: true,
-            share_backend_override: None,
-            bootproof_program: None,
-        };
-        Plan::new(&profile, image, &host, &RunLayout::at("/r"))
+        Plan::new(&profile, image, &HostFacts::for_tests(), &RunLayout::at("/r"))
     }
 
     #[test]
     fn the_share_backend_is_the_override_else_the_profiles_else_what_qemu_has() {
         use crate::profile::ShareBackend;
         let host = |virtfs: bool, over: Option<ShareBackend>, program: bool| HostFacts {
-            qemu: "/q".into(),
-            accel: Accel::Tcg,
-            firmware: None,
-            share_security: ShareSecurity::MappedXattr,
-            kernel_vsock: false,
             virtfs,
             share_backend_override: over,
             bootproof_program: program.then(|| "/b/bootproof".into()),
+            ..HostFacts::for_tests()
         };
         let plan_on = |text: &str, h: &HostFacts| {
             let profile = Profile::parse(text, Path::new("p.toml")).unwrap();
