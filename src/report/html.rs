@@ -269,6 +269,8 @@ struct ReportPage<'a> {
     checkpoint_steps: Vec<StepView>,
     /// How the checkpoint came to be: built or cached, its times, how the fork ended.
     checkpoint_how: String,
+    /// The report of the checkpoint's build, when this run built it (in its run dir).
+    checkpoint_report: Option<String>,
     /// The timeline's length in seconds and its tick marks.
     span: String,
     ticks: Vec<Tick>,
@@ -375,6 +377,11 @@ pub fn render_report(report: &ScenarioReport, files: &RunFiles) -> String {
         steps,
         checkpoint_steps,
         checkpoint_how: r.checkpoint.as_ref().map(checkpoint_how).unwrap_or_default(),
+        checkpoint_report: r
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.build_run_dir.as_ref()?.strip_prefix(&r.run_dir).ok().filter(|p| is_inside(p)))
+            .map(|p| href(&p.join(REPORT_FILE), false)),
         span: secs(span),
         ticks: ticks(span),
         findings: r.findings.iter().map(|f| finding_view(f, &r.run_dir)).collect(),
@@ -926,6 +933,32 @@ mod tests {
             assert!(html.contains(needle), "{needle:?} missing");
         }
         assert!(html.trim_end().ends_with("</html>"));
+    }
+
+    #[test]
+    fn a_fork_shows_its_checkpoint_and_links_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = sample(dir.path(), true);
+        r.checkpoint = Some(crate::report::CheckpointReport {
+            name: "installed-unlocked".into(),
+            key: "ab".repeat(32),
+            file: "tests/checkpoints/installed-unlocked.toml".into(),
+            built: true,
+            build_secs: Some(80.25),
+            build_run_dir: Some(dir.path().join("checkpoint")),
+            restore_secs: Some(2.5),
+            steps: vec![step(1, "wait_console /login:/", 0.2, 70.0, &[])],
+            ended: None,
+        });
+        let html = page(dir.path(), &r);
+        for needle in [
+            "forked from <code>installed-unlocked</code> (built by this run, built in 80.2 s, restored in 2.5 s)",
+            "<a href=\"checkpoint&#x2f;report.html\">its build's report</a>",
+            "id=\"checkpoint-steps\"",
+            "wait_console &#x2f;login:&#x2f;",
+        ] {
+            assert!(html.contains(needle), "{needle:?} missing");
+        }
     }
 
     fn add_run(artifacts: &Path, scenario: &str, id: &str, started: f64, passed: bool) {
