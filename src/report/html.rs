@@ -10,9 +10,9 @@
 //! Policy forbids every load but inline styles, inline script and `data:` images, so a
 //! reference to anything outside the page shows as an error in a browser.
 //!
-//! The index is rebuilt from a fresh scan of `*/*/summary.json` each time, by whichever
-//! run finished last; several processes finishing at once each write a complete index
-//! of what they saw. A `summary.json` cut short (another process writing it) is skipped
+//! The index is rebuilt from a fresh scan of `*/*/summary.json` each time a run ends;
+//! processes finishing at once take turns (a lock file), so the last rebuild lists
+//! every run that had finished. A `summary.json` cut short (another process writing it) is skipped
 //! for [`TORN_GRACE`], then listed as unreadable, like one that does not parse.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -28,6 +28,7 @@ use crate::host::setup::{PackageManager, Requirement};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const INDEX_FILE: &str = "index.html";
+const INDEX_LOCK: &str = ".index.lock";
 
 /// The console log's tail that a report embeds: a flooding guest writes hundreds of
 /// megabytes, which no browser opens; the page says what it left out.
@@ -65,7 +66,13 @@ pub fn write_report(run_dir: &Path, report: &ScenarioReport) -> std::io::Result<
 }
 
 /// Rebuilds `index.html` in `artifacts` from every `*/*/summary.json` under it.
+///
+/// Rebuilds take turns (a lock file beside the index): without it, a rebuild that
+/// scanned first could rename its page over one that scanned later, and the index
+/// would lack the run that finished last.
 pub fn write_index(artifacts: &Path) -> std::io::Result<PathBuf> {
+    let lock = std::fs::File::create(artifacts.join(INDEX_LOCK))?;
+    lock.lock()?;
     let page = render_index(&scan_runs(artifacts, SystemTime::now()));
     let path = artifacts.join(INDEX_FILE);
     write_atomic(&path, &page)?;
@@ -1015,6 +1022,24 @@ mod tests {
     }
 
     #[test]
+    fn runs_finishing_at_once_are_all_in_the_last_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().to_path_buf();
+        std::thread::scope(|s| {
+            for i in 0..12 {
+                let a = &a;
+                s.spawn(move || {
+                    add_run(a, &format!("r{i:02}"), "1", 1000.0 + i as f64, true);
+                    write_index(a).unwrap();
+                });
+            }
+        });
+        let html = std::fs::read_to_string(a.join(INDEX_FILE)).unwrap();
+        let missing: Vec<_> = (0..12).filter(|i| !html.contains(&format!(">r{i:02}</a>"))).collect();
+        assert!(missing.is_empty(), "runs missing from the index: {missing:?}");
+    }
+
+    #[test]
     fn many_rebuilds_at_once_leave_a_whole_index() {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path().to_path_buf();
@@ -1046,7 +1071,7 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(&a)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     }
