@@ -12,8 +12,9 @@
 //!
 //! The index is rebuilt from a fresh scan of `*/*/summary.json` each time a run ends;
 //! processes finishing at once take turns (a lock file), so the last rebuild lists
-//! every run that had finished. A `summary.json` cut short (another process writing it) is skipped
-//! for [`TORN_GRACE`], then listed as unreadable, like one that does not parse.
+//! every run that had finished. A `summary.json` cut short (another process writing
+//! it) is skipped for [`TORN_GRACE`], then listed as unreadable, like one that does not
+//! parse.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -59,7 +60,7 @@ pub fn chromium() -> Requirement {
 
 /// Writes `report.html` into `run_dir` for `report` (after `summary.json`).
 pub fn write_report(run_dir: &Path, report: &ScenarioReport) -> std::io::Result<PathBuf> {
-    let page = render_report(report, &RunFiles::read(run_dir, report));
+    let page = render_report(report, &RunFiles::read(run_dir, report)).map_err(std::io::Error::other)?;
     let path = run_dir.join(REPORT_FILE);
     write_atomic(&path, &page)?;
     Ok(path)
@@ -73,7 +74,7 @@ pub fn write_report(run_dir: &Path, report: &ScenarioReport) -> std::io::Result<
 pub fn write_index(artifacts: &Path) -> std::io::Result<PathBuf> {
     let lock = std::fs::File::create(artifacts.join(INDEX_LOCK))?;
     lock.lock()?;
-    let page = render_index(&scan_runs(artifacts, SystemTime::now()));
+    let page = render_index(&scan_runs(artifacts, SystemTime::now())).map_err(std::io::Error::other)?;
     let path = artifacts.join(INDEX_FILE);
     write_atomic(&path, &page)?;
     Ok(path)
@@ -171,9 +172,12 @@ fn is_inside(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
+/// The PNG at `path` if it fits the caps. A symlink is not followed: the share's files
+/// are the guest's, and a link could point anywhere on the host.
 fn read_image(path: &Path, budget: &mut u64) -> Embedded {
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    let len = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return Embedded::Left("not a plain file".into()),
         Err(e) => return Embedded::Left(format!("not readable: {e}")),
     };
     if len > IMAGE_MAX_BYTES {
@@ -186,10 +190,12 @@ fn read_image(path: &Path, budget: &mut u64) -> Embedded {
     if len > *budget {
         return Embedded::Left(format!("the report's {} for screenshots is spent", size(IMAGES_TOTAL_BYTES)));
     }
-    match std::fs::read(path) {
-        Ok(b) if b.starts_with(PNG_MAGIC) => {
-            *budget -= b.len() as u64;
-            Embedded::Png(b)
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(len).read_to_end(&mut bytes));
+    match read {
+        Ok(_) if bytes.starts_with(PNG_MAGIC) => {
+            *budget -= bytes.len() as u64;
+            Embedded::Png(bytes)
         }
         Ok(_) => Embedded::Left("not a PNG".into()),
         Err(e) => Embedded::Left(format!("not readable: {e}")),
@@ -357,7 +363,7 @@ struct ConsoleLine {
 }
 
 /// The whole `report.html` for `report` with `files` from its run directory.
-pub fn render_report(report: &ScenarioReport, files: &RunFiles) -> String {
+pub fn render_report(report: &ScenarioReport, files: &RunFiles) -> Result<String, minijinja::Error> {
     let mut report = report.clone();
     report.redact();
     let r = &report;
@@ -401,19 +407,15 @@ pub fn render_report(report: &ScenarioReport, files: &RunFiles) -> String {
     render("report.html", REPORT_TEMPLATE, Value::from(Serde(&page)))
 }
 
-fn render(name: &str, template: &str, ctx: Value) -> String {
+/// `template` rendered with `ctx`, redacted. An error is a bug of the template's (the
+/// data is bootproof's own); the runner writes no page then, rather than fail the run.
+fn render(name: &str, template: &str, ctx: Value) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-            .expect("a valid syntax"),
-    );
-    env.add_template(name, template).expect("the template parses");
-    let html = env.get_template(name).and_then(|t| t.render(ctx)).expect("the template renders");
-    crate::redact::text(&html).into_owned()
+    env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+    env.add_template(name, template)?;
+    let html = env.get_template(name)?.render(ctx)?;
+    Ok(crate::redact::text(&html).into_owned())
 }
 
 fn checkpoint_how(c: &super::CheckpointReport) -> String {
@@ -476,7 +478,7 @@ fn make_shot(rel: &Path, files: &RunFiles) -> Option<Shot> {
     Some(Shot { name: rel.display().to_string(), href: href(rel, false), data, note })
 }
 
-/// Tick marks at a round step that gives 4 to 10 of them.
+/// Tick marks at the smallest round step that gives at most 10 of them.
 fn ticks(span: f64) -> Vec<Tick> {
     let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]
         .into_iter()
@@ -710,7 +712,7 @@ struct IndexPage<'a> {
 }
 
 /// The whole `index.html` for `rows`.
-pub fn render_index(rows: &[IndexRow]) -> String {
+pub fn render_index(rows: &[IndexRow]) -> Result<String, minijinja::Error> {
     let count = |what: &str| rows.iter().filter(|r| r.result == what).count();
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let page = IndexPage {
@@ -903,7 +905,7 @@ mod tests {
         big.resize(IMAGE_MAX_BYTES as usize + 1, 0);
         std::fs::write(dir.path().join("huge.png"), big).unwrap();
         let mut r = sample(dir.path(), true);
-        r.steps[2].files = vec!["huge.png".into()];
+        r.steps[2].files = vec!["huge.png".into(), "needle evidence.txt".into()];
         let html = page(dir.path(), &r);
         let step2 = html.find("id=\"step-2\"").unwrap();
         let step3 = html.find("id=\"step-3\"").unwrap();
@@ -915,6 +917,7 @@ mod tests {
         let others = html.find("id=\"screenshots\"").unwrap();
         assert!(html[others..].contains("data-file=\"timeout.png\""), "a PNG of no step is shown too");
         assert!(html.contains("href=\"booted.png\""));
+        assert!(html[step3..].contains("<a href=\"needle%20evidence.txt\">needle evidence.txt</a>"));
     }
 
     #[test]
