@@ -36,12 +36,7 @@ fn chromium() -> PathBuf {
 /// Chromium's `--dump-dom` of `url` (after its scripts ran), failing on any message the
 /// page logged.
 fn dump_dom(browser: &Path, url: &str) -> String {
-    let out = Command::new(browser)
-        .args(headless_flags())
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("chromium starts");
+    let out = browser_command(browser).arg("--dump-dom").arg(url).output().expect("chromium starts");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium --dump-dom {url}: {}\n{stderr}", out.status);
     assert_no_browser_errors(url, &stderr);
@@ -50,8 +45,7 @@ fn dump_dom(browser: &Path, url: &str) -> String {
 
 /// A screenshot of `page`, checked to be a real picture (not one colour).
 fn screenshot(browser: &Path, page: &Path, png: &Path) {
-    let out = Command::new(browser)
-        .args(headless_flags())
+    let out = browser_command(browser)
         .arg(format!("--screenshot={}", png.display()))
         .arg("--window-size=1280,2400")
         .arg(format!("file://{}", page.display()))
@@ -66,6 +60,14 @@ fn screenshot(browser: &Path, page: &Path, png: &Path) {
     colours.sort_unstable();
     colours.dedup();
     assert!(colours.len() > 20, "{}: only {} colours: an empty page", png.display(), colours.len());
+}
+
+/// Chromium with the flags of `docs/report.md`, stopped after two minutes (exit 124)
+/// should it hang.
+fn browser_command(browser: &Path) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=10", "120"]).arg(browser).args(headless_flags());
+    cmd
 }
 
 /// The flags of `docs/report.md`: no sandbox (root in a container), no GPU, the log on
