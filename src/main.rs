@@ -421,6 +421,10 @@ async fn run_scenarios(
     println!("{}", suite::table(&reports));
     let failed = reports.iter().filter(|r| !r.passed).count();
     println!("{} passed, {failed} failed; artifacts in {}", reports.len() - failed, artifacts.display());
+    let index = artifacts.join(bootproof::report::html::INDEX_FILE);
+    if index.is_file() {
+        println!("reports: {} (each run's report.html is linked there)", index.display());
+    }
     if let Some(path) = junit
         && let Err(e) = std::fs::write(&path, bootproof::report::junit_xml(&reports, "scenarios"))
     {

@@ -1,8 +1,12 @@
-//! What a scenario run produced, and its three renderings: `summary.json`, the
-//! one-screen failure message, and JUnit XML.
+//! What a scenario run produced, and its renderings: `summary.json`, the one-screen
+//! failure message, JUnit XML, and the HTML pages ([`html`]: `report.html` per run,
+//! `index.html` over all runs).
 //!
-//! Owns: the report data and pure formatting. Must not: run anything; the runner
-//! fills a [`ScenarioReport`], the harness and the CLI print or write it.
+//! Owns: the report data and its formatting. Must not: run anything; the runner
+//! fills a [`ScenarioReport`], the harness and the CLI print or write it ([`html`]
+//! reads the run directory for its pages and writes them).
+
+pub mod html;
 
 use serde::Serialize;
 use std::path::PathBuf;

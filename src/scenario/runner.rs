@@ -262,6 +262,7 @@ pub async fn run(scenario: &Scenario, opts: &RunnerOptions) -> ScenarioReport {
         report.failure.get_or_insert(e.failure());
     }
     finish(&run_dir, &mut report, vm_start);
+    let _ = crate::report::html::write_index(&opts.artifacts);
     report
 }
 
@@ -285,6 +286,7 @@ pub fn not_run(scenario: &Scenario, opts: &RunnerOptions, what: &str, seen: Stri
     let (run_dir, mut report) = new_report(scenario, opts);
     report.failure = Some(Failure { what: what.into(), expected: "a running VM".into(), seen });
     write_summary(&run_dir, &mut report);
+    let _ = crate::report::html::write_index(&opts.artifacts);
     report
 }
 
@@ -319,7 +321,7 @@ fn new_report(scenario: &Scenario, opts: &RunnerOptions) -> (PathBuf, ScenarioRe
 }
 
 /// Redacts the report, sweeps what others wrote into the run directory (QEMU's log,
-/// the guest's share) for secrets, and writes `summary.json`.
+/// the guest's share) for secrets, and writes `summary.json` and `report.html`.
 fn write_summary(run_dir: &Path, report: &mut ScenarioReport) {
     report.redact();
     // The kickstart disk holds the secrets as the guest needed them; the redacted
@@ -330,6 +332,7 @@ fn write_summary(run_dir: &Path, report: &mut ScenarioReport) {
     }
     if std::fs::create_dir_all(run_dir).is_ok() {
         let _ = std::fs::write(run_dir.join("summary.json"), report.to_json());
+        let _ = crate::report::html::write_report(run_dir, report);
     }
 }
 
