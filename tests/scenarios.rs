@@ -12,7 +12,9 @@
 //!
 //! A scenario passes only if `bootproof inspect` agrees: its run directory must hold
 //! no error-level finding (the same call `inspect` makes), so a green suite and
-//! `inspect` never disagree. `BOOTPROOF_LOG=debug` shows bootproof's tracing.
+//! `inspect` never disagree. And its `report.html` shows every screenshot its steps
+//! kept, in step order (`sddm-login`: the greeter, then the session).
+//! `BOOTPROOF_LOG=debug` shows bootproof's tracing.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::PathBuf;
@@ -68,8 +70,11 @@ fn run_one(s: &Scenario) -> Result<(), Failed> {
         .build()
         .map_err(|e| Failed::from(e.to_string()))?;
     let report = rt.block_on(runner::run(s, &opts));
-    let result =
-        if !report.passed { Err(Failed::from(report.failure_screen())) } else { inspect_agrees(&report) };
+    let result = if !report.passed {
+        Err(Failed::from(report.failure_screen()))
+    } else {
+        inspect_agrees(&report).and_then(|()| report_shows_screenshots(&report))
+    };
     REPORTS.lock().unwrap_or_else(|p| p.into_inner()).push(report);
     result
 }
@@ -93,4 +98,34 @@ fn inspect_agrees(report: &ScenarioReport) -> Result<(), Failed> {
         report.run_dir.display(),
         errors.join("\n")
     )))
+}
+
+/// The run's `report.html` embeds each PNG its steps kept (its bytes, as the page's
+/// base64 `data:` URI), in the order of the steps.
+fn report_shows_screenshots(report: &ScenarioReport) -> Result<(), Failed> {
+    use base64::Engine;
+    let page_path = report.run_dir.join("report.html");
+    let page = std::fs::read_to_string(&page_path)
+        .map_err(|e| Failed::from(format!("{}: {e}", page_path.display())))?;
+    let mut after = 0;
+    for step in &report.steps {
+        for file in step.files.iter().filter(|f| f.extension().is_some_and(|x| x == "png")) {
+            let bytes = std::fs::read(report.run_dir.join(file))
+                .map_err(|e| Failed::from(format!("{}: {e}", file.display())))?;
+            let uri =
+                format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+            match page[after..].find(&uri) {
+                Some(at) => after += at + uri.len(),
+                None => {
+                    return Err(Failed::from(format!(
+                        "{}: step {} kept {}, which the page does not show after the steps before it",
+                        page_path.display(),
+                        step.index,
+                        file.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
