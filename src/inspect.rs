@@ -115,14 +115,19 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
 }
 
 /// Files of a bootproof run directory that are not logs: the VM's disks and firmware
-/// variables, pictures, bootproof's own records, and `console.raw`, whose text
-/// `console.log` already holds without the terminal escapes.
+/// variables, pictures and the text OCR read in them (`screen-*.txt`), bootproof's own
+/// records and pages (`report.html`, `index.html`, which show the logs again), and
+/// `console.raw`, whose text `console.log` already holds without the terminal escapes.
 fn is_run_artifact(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let by_name =
         ["console.raw", "OVMF_VARS.fd", "qemu-command.sh", "summary.json", "result.json", "sockets"];
-    let by_ending = [".qcow2", ".png", ".ppm", ".sock"];
-    by_name.contains(&name.as_str()) || by_ending.iter().any(|e| name.ends_with(e)) || name == "tpm"
+    let by_ending = [".qcow2", ".png", ".ppm", ".sock", ".html"];
+    let ocr_text = name.starts_with("screen-") && name.ends_with(".txt");
+    by_name.contains(&name.as_str())
+        || by_ending.iter().any(|e| name.ends_with(e))
+        || name == "tpm"
+        || ocr_text
 }
 
 /// Most severe first, then by file and line, so the cause tends to come first.

@@ -350,10 +350,20 @@ fn a_run_directory_is_read_for_its_logs_not_its_disks() {
     std::fs::write(d.join("tpm/tpm2-00.permall"), vec![0u8; 64]).unwrap();
     std::fs::create_dir_all(d.join("share")).unwrap();
     std::fs::write(d.join("share/report.txt"), "bootproof-tiny: efi=1\n").unwrap();
+    // bootproof's pages show the console again, OCR's text is read off a screenshot:
+    // neither is a log, whatever it says.
+    let panic = "[     2.000] [    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\n";
+    std::fs::write(d.join("report.html"), format!("<pre>{panic}</pre>")).unwrap();
+    // A checkpoint's build inside the run that built it: a run directory of its own.
+    std::fs::create_dir_all(d.join("checkpoint")).unwrap();
+    std::fs::copy(d.join("qemu-command.sh"), d.join("checkpoint/qemu-command.sh")).unwrap();
+    std::fs::write(d.join("checkpoint/report.html"), panic).unwrap();
+    std::fs::write(d.join("screen-text-kernel-panic.txt"), panic).unwrap();
     let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
     let names: Vec<String> =
         report.files.iter().map(|f| f.path.strip_prefix(d).unwrap().display().to_string()).collect();
     assert_eq!(names, ["console.log", "share/report.txt"]);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
     // Outside a run directory nothing is skipped.
     std::fs::remove_file(d.join("qemu-command.sh")).unwrap();
     let report = bootproof::inspect::inspect_paths(&[d.to_path_buf()]);
