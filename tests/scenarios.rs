@@ -107,6 +107,8 @@ fn report_shows_screenshots(report: &ScenarioReport) -> Result<(), Failed> {
     let page_path = report.run_dir.join("report.html");
     let page = std::fs::read_to_string(&page_path)
         .map_err(|e| Failed::from(format!("{}: {e}", page_path.display())))?;
+    // The template escapes `/` in attribute values, as in base64.
+    let page = page.replace("&#x2f;", "/");
     let mut after = 0;
     for step in &report.steps {
         for file in step.files.iter().filter(|f| f.extension().is_some_and(|x| x == "png")) {
