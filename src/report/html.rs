@@ -81,8 +81,8 @@ pub fn write_index(artifacts: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// A temporary file beside `path`, renamed over it: readers see the old page or the
-/// new one, whole.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+/// new one, whole (also how the runner writes `summary.json`, which the index reads).
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -331,7 +331,8 @@ fn write_summary(run_dir: &Path, report: &mut ScenarioReport) {
         let _ = crate::redact::sweep(run_dir);
     }
     if std::fs::create_dir_all(run_dir).is_ok() {
-        let _ = std::fs::write(run_dir.join("summary.json"), report.to_json());
+        // Whole or not at all: another process may be rebuilding the index from it.
+        let _ = crate::report::html::write_atomic(&run_dir.join("summary.json"), &report.to_json());
         let _ = crate::report::html::write_report(run_dir, report);
     }
 }
