@@ -109,3 +109,73 @@ assert_screen = { text = "Login failed" }
         assert!(path.is_file() && f.seen.contains(&path.display().to_string()), "{kept}: {f:?}");
     }
 }
+
+/// On the tiny guest: text that never appears fails at the step's timeout after several
+/// looks, keeping the last screenshot and what was read; a profile without a display
+/// fails a screen step saying so.
+#[tokio::test]
+async fn text_that_never_appears_times_out_and_a_machine_without_a_screen_says_so() {
+    ready();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "screen-text-timeout"
+profile = "uefi"
+image = "reference:tiny"
+timeout = "3m"
+
+[[step]]
+wait_console = "bootproof-tiny: init started"
+
+[[step]]
+wait_screen = { text = "bootproof never writes this" }
+timeout = "4s"
+"#,
+    )
+    .await;
+    assert_eq!(r.steps[1].status, Status::Failed, "{}", r.failure_screen());
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.what.contains("wait_screen text /bootproof never writes this/"), "{f:?}");
+    let looks: usize = f
+        .seen
+        .strip_prefix("over ")
+        .and_then(|s| s.split_once(" looks in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{f:?}"));
+    assert!(looks >= 2, "it polled: {f:?}");
+    let waited = r.steps[1].ended_secs - r.steps[1].started_secs;
+    let scale = if r.accel == "tcg" { bootproof::host::accel::Accel::Tcg.timeout_scale() } else { 1.0 };
+    assert!(waited >= 4.0 * scale - 0.5 && waited < 4.0 * scale + 10.0, "waited {waited}s");
+    for kept in [
+        "screen-text-bootproof-never-writes-this-last.png",
+        "screen-text-bootproof-never-writes-this-last.txt",
+    ] {
+        assert!(r.run_dir.join(kept).is_file(), "{kept}");
+    }
+
+    std::fs::write(
+        dir.path().join("headless.toml"),
+        "machine = \"q35\"\nmemory = \"1G\"\ncpus = 1\nfirmware = \"uefi\"\ntpm = \"none\"\ndisplay = \"none\"\n",
+    )
+    .unwrap();
+    let r = run(
+        dir.path(),
+        r#"
+name = "screen-headless"
+profile = "headless.toml"
+image = "reference:tiny"
+timeout = "2m"
+
+[[step]]
+wait_console = "bootproof-tiny: init started"
+
+[[step]]
+assert_screen = { text = "anything" }
+"#,
+    )
+    .await;
+    let f = r.failure.as_ref().expect("a failure");
+    assert!(f.what.contains("assert_screen text /anything/"), "{f:?}");
+    assert!(f.seen.contains("the profile has no display"), "{f:?}");
+}

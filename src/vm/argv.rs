@@ -317,14 +317,26 @@ fn network_args(a: &mut Args, plan: &Plan) {
     if let Some(server) = &plan.share_server {
         for (i, s) in plan.shares.iter().enumerate() {
             // One `share-relay` per guest connection joins it to the share's server.
-            let relay =
-                format!("{} share-relay {}", server.program.display(), plan.layout.share_socket(i).display());
+            // libslirp splits the command as a shell would (`g_shell_parse_argv`), so
+            // each path is quoted as for a shell: a program path with a space in it
+            // stays one word.
+            let relay = format!(
+                "{} share-relay {}",
+                shell_word(&server.program),
+                shell_word(&plan.layout.share_socket(i))
+            );
             let ip = super::plan::SERVER_IP;
             netdev.push_str(&format!(",guestfwd=tcp:{ip}:{}-cmd:{}", s.port, relay.replace(',', ",,")));
         }
     }
     a.push("-netdev", netdev);
     a.push("-device", "virtio-net-pci,netdev=net0,romfile=");
+}
+
+/// `path` as one word of a POSIX shell command line (quoted only when it must be).
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| format!("'{text}'"), |q| q.into_owned())
 }
 
 /// The `-netdev` value of the restricted network with its forwards (also what
@@ -371,4 +383,19 @@ pub fn shell_command(argv: &[OsString]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+    use std::path::Path;
+
+    #[test]
+    fn relay_paths_are_one_shell_word_each() {
+        assert_eq!(shell_word(Path::new("/usr/bin/bootproof")), "/usr/bin/bootproof");
+        assert_eq!(shell_word(Path::new("/home/a b/bootproof")), "'/home/a b/bootproof'");
+        // What libslirp's g_shell_parse_argv reads back as one word.
+        let odd = "/tmp/it's here/x";
+        assert_eq!(shlex::split(&shell_word(Path::new(odd))).unwrap(), [odd]);
+    }
 }
