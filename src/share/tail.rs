@@ -22,6 +22,8 @@ const POLL: Duration = Duration::from_millis(200);
 const SNIFF_LIMIT: u64 = 64 * 1024;
 /// A line longer than this is skipped (as `logs::lines` does).
 const MAX_LINE: usize = 64 * 1024;
+/// How much of a file is read at once.
+const READ_PIECE: usize = 1 << 20;
 
 /// Where a finding came from: its file relative to the run directory is set by [`Tail`].
 pub type FindingSink = Box<dyn FnMut(Finding) + Send>;
@@ -105,27 +107,36 @@ impl Tail {
         if f.seek(SeekFrom::Start(*offset)).is_err() {
             return;
         }
-        let mut fresh = Vec::new();
-        if f.read_to_end(&mut fresh).is_err() {
-            return;
-        }
-        *offset += fresh.len() as u64;
-        for piece in fresh.split_inclusive(|&b| b == b'\n') {
-            match piece.strip_suffix(b"\n") {
-                Some(body) => {
-                    partial.extend_from_slice(body);
-                    *number += 1;
-                    let found = if partial.len() > MAX_LINE {
-                        analyzer.skip(*number)
-                    } else {
-                        analyzer.line(*number, partial)
-                    };
-                    partial.clear();
-                    for f in found {
-                        (self.sink)(f);
-                    }
+        // What the guest appended, a piece at a time: a guest may write gigabytes,
+        // and neither the piece nor the line being gathered grows past a bound.
+        let mut piece = vec![0u8; READ_PIECE];
+        loop {
+            let n = match f.read(&mut piece) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            *offset += n as u64;
+            for part in piece[..n].split_inclusive(|&b| b == b'\n') {
+                let (body, ends) = match part.strip_suffix(b"\n") {
+                    Some(body) => (body, true),
+                    None => (part, false),
+                };
+                // Up to one byte past the limit: enough to know the line is too long.
+                let room = (MAX_LINE + 1).saturating_sub(partial.len());
+                partial.extend_from_slice(&body[..body.len().min(room)]);
+                if !ends {
+                    continue;
                 }
-                None => partial.extend_from_slice(piece),
+                *number += 1;
+                let found = if partial.len() > MAX_LINE {
+                    analyzer.skip(*number)
+                } else {
+                    analyzer.line(*number, partial)
+                };
+                partial.clear();
+                for f in found {
+                    (self.sink)(f);
+                }
             }
         }
     }
@@ -203,6 +214,70 @@ mod tests {
             all.extend(whole.line(i as u64 + 1, l.as_bytes()));
         }
         let lines = |v: &[Finding]| v.iter().map(|f| (f.line, f.summary.clone())).collect::<Vec<_>>();
+        assert_eq!(lines(&seen), lines(&all));
+    }
+
+    /// A guest writing a line of 16 MiB with no end in sight: the tail holds at most
+    /// the limit of it, skips it as one line, and reads on.
+    #[test]
+    fn a_runaway_line_is_held_only_up_to_the_limit_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        std::fs::create_dir_all(share.join("installer")).unwrap();
+        let events = dir.path().join("share-bootproof.events.jsonl");
+        let syslog = include_str!("../../tests/fixtures/logs/installer/debian12-grub/syslog");
+        let verdict = syslog.find("main-menu[239]: WARNING **: Menu item 'pkgsel'").unwrap();
+        let (first, rest) = syslog.split_at(syslog[..verdict].rfind('\n').unwrap() + 1);
+        let seen: Arc<Mutex<Vec<Finding>>> = Arc::default();
+        let sink = seen.clone();
+        let mut tail = Tail::new(
+            events.clone(),
+            share.clone(),
+            "share".into(),
+            Box::new(move |f| sink.lock().unwrap().push(f)),
+        );
+        let log = share.join("installer/syslog");
+        let mut f = std::fs::File::create(&log).unwrap();
+        let written = |e: &Path| {
+            let mut ev = std::fs::OpenOptions::new().create(true).append(true).open(e).unwrap();
+            std::io::Write::write_all(&mut ev, b"{\"event\":\"written\",\"path\":\"installer/syslog\"}\n")
+                .unwrap();
+        };
+        std::io::Write::write_all(&mut f, first.as_bytes()).unwrap();
+        let junk = vec![b'x'; 4 << 20];
+        for _ in 0..4 {
+            std::io::Write::write_all(&mut f, &junk).unwrap();
+            written(&events);
+            tail.poll();
+            let Some(FileState::Reading { partial, .. }) = tail.files.get(Path::new("installer/syslog"))
+            else {
+                panic!("the syslog is being read")
+            };
+            assert!(partial.len() <= MAX_LINE + 1, "{} bytes held", partial.len());
+        }
+        std::io::Write::write_all(&mut f, b"\n").unwrap();
+        std::io::Write::write_all(&mut f, rest.as_bytes()).unwrap();
+        written(&events);
+        tail.poll();
+        // The findings are those of the file read whole, the runaway line skipped as
+        // one: the verdict (which comes after it) among them.
+        let mut whole =
+            crate::logs::live::line_analyzer(crate::logs::LogKind::DiSyslog, Path::new("x")).unwrap();
+        let mut all = Vec::new();
+        let mut n = 0;
+        for l in first.lines() {
+            n += 1;
+            all.extend(whole.line(n, l.as_bytes()));
+        }
+        n += 1;
+        all.extend(whole.skip(n));
+        for l in rest.lines() {
+            n += 1;
+            all.extend(whole.line(n, l.as_bytes()));
+        }
+        let lines = |v: &[Finding]| v.iter().map(|f| (f.line, f.summary.clone())).collect::<Vec<_>>();
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().any(|f| f.summary.contains("pkgsel")), "{:?}", lines(&seen));
         assert_eq!(lines(&seen), lines(&all));
     }
 }
