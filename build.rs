@@ -15,25 +15,16 @@ fn main() {
     let manifest =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    embed(&manifest, "vm-profiles", &out.join("shipped_profiles.rs"));
-    embed(&manifest, "tests/scenarios", &out.join("shipped_scenarios.rs"));
-    embed(&manifest, "tests/checkpoints", &out.join("shipped_checkpoints.rs"));
-    embed_needles(&manifest, "tests/scenarios/needles", &out.join("shipped_needles.rs"));
-}
-
-fn embed_needles(manifest: &Path, dir: &str, out: &Path) {
-    println!("cargo::rerun-if-changed={dir}");
-    let mut code = String::from("&[\n");
-    for file in files(manifest, dir, "png") {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
-        let path = file.to_str().unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
-        code.push_str(&format!("    ({:?}, include_bytes!({path:?})),\n", format!("builtin:{dir}/{name}")));
+    for (dir, file) in [
+        ("vm-profiles", "shipped_profiles.rs"),
+        ("tests/scenarios", "shipped_scenarios.rs"),
+        ("tests/checkpoints", "shipped_checkpoints.rs"),
+    ] {
+        embed(&manifest, dir, "toml", "include_str", str::to_string, &out.join(file));
     }
-    code.push_str("]\n");
-    std::fs::write(out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let needles = "tests/scenarios/needles";
+    let label = |name: &str| format!("builtin:{needles}/{name}");
+    embed(&manifest, needles, "png", "include_bytes", label, &out.join("shipped_needles.rs"));
 }
 
 /// The files of `dir` ending in `.ext`, sorted.
@@ -47,18 +38,21 @@ fn files(manifest: &Path, dir: &str, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-fn embed(manifest: &Path, dir: &str, out: &Path) {
+/// Writes `out`: a slice of `(name, contents)` for the files of `dir` ending in `.ext`,
+/// each read by `include` (`include_str` or `include_bytes`) and named by `name` from
+/// its file name.
+fn embed(manifest: &Path, dir: &str, ext: &str, include: &str, name: impl Fn(&str) -> String, out: &Path) {
     // A directory makes cargo rerun this script when any file in it changes, is added
     // or is removed.
     println!("cargo::rerun-if-changed={dir}");
     let mut code = String::from("&[\n");
-    for file in files(manifest, dir, "toml") {
-        let name = file
+    for file in files(manifest, dir, ext) {
+        let file_name = file
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
         let path = file.to_str().unwrap_or_else(|| panic!("{}: not UTF-8", file.display()));
-        code.push_str(&format!("    ({name:?}, include_str!({path:?})),\n"));
+        code.push_str(&format!("    ({:?}, {include}!({path:?})),\n", name(file_name)));
     }
     code.push_str("]\n");
     std::fs::write(out, code).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
