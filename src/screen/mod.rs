@@ -112,7 +112,18 @@ impl Area {
         }
     }
 
-    pub fn fits(&self, width: u32, height: u32) -> bool {
+    /// `area` (the whole picture when `None`) if it lies inside a `width`x`height`
+    /// picture, else the error naming the picture at `path`.
+    pub fn inside(area: Option<Area>, width: u32, height: u32, path: &Path) -> Result<Area, ScreenError> {
+        let area = area.unwrap_or(Area { x: 0, y: 0, w: width, h: height });
+        if area.fits(width, height) {
+            Ok(area)
+        } else {
+            Err(ScreenError::AreaOutside { path: path.into(), area, width, height })
+        }
+    }
+
+    fn fits(&self, width: u32, height: u32) -> bool {
         self.x.checked_add(self.w).is_some_and(|r| r <= width)
             && self.y.checked_add(self.h).is_some_and(|b| b <= height)
     }
@@ -217,15 +228,7 @@ impl Needle {
 
     /// The best match in `area` of `screen` (the whole screen when `None`).
     pub fn find(&self, screen: &Gray, area: Option<Area>) -> Result<Match, ScreenError> {
-        let area = area.unwrap_or(Area { x: 0, y: 0, w: screen.width, h: screen.height });
-        if !area.fits(screen.width, screen.height) {
-            return Err(ScreenError::AreaOutside {
-                path: "(the screenshot)".into(),
-                area,
-                width: screen.width,
-                height: screen.height,
-            });
-        }
+        let area = Area::inside(area, screen.width, screen.height, Path::new("(the screenshot)"))?;
         let (nw, nh) = (self.gray.width, self.gray.height);
         if nw > area.w || nh > area.h {
             return Err(ScreenError::NeedleTooLarge {
@@ -371,14 +374,7 @@ impl Integral {
 /// screenshot's own colours, so a needle is made from a real run's picture.
 pub fn cut_needle(screenshot: &Path, area: Area, output: &Path) -> Result<(), ScreenError> {
     let img = open(screenshot)?;
-    if !area.fits(img.width(), img.height()) {
-        return Err(ScreenError::AreaOutside {
-            path: screenshot.into(),
-            area,
-            width: img.width(),
-            height: img.height(),
-        });
-    }
+    let area = Area::inside(Some(area), img.width(), img.height(), screenshot)?;
     let cut = img.crop_imm(area.x, area.y, area.w, area.h);
     // A needle of one colour would match anywhere: say so now, not at the first run.
     Needle::new(Gray::from_image(&cut), output)?;

@@ -58,15 +58,7 @@ pub fn ensure() -> Result<PathBuf, OcrError> {
 /// The picture as tesseract reads best: `area` cut out (the whole picture when
 /// `None`), grey, scaled up twice, dark text on a light ground; encoded as PNG.
 pub fn prepare(img: &image::DynamicImage, area: Option<Area>, path: &Path) -> Result<Vec<u8>, ScreenError> {
-    let area = area.unwrap_or(Area { x: 0, y: 0, w: img.width(), h: img.height() });
-    if !area.fits(img.width(), img.height()) {
-        return Err(ScreenError::AreaOutside {
-            path: path.into(),
-            area,
-            width: img.width(),
-            height: img.height(),
-        });
-    }
+    let area = Area::inside(area, img.width(), img.height(), path)?;
     let cut = img.crop_imm(area.x, area.y, area.w, area.h).to_luma8();
     let mut grey =
         image::imageops::resize(&cut, area.w * 2, area.h * 2, image::imageops::FilterType::Triangle);
