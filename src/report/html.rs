@@ -45,6 +45,8 @@ pub const TORN_GRACE: Duration = Duration::from_secs(60);
 const REPORT_TEMPLATE: &str = include_str!("templates/report.html");
 const INDEX_TEMPLATE: &str = include_str!("templates/index.html");
 const STYLE: &str = include_str!("templates/style.css");
+/// The `<head>` both pages include: the Content-Security-Policy and the stylesheet.
+const HEAD_TEMPLATE: &str = include_str!("templates/head.html");
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -413,6 +415,7 @@ fn render(name: &str, template: &str, ctx: Value) -> Result<String, minijinja::E
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+    env.add_template("head.html", HEAD_TEMPLATE)?;
     env.add_template(name, template)?;
     let html = env.get_template(name)?.render(ctx)?;
     Ok(crate::redact::text(&html).into_owned())
